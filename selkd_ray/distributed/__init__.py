@@ -1,0 +1,1 @@
+"""The Ray layer: the only subpackage that imports ray (connection, scan actors, the Ray Train job)."""

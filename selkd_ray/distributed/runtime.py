@@ -1,0 +1,54 @@
+"""Connect to Ray: reuse a running one, join a cluster by address, or start an embedded local one."""
+from __future__ import annotations
+
+import os
+import socket
+
+import ray
+
+from ..errors import SelkdError
+
+# Keep an embedded Ray on this machine: no usage reports, no cloud probes, loopback only.
+LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+             "HF_HUB_OFFLINE": "1",
+             # Ray Train's controller polls workers every 2 s by default, which makes each per-epoch report
+             # cost ~2 s on small jobs; an embedded Ray polls faster.
+             "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+LOCAL_NODE_IP = os.environ.get("SELKD_NODE_IP", "127.0.0.2")
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast, in one line, when nothing listens at host:port (ray.init would retry for a long time)."""
+    if address in ("auto", "local") or address.startswith(("ray://", "anyscale://")):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SelkdError(f"--address: '{address}' is not host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise SelkdError(f"--address: no Ray cluster answers at {address} ({err.strerror or err})") from None
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Make sure this process talks to Ray. Returns True when it started an embedded local instance."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    for key, value in LOCAL_ENV.items():
+        os.environ.setdefault(key, value)
+    if address:
+        check_reachable(address)
+        ray.init(address=address, log_to_driver=False)
+        return False
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP, log_to_driver=False,
+             configure_logging=True, logging_level="WARNING")
+    return True
+
+
+def cpu_slots() -> int:
+    return max(1, int(ray.available_resources().get("CPU", 1)))
+
+
+def gpu_count() -> int:
+    return int(ray.cluster_resources().get("GPU", 0))

@@ -1,0 +1,1 @@
+"""I/O: the only subpackage that imports pyarrow (catalogue, tasks, prediction cache, results)."""

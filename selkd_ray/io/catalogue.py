@@ -1,0 +1,43 @@
+"""The zoo catalogue: one Parquet table of teacher specs, one row per teacher folder."""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..records import TeacherSpec
+from .atomic import read_table, write_table
+
+CATALOGUE_SCHEMA = pa.schema([
+    ("teacher_id", pa.string()),
+    ("path", pa.string()),
+    ("architecture", pa.string()),
+    ("content_hash", pa.string()),
+    ("label_names", pa.list_(pa.string())),
+    ("input_size", pa.list_(pa.int32())),
+    ("mean", pa.list_(pa.float64())),
+    ("std", pa.list_(pa.float64())),
+    ("param_count", pa.int64()),
+    ("flops_per_sample", pa.int64()),
+    ("error", pa.string()),
+    ("file_size", pa.int64()),  # with file_mtime_ns: an unchanged file is not hashed again
+    ("file_mtime_ns", pa.int64()),
+])
+
+
+def write_catalogue(entries: list[tuple[TeacherSpec, int, int]], path: str | Path) -> Path:
+    """entries: (spec, weights file size, weights file mtime in ns)."""
+    rows = [{**asdict(spec), "file_size": size, "file_mtime_ns": mtime} for spec, size, mtime in entries]
+    return write_table(pa.Table.from_pylist(rows, schema=CATALOGUE_SCHEMA), path)
+
+
+def read_catalogue(path: str | Path) -> list[tuple[TeacherSpec, int, int]]:
+    names = {f.name for f in fields(TeacherSpec)}
+    entries = []
+    for row in read_table(path).to_pylist():
+        spec = {k: v for k, v in row.items() if k in names}
+        for key in ("label_names", "input_size", "mean", "std"):
+            spec[key] = tuple(spec[key] or ())
+        entries.append((TeacherSpec(**spec), row["file_size"], row["file_mtime_ns"]))
+    return entries

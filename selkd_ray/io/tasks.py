@@ -1,0 +1,120 @@
+"""Target tasks on disk: a Parquet table (image bytes, label, split) or an ImageFolder tree."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import SelkdError, fail
+from ..records import Task
+from .atomic import write_table
+
+SPLITS = ("train", "val", "test", "unlabelled")
+TASK_SCHEMA = pa.schema([("image", pa.binary()), ("label", pa.int32()), ("split", pa.string())])
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 (C, H, W) -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Image bytes -> uint8 (C, H, W), grey images keep one channel."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image = image.convert("L" if image.mode in ("L", "1", "I;16", "I") else "RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise fail(where, f"not a readable image ({err})") from None
+    array = np.asarray(image)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def write_task(task: Task, path: str | Path) -> Path:
+    table = pa.table({"image": [encode_png(im) for im in task.images],
+                      "label": pa.array(np.where(task.labels < 0, None, task.labels).tolist(), pa.int32()),
+                      "split": task.splits.tolist()}, schema=TASK_SCHEMA)
+    table = table.replace_schema_metadata({"selkd.label_names": json.dumps(list(task.label_names)),
+                                           "selkd.task_name": task.name})
+    return write_table(table, path)
+
+
+def load_task(path: str | Path) -> Task:
+    """Read and validate a task; every problem is one line naming the file and field."""
+    path = Path(path)
+    if path.is_dir():
+        return validate_task(read_image_folder(path), str(path))
+    if not path.is_file():
+        raise fail(str(path), "no such file; expected a task Parquet table or an ImageFolder tree")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise fail(str(path), f"not a Parquet table ({err})") from None
+    for column in ("image", "label", "split"):
+        if column not in table.column_names:
+            raise fail(str(path), f"missing column '{column}'; expected image, label, split")
+    metadata = table.schema.metadata or {}
+    if b"selkd.label_names" not in metadata:
+        raise fail(f"{path}: label_names", "missing from the table's metadata (key selkd.label_names)")
+    label_names = tuple(json.loads(metadata[b"selkd.label_names"]))
+    name = metadata.get(b"selkd.task_name", path.stem.encode()).decode()
+    images = np.stack([decode_image(data, f"{path}: image at row {i}")
+                       for i, data in enumerate(table.column("image").to_pylist())]) if table.num_rows else np.zeros((0, 1, 1, 1), np.uint8)
+    labels = np.array([-1 if v is None else v for v in table.column("label").to_pylist()], dtype=np.int64)
+    splits = np.array(table.column("split").to_pylist(), dtype=object).astype(str)
+    return validate_task(Task(name, images, labels, splits, label_names), str(path))
+
+
+def read_image_folder(root: Path) -> Task:
+    """root/<split>/<class name>/<image>; root/unlabelled/<image> for images without labels."""
+    train = root / "train"
+    if not train.is_dir():
+        raise fail(str(root), "expected an ImageFolder tree with a train/ folder of class folders")
+    label_names = tuple(sorted(p.name for p in train.iterdir() if p.is_dir()))
+    images, labels, splits = [], [], []
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        entries = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for index, name in enumerate(label_names):
+            entries += [(p, index) for p in sorted((folder / name).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for file, label in entries:
+            images.append(decode_image(file.read_bytes(), str(file)))
+            labels.append(label)
+            splits.append(split)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise fail(str(root), f"images differ in size or channels ({sorted(shapes)[:3]}); expected one shape")
+    return Task(root.name, np.stack(images), np.array(labels), np.array(splits), label_names)
+
+
+def validate_task(task: Task, where: str) -> Task:
+    if len(task.label_names) < 2:
+        raise fail(f"{where}: label_names", f"expected at least two classes, got {len(task.label_names)}")
+    if len(set(task.label_names)) != len(task.label_names):
+        raise fail(f"{where}: label_names", "expected unique names")
+    bad = np.flatnonzero(task.labels >= len(task.label_names)) if len(task.labels) else []
+    if len(bad):
+        raise fail(f"{where}: label", f"value {task.labels[bad[0]]} at row {bad[0]} is outside the "
+                   f"{len(task.label_names)} label names {list(task.label_names)}")
+    unknown = sorted(set(task.splits) - set(SPLITS))
+    if unknown:
+        raise fail(f"{where}: split", f"unknown split '{unknown[0]}'; expected one of {', '.join(SPLITS)}")
+    labelled = task.labels >= 0
+    if np.any(labelled & (task.splits == "unlabelled")) or np.any(~labelled & (task.splits != "unlabelled")):
+        raise fail(f"{where}: label", "expected a label on every train/val/test row and none on unlabelled rows")
+    train_labels = task.labels[task.splits == "train"]
+    missing = [n for i, n in enumerate(task.label_names) if not np.any(train_labels == i)]
+    if missing:
+        raise fail(f"{where}: split", f"class '{missing[0]}' has no labelled train example")
+    if len(set(im.shape for im in task.images[:1])) and task.images.ndim != 4:
+        raise SelkdError(f"{where}: image: expected 2-D grey or RGB images")
+    return task

@@ -1,0 +1,104 @@
+"""Records passed between layers: a teacher spec, a task, a probe set, one teacher's predictions."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher of the zoo, as the catalogue knows it."""
+
+    teacher_id: str  # folder name inside the zoo
+    path: str  # folder holding model.safetensors + config.json
+    architecture: str  # timm architecture name
+    content_hash: str  # sha256 of the weights file: a changed file is a new teacher
+    label_names: tuple[str, ...]  # the teacher's own label space
+    input_size: tuple[int, int, int]  # (channels, height, width) the teacher expects
+    mean: tuple[float, ...]  # per-channel normalisation
+    std: tuple[float, ...]
+    param_count: int = 0
+    flops_per_sample: int = 0  # forward FLOPs for one input
+    error: str = ""  # non-empty: the teacher could not be indexed
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def preprocessing_key(self) -> str:
+        """What decides the teacher's input tensor: part of the prediction cache key."""
+        return f"{'x'.join(map(str, self.input_size))}|{self.mean}|{self.std}"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A labelled image task. Images are uint8 (n, C, H, W); label -1 means unlabelled."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray  # one of train / val / test / unlabelled per image
+    label_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        mask = self.splits == name
+        return self.images[mask], self.labels[mask]
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.images, self.labels, self.splits.astype(str), "\n".join(self.label_names))
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """The stratified, seeded sample of the task's labelled training split that teachers are run on."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    probe_hash: str = field(default="")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One teacher's outputs on a probe set: softmax probabilities (n, C_T) and penultimate features (n, d)."""
+
+    probs: np.ndarray
+    features: np.ndarray
+    seconds: float = 0.0
+
+
+def content_hash(*parts: object) -> str:
+    """sha256 over arrays and strings, so equal content gives an equal key whatever its origin."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(str(part.dtype).encode() + str(part.shape).encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(str(part).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TeacherResult:
+    """What running one teacher on the probe yields: predictions and assessment, or the error that stopped it."""
+
+    teacher_id: str
+    predictions: Predictions | None
+    assessment: dict
+    error: str = ""

@@ -1,0 +1,39 @@
+"""A small name -> function registry, filled by a decorator (in the style of timm's `register_model`)."""
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import SelkdError
+
+F = TypeVar("F", bound=Callable)
+
+
+class Registry(Generic[F]):
+    """Named entry points of one kind (scorers, cost builders); a duplicate name raises."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, F] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:
+        def add(fn: F) -> F:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self._entries[name] = fn
+            return fn
+
+        return add
+
+    def get(self, name: str) -> F:
+        if name not in self._entries:
+            raise SelkdError(f"unknown {self.kind} '{name}': expected one of {', '.join(self.names())}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

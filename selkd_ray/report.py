@@ -1,0 +1,37 @@
+"""Reports a person reads: the ranking as a text table and a bar plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def ranking_table(rows: list[dict], scorer_names: list[str], limit: int | None = None) -> str:
+    header = f"{'rank':>4}  {'teacher':<16} {'arch':<18} {'status':<7} " + " ".join(f"{n:>8}" for n in scorer_names)
+    lines = [header, "-" * len(header)]
+    for row in rows[:limit] if limit else rows:
+        if row["status"] == "failed":
+            lines.append(f"{'-':>4}  {row['teacher_id']:<16} {row['architecture'] or '?':<18} failed  {row['error']}")
+            continue
+        scores = " ".join(f"{row.get(f'score_{n}', float('nan')):>8.4f}" for n in scorer_names)
+        lines.append(f"{row['rank']:>4}  {row['teacher_id']:<16} {row['architecture']:<18} {row['status']:<7} {scores}")
+    return "\n".join(lines)
+
+
+def ranking_plot(rows: list[dict], scorer: str, path: str | Path) -> Path:
+    """Horizontal bars of the ranking score, best teacher on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranked = [r for r in rows if r["status"] != "failed"]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranked) + 1.2))
+    names = [r["teacher_id"] for r in ranked][::-1]
+    values = [r["score"] for r in ranked][::-1]
+    ax.barh(names, values, color="#4477aa")
+    ax.set_xlabel(f"{scorer} score (higher = better teacher)")
+    ax.set_title("Teacher ranking")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
