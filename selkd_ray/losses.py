@@ -6,6 +6,14 @@ import torch.nn.functional as F
 from ot.batch import solve_batch
 
 
+PROBABILITY_FLOOR = 1e-6
+
+
+def with_floor(probs: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.Tensor:
+    """Mix in a tiny uniform share: an exact zero would make the log-domain plan's entropy NaN."""
+    return probs * (1.0 - floor) + floor / probs.shape[1]
+
+
 def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, cost: torch.Tensor,
                                tau: float = 2.0, eps: float = 0.05, max_iter: int = 100) -> torch.Tensor:
     """Mean over the batch of W_eps(softmax(t/tau), softmax(s/tau); M), solved by POT's batched log-domain Sinkhorn.
@@ -17,8 +25,8 @@ def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: tor
     Log-domain iterations keep it finite for small eps and near one-hot predictions.
     """
     dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
-    teacher = F.softmax(teacher_logits.detach().to(dtype) / tau, dim=1)
-    student = F.softmax(student_logits.to(dtype) / tau, dim=1)
+    teacher = with_floor(F.softmax(teacher_logits.detach().to(dtype) / tau, dim=1))
+    student = with_floor(F.softmax(student_logits.to(dtype) / tau, dim=1))
     batch = student.shape[0]
     cost = cost.to(student).expand(batch, *cost.shape)
     result = solve_batch(cost, reg=eps, a=teacher, b=student.detach(), method="log_sinkhorn",

@@ -26,11 +26,11 @@ def teacher_folders(zoo_dir: Path) -> list[Path]:
 
 
 def fingerprint(folder: Path) -> tuple[int, int]:
-    """(weights size, newest mtime of weights and config): a changed file changes it."""
+    """(weights size, sum of the weights' and config's mtimes in ns): a rewritten file changes it."""
     weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     size = weights.stat().st_size if weights.is_file() else -1
     mtimes = [p.stat().st_mtime_ns for p in (weights, config) if p.is_file()]
-    return size, max(mtimes, default=-1)
+    return size, sum(mtimes) if mtimes else -1
 
 
 def index_teacher(folder: Path) -> tuple[TeacherSpec, int, int]:

@@ -1,0 +1,73 @@
+"""Shared fixtures: one real local Ray for the session (with this machine's network settings), a tiny real zoo."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The settings of ray-local-env.sh, applied here too: nothing may leave this machine.
+os.environ.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+                   "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": "1",
+                   "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"})
+bootstrap = Path.home() / "ray_bootstrap_config.yaml"
+if not bootstrap.exists():
+    bootstrap.write_text("{}\n")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    from selkd_ray.distributed.runtime import connect
+
+    connect(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def target_task():
+    from selkd_ray.demo.data import target_task as make
+
+    return make()
+
+
+@pytest.fixture(scope="session")
+def task_path(tmp_path_factory, target_task):
+    from selkd_ray.io.tasks import write_task
+
+    return write_task(target_task, tmp_path_factory.mktemp("task") / "task.parquet")
+
+
+TINY_RECIPES = {
+    # the target's own digits under other names: must rank first
+    "own-classes": {"x-three": (3,), "x-five": (5,), "x-eight": (8,)},
+    "digits-01": {"zero": (0,), "one": (1,)},
+    "random": {"a": (0, 1, 2, 3, 4), "b": (5, 6, 7, 8, 9)},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory) -> Path:
+    """Three teachers really trained (two epochs, seconds each) and saved as timm folders."""
+    from selkd_ray.demo.data import MNIST_MEAN, MNIST_STD
+    from selkd_ray.demo.zoo import TeacherRecipe, recipe_data, train_classifier
+    from selkd_ray.models import save_teacher
+
+    zoo = tmp_path_factory.mktemp("zoo")
+    for index, (name, groups) in enumerate(TINY_RECIPES.items()):
+        recipe = TeacherRecipe(name, groups, random_labels=(name == "random"))
+        images, labels = recipe_data(recipe)
+        arch = ("test_resnet", "test_efficientnet")[index % 2]
+        model = train_classifier(arch, images, labels, len(groups), epochs=2, seed=index)
+        save_teacher(model, zoo / name, tuple(groups), (1, 28, 28), MNIST_MEAN, MNIST_STD)
+    return zoo
+
+
+@pytest.fixture
+def zoo_copy(tiny_zoo, tmp_path) -> Path:
+    """A private copy of the tiny zoo that a test may break."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_zoo, tmp_path / "zoo"))

@@ -1,0 +1,81 @@
+"""The CLI through Typer's test runner, and through a real subprocess where a fresh process matters."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from selkd_cli.main import app
+from selkd_ray.io.tasks import write_task
+from selkd_ray.records import Task
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [["demo"], ["zoo", "index"], ["scan"], ["distill"], ["scorers"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+    if command != ["scorers"]:
+        assert "Example: selkd" in result.output
+
+
+def test_scorers_lists_the_registry():
+    result = runner.invoke(app, ["scorers"])
+    assert result.exit_code == 0 and "ot" in result.output and "conditional" in result.output
+
+
+def test_scan_and_distill_through_the_cli(ray_session, tiny_zoo, task_path, tmp_path):
+    result = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    ranking = [line.split() for line in result.output.splitlines() if line.strip().startswith("1 ")]
+    assert ranking and ranking[0][1] == "own-classes"
+    result = runner.invoke(app, ["distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path),
+                                 "--scan", str(tmp_path / "s" / "scores.parquet"), "--epochs", "1",
+                                 "--out", str(tmp_path / "students")])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output
+
+
+def test_zoo_index_names_a_bad_config(zoo_copy):
+    config_path = zoo_copy / "own-classes" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["num_classes"] = 4
+    config_path.write_text(json.dumps(config))
+    result = runner.invoke(app, ["zoo", "index", str(zoo_copy)])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "own-classes/config.json: label_names" in errors[0] and "num_classes is 4" in errors[0]
+    assert "Traceback" not in result.output
+
+
+def one_class_task(path):
+    images = np.zeros((4, 1, 8, 8), np.uint8)
+    return write_task(Task("bad", images, np.zeros(4, int), np.array(["train"] * 4), ("only",)), path)
+
+
+def labels_outside_task(path):
+    images = np.zeros((4, 1, 8, 8), np.uint8)
+    return write_task(Task("bad", images, np.array([0, 1, 2, 1]), np.array(["train"] * 4), ("a", "b")), path)
+
+
+@pytest.mark.parametrize("make, expected", [(one_class_task, "label_names: expected at least two classes, got 1"),
+                                            (labels_outside_task, "label: value 2 at row 2 is outside the 2 label names ['a', 'b']")])
+def test_bad_task_gets_one_line(tiny_zoo, tmp_path, make, expected):
+    task = make(tmp_path / "task.parquet")
+    result = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: {task}: {expected}"]
+
+
+def test_address_where_no_ray_answers(tiny_zoo, task_path, tmp_path):
+    """A fresh process (no Ray yet) pointed at a closed port says so in one line."""
+    done = subprocess.run([sys.executable, "-m", "selkd_cli.main", "scan", "--zoo", str(tiny_zoo), "--task",
+                           str(task_path), "--out", str(tmp_path), "--address", "127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --address: no Ray cluster answers at 127.0.0.1:9")
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,26 @@
+"""Layering: the maths, the I/O and the models import without Ray; only selkd_ray.distributed imports it."""
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "selkd_ray"
+
+
+def test_core_modules_import_without_ray():
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import selkd_ray.api, selkd_ray.scores, selkd_ray.losses, selkd_ray.io.cache, selkd_ray.demo.run\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_only_the_distributed_layer_imports_ray_and_only_io_imports_pyarrow():
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        relative = path.relative_to(PACKAGE).as_posix()
+        if not relative.startswith("distributed/"):
+            assert "import ray" not in text and "from ray" not in text, relative
+        if not relative.startswith("io/"):
+            assert "import pyarrow" not in text, relative
+        if relative not in ("models.py",):
+            assert "import timm" not in text and "from timm" not in text, relative

@@ -1,0 +1,32 @@
+"""A real scan on a local Ray: ranking, caching, failures recorded without stopping the scan."""
+import pyarrow.parquet as pq
+
+from selkd_ray.api import scan
+from selkd_ray.config import ScanConfig
+
+
+def test_scan_ranks_the_teacher_of_the_target_classes_first(ray_session, tiny_zoo, target_task, tmp_path):
+    result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(probe_per_class=20))
+    assert [r["status"] for r in result.rows] == ["scored"] * 3
+    assert result.rows[0]["teacher_id"] == "own-classes"
+    assert result.rows[-1]["teacher_id"] in ("random", "digits-01")
+    table = pq.read_table(result.scores_path)
+    assert table.column("rank").to_pylist() == [1, 2, 3]
+    assert all(f > 0 for f in table.column("flops").to_pylist())
+    assert "x-three" in result.rows[0]["label_plan"]
+
+    again = scan(tiny_zoo, target_task, tmp_path, ScanConfig(probe_per_class=20))
+    assert (again.ran, again.cached) == (0, 3)
+    assert [r["teacher_id"] for r in again.rows] == [r["teacher_id"] for r in result.rows]
+    assert [r["score"] for r in again.rows] == [r["score"] for r in result.rows]
+
+
+def test_corrupt_checkpoint_is_recorded_and_the_scan_goes_on(ray_session, zoo_copy, target_task, tmp_path):
+    (zoo_copy / "digits-01" / "model.safetensors").write_bytes(b"not a safetensors file")
+    result = scan(zoo_copy, target_task, tmp_path, ScanConfig(probe_per_class=10))
+    status = {r["teacher_id"]: r for r in result.rows}
+    assert status["digits-01"]["status"] == "failed"
+    assert "model.safetensors: cannot load checkpoint" in status["digits-01"]["error"]
+    assert "\n" not in status["digits-01"]["error"]
+    assert status["own-classes"]["status"] == "scored" and status["random"]["status"] == "scored"
+    assert result.rows[-1]["teacher_id"] == "digits-01" and result.rows[-1]["rank"] is None

@@ -1,0 +1,85 @@
+"""OT score, cost matrix and baselines against hand-computed values (pure maths, no Ray)."""
+import numpy as np
+import pytest
+
+from selkd_ray.costs import FLOOR, SMOOTHING, conditional_cost, label_plan
+from selkd_ray.scores import SCORERS, leep_score, nce_score, ot_score, transport_cost_to_labels
+
+
+def test_transport_cost_to_labels_matches_hand_computation():
+    probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.5, 0.5]])
+    labels = np.array([0, 1, 0])
+    cost = np.array([[0.0, 1.0], [2.0, 0.5]])
+    # W(p, delta_y; M) = sum_i p[i] M[i, y]
+    by_hand = np.mean([0.8 * 0.0 + 0.2 * 2.0, 0.3 * 1.0 + 0.7 * 0.5, 0.5 * 0.0 + 0.5 * 2.0])
+    assert transport_cost_to_labels(probs, labels, cost) == pytest.approx(by_hand)
+
+
+def test_conditional_cost_matches_formula():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    labels = np.array([0, 1, 1])
+    cost = conditional_cost(probs, labels, 2)
+    a = SMOOTHING
+    p_row0 = np.array([1.0 + a, 0.5 + a]) / (1.5 + 2 * a)  # teacher class 0: mass 1.5, 1.0 on label 0
+    assert cost[0] == pytest.approx(-np.log(p_row0) / np.log(1 / FLOOR))
+    assert cost.shape == (2, 2) and np.all(cost >= 0)
+
+
+def test_label_plan_has_the_marginals():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=30)
+    labels = rng.integers(0, 3, 30)
+    plan = label_plan(probs, labels, conditional_cost(probs, labels, 3))
+    assert plan.sum(1) == pytest.approx(probs.mean(0) / probs.mean(0).sum(), abs=1e-9)
+    assert plan.sum(0) == pytest.approx(np.bincount(labels, minlength=3) / 30, abs=1e-9)
+
+
+def test_leep_and_nce_by_hand():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 1, 0, 0])
+    # P(y|z=0) = (1, 0); P(y|z=1) = (0.5, 0.5)
+    assert leep_score(probs, None, labels, 2) == pytest.approx(np.mean(np.log([1.0, 0.5, 1.0, 0.5])))
+    # H(Y|Z) = 0.5 * 0 + 0.5 * log 2
+    assert nce_score(probs, None, labels, 2) == pytest.approx(-0.5 * np.log(2))
+
+
+def informative_and_useless(seed=0, n=60, classes=3):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n // classes)
+    informative = np.full((n, 5), 0.02)
+    informative[np.arange(n), labels + 1] = 0.92
+    useless = rng.dirichlet(np.ones(5), size=n)
+    return labels, informative / informative.sum(1, keepdims=True), useless
+
+
+@pytest.mark.parametrize("name", [n for n in SCORERS.names() if n != "random"])
+def test_every_scorer_prefers_an_informative_teacher(name):
+    labels, informative, useless = informative_and_useless()
+    features = np.zeros((len(labels), 2))
+    scorer = SCORERS.get(name)
+    good, bad = scorer(informative, features, labels, 3), scorer(useless, features, labels, 3)
+    assert np.isfinite(good) and np.isfinite(bad) and good > bad
+
+
+@pytest.mark.parametrize("name", SCORERS.names())
+def test_every_scorer_is_deterministic(name):
+    labels, informative, _ = informative_and_useless()
+    features = np.zeros((len(labels), 2))
+    assert SCORERS.get(name)(informative, features, labels, 3) == SCORERS.get(name)(informative, features, labels, 3)
+
+
+def test_ot_score_is_cross_fitted():
+    """A teacher that memorised the probe with arbitrary classes gains nothing from it."""
+    labels = np.repeat(np.arange(3), 10)
+    memoriser = np.eye(30)  # one teacher class per probe image: perfect on the fitting half, useless elsewhere
+    labels_informative, informative, _ = informative_and_useless(n=30)
+    assert ot_score(memoriser, None, labels, 3) < ot_score(informative, None, labels_informative, 3)
+
+
+def test_registry_rejects_duplicates_and_unknown_names():
+    from selkd_ray.errors import SelkdError
+
+    with pytest.raises(ValueError):
+        SCORERS.register("ot")(lambda *a: 0.0)
+    with pytest.raises(SelkdError, match="unknown scorer 'nope'"):
+        SCORERS.get("nope")
