@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from selkd_ray.config import ScanConfig
+
 app = typer.Typer(help="Selective cross-task distillation over a model zoo, on Ray.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 zoo_app = typer.Typer(help="Manage a teacher zoo.", no_args_is_help=True)
@@ -78,7 +80,7 @@ def zoo_index(zoo_dir: Path = typer.Argument(..., help="Folder of teacher folder
 def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                  task: Path = typer.Option(..., help="Task: Parquet table (image, label, split) or ImageFolder tree."),
                  out: Path = typer.Option(Path("selkd-output/scan"), help="Output folder (scores, cache, catalogue)."),
-                 scorer: list[str] = typer.Option(["ot", "leep", "nce"], help="Scorer(s); the first ranks."),
+                 scorer: list[str] = typer.Option(list(ScanConfig.scorers), help="Scorer (repeatable); the first ranks. See `selkd scorers`."),
                  probe_per_class: int = typer.Option(20, help="Probe images per target class."),
                  seed: int = typer.Option(0, help="Probe sampling seed."),
                  address: Optional[str] = ADDRESS) -> None:
@@ -87,7 +89,6 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     Example: selkd scan --zoo ./zoo --task task.parquet --out scan-out
     """
     from selkd_ray.api import scan
-    from selkd_ray.config import ScanConfig
     from selkd_ray.report import ranking_table
 
     result = scan(zoo, task, out, ScanConfig(tuple(scorer), probe_per_class, seed), address=address, progress=say)

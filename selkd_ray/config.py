@@ -8,7 +8,7 @@ LOSSES = ("ot", "kl", "ce")
 
 @dataclass(frozen=True)
 class ScanConfig:
-    scorers: tuple[str, ...] = ("ot", "leep", "nce")  # the first one ranks
+    scorers: tuple[str, ...] = ("ot", "leep", "nce", "logme", "hscore", "knn")  # the first one ranks
     probe_per_class: int = 20  # k labelled probe images per target class
     seed: int = 0  # probe sampling seed
     max_actors: int | None = None  # cap on runner actors (default: one per GPU, else per CPU slot)

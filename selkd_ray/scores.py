@@ -35,6 +35,12 @@ def transport_cost_to_labels(probs: np.ndarray, labels: np.ndarray, cost: np.nda
     return total
 
 
+def canonical_order(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A sample order fixed by content (label, then the prediction's bytes), so folds ignore input order."""
+    keys = [content_hash(row.astype(np.float32)) for row in probs]
+    return np.array(sorted(range(len(labels)), key=lambda i: (labels[i], keys[i])), dtype=int)
+
+
 @SCORERS.register("ot")
 def ot_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int,
              cost_builder: str = "conditional") -> float:
@@ -44,6 +50,8 @@ def ot_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_ta
     a teacher is not rewarded for memorising the probe. (Lu, Ye, Zhan, arXiv 2204.11526.)
     """
     build = COST_BUILDERS.get(cost_builder)
+    order = canonical_order(probs, labels)
+    probs, labels = probs[order], labels[order]
     first, second = halves(labels)
     costs = []
     for fit, held_out in ((first, second), (second, first)):
@@ -79,8 +87,84 @@ def nce_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_t
 @SCORERS.register("random")
 def random_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
     """A deterministic random number per teacher output: the floor every real scorer must beat."""
-    seed = int(content_hash(probs.astype(np.float32))[:8], 16)
+    rows = probs.astype(np.float32)
+    seed = int(content_hash(rows[np.lexsort(rows.T[::-1])])[:8], 16)
     return float(np.random.default_rng(seed).random())
+
+
+@SCORERS.register("logme")
+def logme_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+    """LogME (You et al. 2021): per-sample log marginal evidence of a Bayesian linear model on the features.
+
+    For each class k (one-hot target y_k), with F = U diag(s) V^T and sigma = s^2, the prior precision alpha
+    and noise precision beta are found by MacKay's fixed-point updates, and the evidence is
+    n/2 log beta + d/2 log alpha - n/2 log 2pi - beta/2 |y - F m|^2 - alpha/2 |m|^2 - 1/2 log|alpha I + beta F^T F|.
+    The score is the mean over classes of evidence / n.
+    """
+    f = features.astype(np.float64)
+    n, d = f.shape
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    sigma = s ** 2
+    evidences = []
+    for k in range(num_target_classes):
+        y = (labels == k).astype(np.float64)
+        x2 = (u.T @ y) ** 2
+        outside = max(float(y @ y - x2.sum()), 0.0)  # the part of y outside the features' span
+        alpha, beta = 1.0, 1.0
+        for _ in range(100):
+            t = max(alpha / beta, 1e-12)
+            gamma = float((sigma / (sigma + t)).sum())
+            m2 = float((sigma * x2 / (sigma + t) ** 2).sum())
+            res2 = float((x2 * (t / (sigma + t)) ** 2).sum()) + outside
+            alpha, beta = max(gamma, 1e-12) / (m2 + 1e-5), (n - gamma) / (res2 + 1e-5)
+            if abs(alpha / beta - t) / t < 1e-3:
+                break
+        log_det = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
+        evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
+                    - beta * res2 - alpha * m2 - log_det) / 2
+        evidences.append(evidence / n)
+    return float(np.mean(evidences))
+
+
+def ledoit_wolf_covariance(centred: np.ndarray) -> np.ndarray:
+    """Covariance shrunk towards a scaled identity with the Ledoit-Wolf (2004) weight: invertible when d >= n."""
+    n, d = centred.shape
+    sample = centred.T @ centred / n
+    mu = np.trace(sample) / d
+    delta = np.sum((sample - mu * np.eye(d)) ** 2) / d
+    beta = (np.sum(np.sum(centred ** 2, 1) ** 2) - n * np.sum(sample ** 2)) / (n * n * d)
+    shrinkage = min(beta, delta) / delta if delta > 0 else 1.0
+    return (1 - shrinkage) * sample + shrinkage * mu * np.eye(d)
+
+
+@SCORERS.register("hscore")
+def h_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+    """H-score (Bao et al. 2019): tr(cov(f)^-1 cov(E[f | y])), how well class-conditional means separate.
+
+    cov(f) is shrunk (Ledoit-Wolf), as Ibrahim et al. 2022 recommend: with a probe smaller than the feature
+    dimension the plain estimate is singular and every teacher scores C_S - 1.
+    """
+    f = features.astype(np.float64) - features.mean(0)
+    class_means = np.zeros_like(f)
+    for k in np.unique(labels):
+        class_means[labels == k] = f[labels == k].mean(0)
+    cov_g = class_means.T @ class_means / len(f)
+    return float(np.trace(np.linalg.pinv(ledoit_wolf_covariance(f), hermitian=True) @ cov_g))
+
+
+@SCORERS.register("knn")
+def knn_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int,
+              k: int = 5) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy (cosine similarity) on the teacher's features."""
+    f = features.astype(np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    similarity = f @ f.T
+    np.fill_diagonal(similarity, -np.inf)
+    k = min(k, len(labels) - 1)
+    neighbours = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    votes = np.zeros((len(labels), num_target_classes))
+    np.add.at(votes, (np.repeat(np.arange(len(labels)), k), labels[neighbours].ravel()), 1.0)
+    return float(np.mean(votes.argmax(1) == labels))
 
 
 def score_all(names: list[str], probs: np.ndarray, features: np.ndarray, labels: np.ndarray,
