@@ -17,7 +17,7 @@ def ranking_table(rows: list[dict], scorer_names: list[str], limit: int | None =
 
 
 def ranking_plot(rows: list[dict], scorer: str, path: str | Path) -> Path:
-    """Horizontal bars of the ranking score, best teacher on top."""
+    """Horizontal bars of the ranking score, best teacher on top with the longest bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,9 @@ def ranking_plot(rows: list[dict], scorer: str, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranked) + 1.2))
     names = [r["teacher_id"] for r in ranked][::-1]
     values = [r["score"] for r in ranked][::-1]
-    ax.barh(names, values, color="#4477aa")
+    spread = (max(values) - min(values)) or 1.0
+    floor = min(values) - 0.05 * spread  # bars grow from just below the worst score: longest = best teacher
+    ax.barh(names, [v - floor for v in values], left=floor, color="#4477aa")
     ax.set_xlabel(f"{scorer} score (higher = better teacher)")
     ax.set_title("Teacher ranking")
     fig.tight_layout()
