@@ -87,8 +87,7 @@ def nce_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_t
 @SCORERS.register("random")
 def random_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
     """A deterministic random number per teacher output: the floor every real scorer must beat."""
-    rows = probs.astype(np.float32)
-    seed = int(content_hash(rows[np.lexsort(rows.T[::-1])])[:8], 16)
+    seed = int(content_hash(probs.astype(np.float32)[canonical_order(probs, labels)])[:8], 16)
     return float(np.random.default_rng(seed).random())
 
 
