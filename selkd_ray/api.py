@@ -16,13 +16,14 @@ from .config import LOSSES, DistillConfig, ScanConfig
 from .costs import conditional_cost
 from .errors import SelkdError
 from .io.cache import PredictionCache
+from .io.embeddings import EmbeddingCache
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.results import read_scores, write_metrics, write_scores
 from .io.tasks import load_task
 from .models import build_model, load_teacher, predict, read_teacher_config, save_teacher
 from .probe import make_probe
-from .records import Task, TeacherResult, TeacherSpec
-from .scores import SCORERS
+from .records import Predictions, Task, TeacherSpec
+from .scores import SCORERS, needs_label_embeddings
 from .training import StudentData, evaluate
 from .zoo import index_zoo as index_folders
 
@@ -81,6 +82,8 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     task = as_task(task)
     probe = make_probe(task, config.probe_per_class, config.seed)
     cache = PredictionCache(out_dir / "cache")
+    embeddings = label_embeddings(specs, task, out_dir / "cache") if needs_label_embeddings(list(config.scorers)) else None
+    assess_with = lambda spec, predictions: assess(spec, predictions, probe, list(config.scorers), embeddings)  # noqa: E731
     rows: dict[str, dict] = {}
     pending = []
     for spec in specs:
@@ -92,8 +95,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         if cached is None:
             pending.append(spec)
             continue
-        rows[spec.teacher_id] = result_row(spec, TeacherResult(spec.teacher_id, cached, assess(spec, cached, probe, list(config.scorers))),
-                                           config, len(probe), status="cached")
+        rows[spec.teacher_id] = result_row(spec, cached, assess_with(spec, cached), config, len(probe), "cached")
         progress(f"cached  {spec.teacher_id}")
     if pending:
         from .distributed.runtime import connect
@@ -101,14 +103,15 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
 
         connect(address)
         by_id = {spec.teacher_id: spec for spec in pending}
-        for result in run_teachers(pending, probe, list(config.scorers), config.max_actors):
+        for result in run_teachers(pending, probe, config.max_actors):
             spec = by_id[result.teacher_id]
             if result.error:
                 rows[spec.teacher_id] = failed_row(spec, result.error)
                 progress(f"failed  {spec.teacher_id}: {result.error}")
                 continue
             cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
-            rows[spec.teacher_id] = result_row(spec, result, config, len(probe), status="scored")
+            rows[spec.teacher_id] = result_row(spec, result.predictions, assess_with(spec, result.predictions), config,
+                                               len(probe), "scored")
             progress(f"scored  {spec.teacher_id}  {config.scorers[0]}={rows[spec.teacher_id]['score']:.4f}")
     ranked = rank_rows(list(rows.values()))
     scores_path = write_scores(ranked, list(config.scorers), out_dir / "scores.parquet")
@@ -116,16 +119,25 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"))
 
 
-def result_row(spec: TeacherSpec, result: TeacherResult, config: ScanConfig, probe_size: int, status: str) -> dict:
-    scores = result.assessment["scores"]
+def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Path) -> dict[str, np.ndarray]:
+    """Unit text embeddings of every label name in the zoo and the task, cached on disk by name."""
+    from .text import TEXT_MODEL, embed_label_names
+
+    names = sorted({name for spec in specs for name in spec.label_names} | set(task.label_names))
+    return EmbeddingCache(cache_dir, TEXT_MODEL).lookup(names, embed_label_names)
+
+
+def result_row(spec: TeacherSpec, predictions: Predictions, assessment: dict, config: ScanConfig, probe_size: int,
+               status: str) -> dict:
+    scores = assessment["scores"]
     ran = status == "scored"
     return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
             "content_hash": spec.content_hash, "status": status, "error": "",
             "score": scores[config.scorers[0]], "probe_size": probe_size,
             "flops": spec.flops_per_sample * probe_size if ran else 0,
-            "seconds": result.predictions.seconds if ran else 0.0, "num_teacher_classes": spec.num_classes,
-            "cost_matrix": result.assessment["cost_matrix"].ravel().tolist(),
-            "label_plan": result.assessment["label_plan"], **{f"score_{k}": v for k, v in scores.items()}}
+            "seconds": predictions.seconds if ran else 0.0, "num_teacher_classes": spec.num_classes,
+            "cost_matrix": assessment["cost_matrix"].ravel().tolist(),
+            "label_plan": assessment["label_plan"], **{f"score_{k}": v for k, v in scores.items()}}
 
 
 def failed_row(spec: TeacherSpec, error: str) -> dict:
@@ -134,8 +146,11 @@ def failed_row(spec: TeacherSpec, error: str) -> dict:
 
 
 def rank_rows(rows: list[dict]) -> list[dict]:
-    """Best score first (ties broken by teacher id, so the order is stable); failed teachers last, unranked."""
-    good = sorted((r for r in rows if r["status"] != "failed"), key=lambda r: (-r["score"], r["teacher_id"]))
+    """Best score first (ties broken by teacher id, so the order is stable), NaN scores after them; failed
+    teachers last, unranked."""
+    unscored = lambda r: not np.isfinite(r["score"])  # noqa: E731  (a scorer this teacher lacks inputs for)
+    good = sorted((r for r in rows if r["status"] != "failed"),
+                  key=lambda r: (unscored(r), 0.0 if unscored(r) else -r["score"], r["teacher_id"]))
     bad = sorted((r for r in rows if r["status"] == "failed"), key=lambda r: r["teacher_id"])
     return [{**row, "rank": i + 1} for i, row in enumerate(good)] + [{**row, "rank": None} for row in bad]
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 import numpy as np
 
 from .costs import conditional_cost, describe_plan, label_plan
-from .records import Predictions, ProbeSet, TeacherSpec
+from .records import Evidence, Predictions, ProbeSet, TeacherSpec
 from .scores import score_all
 
 
-def assess(spec: TeacherSpec, predictions: Predictions, probe: ProbeSet, scorer_names: list[str]) -> dict:
+def evidence_for(predictions: Predictions, probe: ProbeSet, label_embeddings: dict[str, np.ndarray] | None = None,
+                 teacher_label_names: tuple[str, ...] = ()) -> Evidence:
+    """Everything scorers may read about one teacher on this probe."""
+    teacher_vectors = target_vectors = None
+    if label_embeddings:
+        teacher_vectors = np.stack([label_embeddings[n] for n in teacher_label_names])
+        target_vectors = np.stack([label_embeddings[n] for n in probe.label_names])
+    return Evidence(predictions.probs.astype(np.float64), predictions.features, probe.labels, probe.num_classes,
+                    predictions.classifier, teacher_vectors, target_vectors)
+
+
+def assess(spec: TeacherSpec, predictions: Predictions, probe: ProbeSet, scorer_names: list[str],
+           label_embeddings: dict[str, np.ndarray] | None = None) -> dict:
     """Pure: every requested score, the whole-probe conditional cost matrix and a readable label plan."""
-    probs = predictions.probs.astype(np.float64)
-    scores = score_all(scorer_names, probs, predictions.features, probe.labels, probe.num_classes)
-    cost = conditional_cost(probs, probe.labels, probe.num_classes)
-    plan = label_plan(probs, probe.labels, cost)
+    evidence = evidence_for(predictions, probe, label_embeddings, spec.label_names)
+    scores = score_all(scorer_names, evidence)
+    cost = conditional_cost(evidence.probs, probe.labels, probe.num_classes)
+    plan = label_plan(evidence.probs, probe.labels, cost)
     return {"scores": scores, "cost_matrix": cost,
             "label_plan": describe_plan(plan, spec.label_names, probe.label_names)}

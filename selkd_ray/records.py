@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -75,11 +75,35 @@ class ProbeSet:
 
 @dataclass(frozen=True)
 class Predictions:
-    """One teacher's outputs on a probe set: softmax probabilities (n, C_T) and penultimate features (n, d)."""
+    """One teacher's outputs on a probe set: softmax probabilities (n, C_T), penultimate features (n, d),
+    and its linear classifier's weight rows (C_T, d) where it has one (the `prototype` cost needs them)."""
 
     probs: np.ndarray
     features: np.ndarray
     seconds: float = 0.0
+    classifier: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """All a scorer or cost builder may look at for one teacher on one probe: pure arrays, no models.
+
+    probs (n, C_T), features (n, d), labels (n,) in [0, C_S); optional classifier rows (C_T, d) and unit
+    text embeddings of the teacher's (C_T, e) and the target's (C_S, e) label names.
+    """
+
+    probs: np.ndarray | None
+    features: np.ndarray | None
+    labels: np.ndarray
+    num_target_classes: int
+    classifier: np.ndarray | None = None
+    teacher_label_embeddings: np.ndarray | None = None
+    target_label_embeddings: np.ndarray | None = None
+
+    def subset(self, index: np.ndarray) -> "Evidence":
+        """The same teacher on a subset of the probe samples (for cross-fitting and reordering)."""
+        take = lambda a: None if a is None else a[index]  # noqa: E731
+        return replace(self, probs=take(self.probs), features=take(self.features), labels=self.labels[index])
 
 
 def content_hash(*parts: object) -> str:
@@ -96,9 +120,8 @@ def content_hash(*parts: object) -> str:
 
 @dataclass(frozen=True)
 class TeacherResult:
-    """What running one teacher on the probe yields: predictions and assessment, or the error that stopped it."""
+    """What running one teacher on the probe yields: its predictions, or the error that stopped it."""
 
     teacher_id: str
     predictions: Predictions | None
-    assessment: dict
     error: str = ""

@@ -1,6 +1,7 @@
 """Teacher scores (higher = better teacher), each a pure function of arrays, registered by name.
 
-Every scorer takes (probs (n, C_T), features (n, d), labels (n,), num_target_classes) and returns a float.
+Every scorer takes one teacher's Evidence (probs (n, C_T), features (n, d), labels (n,), and the optional
+classifier rows and label-name embeddings) and returns a float.
 """
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import numpy as np
 import ot
 
 from .costs import COST_BUILDERS, conditional_cost, target_marginal
+from .errors import SelkdError
 from .probe import halves
-from .records import content_hash
+from .records import Evidence, content_hash
 from .registry import Registry
 
-Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray, int], float]
+Scorer = Callable[[Evidence], float]
 SCORERS: Registry[Scorer] = Registry("scorer")
 DEFAULT_SCORER = "ot"
 
@@ -35,36 +37,70 @@ def transport_cost_to_labels(probs: np.ndarray, labels: np.ndarray, cost: np.nda
     return total
 
 
-def canonical_order(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """A sample order fixed by content (label, then the prediction's bytes), so folds ignore input order."""
-    keys = [content_hash(row.astype(np.float32)) for row in probs]
-    return np.array(sorted(range(len(labels)), key=lambda i: (labels[i], keys[i])), dtype=int)
+def canonical_order(evidence: Evidence) -> np.ndarray:
+    """A sample order fixed by content (label, then the bytes of the sample's prediction and features),
+    so cross-fitting folds and anything else order-dependent ignore the order samples came in."""
+    rows = [a.astype(np.float32) for a in (evidence.probs, evidence.features) if a is not None]
+    keys = [content_hash(*(a[i] for a in rows)) for i in range(len(evidence.labels))]
+    return np.array(sorted(range(len(evidence.labels)), key=lambda i: (evidence.labels[i], keys[i])), dtype=int)
 
 
-@SCORERS.register("ot")
-def ot_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int,
-             cost_builder: str = "conditional") -> float:
+def cross_fitted_transport_score(evidence: Evidence, cost_builder: str) -> float:
     """Minus the cross-fitted transport cost from the teacher's predictions to the target labels.
 
     M is fitted on one half of the probe and the cost measured on the other, then the halves swap:
-    a teacher is not rewarded for memorising the probe. (Lu, Ye, Zhan, arXiv 2204.11526.)
+    a teacher is not rewarded for memorising the probe. The halves follow a content-defined order.
     """
     build = COST_BUILDERS.get(cost_builder)
-    order = canonical_order(probs, labels)
-    probs, labels = probs[order], labels[order]
-    first, second = halves(labels)
+    evidence = evidence.subset(canonical_order(evidence))
+    first, second = halves(evidence.labels)
     costs = []
     for fit, held_out in ((first, second), (second, first)):
         if len(held_out) == 0:
             continue
-        cost = build(probs[fit], labels[fit], num_target_classes)
-        costs.append(transport_cost_to_labels(probs[held_out], labels[held_out], cost))
+        cost = build(evidence.subset(fit))
+        costs.append(transport_cost_to_labels(evidence.probs[held_out], evidence.labels[held_out], cost))
     return -float(np.mean(costs))
 
 
+@SCORERS.register("ot")
+def ot_score(evidence: Evidence) -> float:
+    """The paper's score with the `conditional` cost: -E_n W(p_n, delta_{y_n}; M), cross-fitted.
+
+    (Lu, Ye, Zhan, arXiv 2204.11526.) Against one-hot labels this is a cross-fitted soft NCE.
+    """
+    return cross_fitted_transport_score(evidence, "conditional")
+
+
+@SCORERS.register("ot-prototype")
+def ot_prototype_score(evidence: Evidence) -> float:
+    """-E_n W(p_n, delta_{y_n}; M) with the `prototype` cost (teacher classifier rows vs target class means)."""
+    return cross_fitted_transport_score(evidence, "prototype")
+
+
+@SCORERS.register("ot-semantic")
+def ot_semantic_score(evidence: Evidence) -> float:
+    """-E_n W(p_n, delta_{y_n}; M) with the `semantic` cost: does the teacher predict the label's namesake?"""
+    return -transport_cost_to_labels(evidence.probs.astype(np.float64), evidence.labels,
+                                     COST_BUILDERS.get("semantic")(evidence))
+
+
+@SCORERS.register("semantic")
+def semantic_prescreen_score(evidence: Evidence) -> float:
+    """Minus W(uniform over teacher labels, target label marginal; semantic M): names only, no forward pass.
+
+    A teacher whose label names cover the target's, and little else, transports cheaply. The free
+    pre-screen of the scan plan.
+    """
+    cost = COST_BUILDERS.get("semantic")(evidence)
+    teacher = np.full(cost.shape[0], 1.0 / cost.shape[0])
+    return -float(ot.emd2(teacher, target_marginal(evidence.labels, evidence.num_target_classes), cost))
+
+
 @SCORERS.register("leep")
-def leep_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+def leep_score(evidence: Evidence) -> float:
     """LEEP (Nguyen et al. 2020): mean log of sum_z P(y_n | z) theta(x_n)_z, with P(y|z) from the joint."""
+    probs, labels, num_target_classes = evidence.probs.astype(np.float64), evidence.labels, evidence.num_target_classes
     joint = probs.T @ np.eye(num_target_classes)[labels] / len(labels)  # (C_T, C_S)
     conditional = joint / np.maximum(joint.sum(1, keepdims=True), 1e-12)
     expected = (probs @ conditional)[np.arange(len(labels)), labels]
@@ -72,8 +108,9 @@ def leep_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_
 
 
 @SCORERS.register("nce")
-def nce_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+def nce_score(evidence: Evidence) -> float:
     """NCE (Tran et al. 2019): minus the conditional entropy H(Y | Z) with Z the teacher's hard label."""
+    probs, labels, num_target_classes = evidence.probs, evidence.labels, evidence.num_target_classes
     hard = probs.argmax(1)
     joint = np.zeros((probs.shape[1], num_target_classes))
     np.add.at(joint, (hard, labels), 1.0)
@@ -85,14 +122,14 @@ def nce_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_t
 
 
 @SCORERS.register("random")
-def random_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+def random_score(evidence: Evidence) -> float:
     """A deterministic random number per teacher output: the floor every real scorer must beat."""
-    seed = int(content_hash(probs.astype(np.float32)[canonical_order(probs, labels)])[:8], 16)
+    seed = int(content_hash(evidence.probs.astype(np.float32)[canonical_order(evidence)])[:8], 16)
     return float(np.random.default_rng(seed).random())
 
 
 @SCORERS.register("logme")
-def logme_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+def logme_score(evidence: Evidence) -> float:
     """LogME (You et al. 2021): per-sample log marginal evidence of a Bayesian linear model on the features.
 
     For each class k (one-hot target y_k), with F = U diag(s) V^T and sigma = s^2, the prior precision alpha
@@ -100,7 +137,8 @@ def logme_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num
     n/2 log beta + d/2 log alpha - n/2 log 2pi - beta/2 |y - F m|^2 - alpha/2 |m|^2 - 1/2 log|alpha I + beta F^T F|.
     The score is the mean over classes of evidence / n.
     """
-    f = features.astype(np.float64)
+    labels, num_target_classes = evidence.labels, evidence.num_target_classes
+    f = evidence.features.astype(np.float64)
     n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     sigma = s ** 2
@@ -137,13 +175,14 @@ def ledoit_wolf_covariance(centred: np.ndarray) -> np.ndarray:
 
 
 @SCORERS.register("hscore")
-def h_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int) -> float:
+def h_score(evidence: Evidence) -> float:
     """H-score (Bao et al. 2019): tr(cov(f)^-1 cov(E[f | y])), how well class-conditional means separate.
 
     cov(f) is shrunk (Ledoit-Wolf), as Ibrahim et al. 2022 recommend: with a probe smaller than the feature
     dimension the plain estimate is singular and every teacher scores C_S - 1.
     """
-    f = features.astype(np.float64) - features.mean(0)
+    features, labels = evidence.features.astype(np.float64), evidence.labels
+    f = features - features.mean(0)
     class_means = np.zeros_like(f)
     for k in np.unique(labels):
         class_means[labels == k] = f[labels == k].mean(0)
@@ -152,10 +191,10 @@ def h_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_tar
 
 
 @SCORERS.register("knn")
-def knn_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_target_classes: int,
-              k: int = 5) -> float:
+def knn_score(evidence: Evidence, k: int = 5) -> float:
     """Leave-one-out k-nearest-neighbour accuracy (cosine similarity) on the teacher's features."""
-    f = features.astype(np.float64)
+    labels, num_target_classes = evidence.labels, evidence.num_target_classes
+    f = evidence.features.astype(np.float64)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     similarity = f @ f.T
     np.fill_diagonal(similarity, -np.inf)
@@ -166,7 +205,22 @@ def knn_score(probs: np.ndarray, features: np.ndarray, labels: np.ndarray, num_t
     return float(np.mean(votes.argmax(1) == labels))
 
 
-def score_all(names: list[str], probs: np.ndarray, features: np.ndarray, labels: np.ndarray,
-              num_target_classes: int) -> dict[str, float]:
-    """Every requested scorer on one teacher's cached predictions."""
-    return {name: SCORERS.get(name)(probs, features, labels, num_target_classes) for name in names}
+def score_all(names: list[str], evidence: Evidence) -> dict[str, float]:
+    """Every requested scorer on one teacher's predictions; NaN where this teacher lacks a scorer's inputs
+    (say, `ot-prototype` for a teacher without a linear classifier)."""
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = float(SCORERS.get(name)(evidence))
+        except SelkdError:
+            scores[name] = float("nan")
+    return scores
+
+
+def needs_label_embeddings(names: list[str]) -> bool:
+    """Whether any of these scorers reads label-name embeddings (so the scan must compute them)."""
+    return any(name in LABEL_NAME_SCORERS for name in names)
+
+
+LABEL_NAME_SCORERS = ("ot-semantic", "semantic")
+PREDICTION_FREE_SCORERS = ("semantic",)  # need no forward pass of the teacher

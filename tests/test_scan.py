@@ -30,3 +30,20 @@ def test_corrupt_checkpoint_is_recorded_and_the_scan_goes_on(ray_session, zoo_co
     assert "\n" not in status["digits-01"]["error"]
     assert status["own-classes"]["status"] == "scored" and status["random"]["status"] == "scored"
     assert result.rows[-1]["teacher_id"] == "digits-01" and result.rows[-1]["rank"] is None
+
+
+def test_prototype_and_semantic_scorers_on_a_real_scan(ray_session, tiny_zoo, target_task, tmp_path):
+    """Classifier rows travel through the cache; label names are embedded once by the packaged text model."""
+    config = ScanConfig(scorers=("ot-prototype", "ot-semantic", "semantic", "ot"), probe_per_class=10)
+    first = scan(tiny_zoo, target_task, tmp_path, config)
+    again = scan(tiny_zoo, target_task, tmp_path, config)
+    assert again.cached == 3
+    for before, after in zip(first.rows, again.rows):
+        assert after["score_ot-prototype"] == before["score_ot-prototype"]  # classifier rows came from the cache
+    scores = {r["teacher_id"]: r for r in first.rows}
+    assert first.rows[0]["teacher_id"] == "own-classes"
+    # 'x-three' / 'x-five' / 'x-eight' name the target's classes; 'a' / 'b' name nothing
+    assert scores["own-classes"]["score_semantic"] > scores["random"]["score_semantic"]
+    assert scores["own-classes"]["score_ot-semantic"] > scores["random"]["score_ot-semantic"]
+    assert len(list((tmp_path / "cache" / "classifiers").glob("*.parquet"))) == 3
+    assert list((tmp_path / "cache").glob("label-embeddings-*.parquet"))

@@ -19,8 +19,7 @@ def actor_options() -> tuple[int, dict]:
     return cpu_slots(), {"num_cpus": 1}
 
 
-def run_teachers(specs: list[TeacherSpec], probe: ProbeSet, scorer_names: list[str],
-                 max_actors: int | None = None) -> Iterator[TeacherResult]:
+def run_teachers(specs: list[TeacherSpec], probe: ProbeSet, max_actors: int | None = None) -> Iterator[TeacherResult]:
     """Yield each teacher's result as soon as it is done; the probe goes to the object store once."""
     if not specs:
         return
@@ -28,7 +27,7 @@ def run_teachers(specs: list[TeacherSpec], probe: ProbeSet, scorer_names: list[s
     count = max(1, min(count, len(specs), max_actors or count))
     probe_ref = ray.put(probe)
     runner_actor = ray.remote(TeacherRunner).options(max_restarts=2, max_task_retries=2, **options)
-    actors = [runner_actor.remote(probe_ref, scorer_names, options["num_cpus"]) for _ in range(count)]
+    actors = [runner_actor.remote(probe_ref, options["num_cpus"]) for _ in range(count)]
     try:
         pool = ActorPool(actors)
         yield from pool.map_unordered(lambda actor, spec: actor.__call__.remote(spec), specs)

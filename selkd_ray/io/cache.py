@@ -1,4 +1,7 @@
-"""Probe predictions cached per (teacher hash, probe hash, preprocessing): a teacher never runs twice on a probe."""
+"""Probe predictions cached per (teacher hash, probe hash, preprocessing): a teacher never runs twice on a probe.
+
+Classifier rows depend on the teacher alone, so they are cached once per teacher hash beside the predictions.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +14,10 @@ from ..records import Predictions
 from .atomic import read_table, write_table
 
 
+def rows_to_array(table: pa.Table, column: str) -> np.ndarray:
+    return np.stack(table.column(column).to_numpy(zero_copy_only=False)).astype(np.float32)
+
+
 class PredictionCache:
     """One small Parquet file per key, written atomically, so a killed scan loses nothing finished."""
 
@@ -21,17 +28,24 @@ class PredictionCache:
         prep = hashlib.sha256(preprocessing.encode()).hexdigest()[:12]
         return self.root / f"{teacher_hash[:24]}-{probe_hash[:16]}-{prep}.parquet"
 
+    def classifier_path(self, teacher_hash: str) -> Path:
+        return self.root / "classifiers" / f"{teacher_hash[:24]}.parquet"
+
     def get(self, teacher_hash: str, probe_hash: str, preprocessing: str) -> Predictions | None:
         path = self.path(teacher_hash, probe_hash, preprocessing)
         if not path.is_file():
             return None
         table = read_table(path)
-        probs = np.stack(table.column("probs").to_numpy(zero_copy_only=False)).astype(np.float32)
-        features = np.stack(table.column("features").to_numpy(zero_copy_only=False)).astype(np.float32)
         seconds = float((table.schema.metadata or {}).get(b"seconds", b"0"))
-        return Predictions(probs, features, seconds)
+        classifier_path = self.classifier_path(teacher_hash)
+        classifier = rows_to_array(read_table(classifier_path), "row") if classifier_path.is_file() else None
+        return Predictions(rows_to_array(table, "probs"), rows_to_array(table, "features"), seconds, classifier)
 
     def put(self, teacher_hash: str, probe_hash: str, preprocessing: str, predictions: Predictions) -> Path:
+        """The classifier first, then the predictions: a predictions file means the entry is complete."""
+        if predictions.classifier is not None and not self.classifier_path(teacher_hash).is_file():
+            write_table(pa.table({"row": pa.array(list(predictions.classifier.astype(np.float32)))}),
+                        self.classifier_path(teacher_hash))
         table = pa.table({"probs": pa.array(list(predictions.probs.astype(np.float32))),
                           "features": pa.array(list(predictions.features.astype(np.float32)))})
         table = table.replace_schema_metadata({"seconds": str(predictions.seconds)})
