@@ -24,7 +24,7 @@ from .models import build_model, load_teacher, predict, read_teacher_config, sav
 from .probe import make_probe
 from .records import Predictions, Task, TeacherSpec
 from .scores import SCORERS, needs_label_embeddings
-from .training import StudentData, evaluate
+from .training import StudentData, evaluate, fit_plain
 from .zoo import index_zoo as index_folders
 
 Progress = Callable[[str], None]
@@ -180,10 +180,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     name = name or f"student-{Path(teacher).name if teacher else 'labels-only'}-{config.loss}-seed{config.seed}"
     started = time.perf_counter()
     state = fit_student(data, config, str(out_dir / "runs"), f"{name}-{int(time.time() * 1000)}")
-    student = build_model(config.student, task.num_classes, data.input_size[0])
-    student.load_state_dict(state["model"])
-    test_images, test_labels = task.split("test")
-    test_accuracy = evaluate(student, data, test_images, test_labels)
+    student, test_accuracy = trained_student(task, data, config, state["model"])
     student_dir = save_teacher(student, out_dir / name, task.label_names, data.input_size, data.mean, data.std)
     history = [{**row, "test_accuracy": test_accuracy if i == len(state["history"]) - 1 else None}
                for i, row in enumerate(state["history"])]
@@ -191,6 +188,26 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     progress(f"student {name}: test accuracy {test_accuracy:.3f} ({time.perf_counter() - started:.0f} s)")
     return DistillResult(student_dir, metrics_path, test_accuracy, history[-1]["val_accuracy"], history,
                          str(teacher or ""))
+
+
+def trained_student(task: Task, data: StudentData, config: DistillConfig, weights: dict):
+    """(the student with these weights, its accuracy on the task's test split)."""
+    student = build_model(config.student, task.num_classes, data.input_size[0])
+    student.load_state_dict(weights)
+    return student, evaluate(student, data, *task.split("test"))
+
+
+def student_accuracy_here(task: Task, teacher: str | Path | None, config: DistillConfig,
+                          cost_matrix: np.ndarray | None = None) -> dict:
+    """Train one student in this process with the plain loop (no Ray Train): a benchmark's ground truth.
+
+    Returns its test accuracy and per-epoch history; `teacher` None means labels only.
+    """
+    if teacher is None:
+        config = replace(config, loss="ce")
+    data = student_data(task, teacher, config, cost_matrix)
+    state = fit_plain(data, config)
+    return {"test_accuracy": trained_student(task, data, config, state["model"])[1], "history": state["history"]}
 
 
 def student_data(task: Task, teacher: str | Path | None, config: DistillConfig, cost: np.ndarray | None):

@@ -5,13 +5,15 @@ from pathlib import Path
 
 
 def ranking_table(rows: list[dict], scorer_names: list[str], limit: int | None = None) -> str:
-    header = f"{'rank':>4}  {'teacher':<16} {'arch':<18} {'status':<7} " + " ".join(f"{n:>8}" for n in scorer_names)
+    widths = [max(8, len(n)) for n in scorer_names]
+    header = f"{'rank':>4}  {'teacher':<16} {'arch':<18} {'status':<7} " + " ".join(
+        f"{n:>{w}}" for n, w in zip(scorer_names, widths))
     lines = [header, "-" * len(header)]
     for row in rows[:limit] if limit else rows:
         if row["status"] == "failed":
             lines.append(f"{'-':>4}  {row['teacher_id']:<16} {row['architecture'] or '?':<18} failed  {row['error']}")
             continue
-        scores = " ".join(f"{row.get(f'score_{n}', float('nan')):>8.4f}" for n in scorer_names)
+        scores = " ".join(f"{row.get(f'score_{n}', float('nan')):>{w}.4f}" for n, w in zip(scorer_names, widths))
         lines.append(f"{row['rank']:>4}  {row['teacher_id']:<16} {row['architecture']:<18} {row['status']:<7} {scores}")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .config import DistillConfig
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
+from .models import build_model
 from .preprocess import to_model_input
 
 
@@ -95,3 +96,27 @@ def loaders(data: StudentData, config: DistillConfig, rank: int = 0):
     all_set = torch.utils.data.TensorDataset(torch.from_numpy(data.images), torch.from_numpy(t_logits.astype(np.float32)))
     all_loader = torch.utils.data.DataLoader(all_set, batch_size=config.batch_size, shuffle=True, generator=generator)
     return labelled_loader, all_loader
+
+
+def new_student(data: StudentData, config: DistillConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A freshly initialised student (seeded) and its optimiser: the same start for every runner."""
+    torch.manual_seed(config.seed)
+    student = build_model(config.student, data.num_classes, data.input_size[0])
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    return student, optimizer
+
+
+def fit_plain(data: StudentData, config: DistillConfig, device: str = "cpu") -> dict:
+    """The whole student loop in this process, no Ray: for benchmarks' ground truth and overhead baselines.
+
+    Returns the same state as the Ray Train job: final weights and a per-epoch history.
+    """
+    student, optimizer = new_student(data, config)
+    student.to(device)
+    labelled_loader, all_loader = loaders(data, config)
+    history = []
+    for epoch in range(config.epochs):
+        loss = train_epoch(student, optimizer, data, labelled_loader, all_loader, config, torch.device(device))
+        history.append({"epoch": epoch, "loss": loss,
+                        "val_accuracy": evaluate(student, data, data.val_images, data.val_labels, device)})
+    return {"model": student.state_dict(), "history": history}

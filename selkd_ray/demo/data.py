@@ -31,16 +31,20 @@ def pools(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.concatenate(teacher)), np.sort(np.concatenate(target))
 
 
-def target_task(seed: int = 0) -> Task:
-    """The demo target: digits 3/5/8 with 20 labels per class, from images no teacher saw."""
+def target_task(seed: int = 0, target_digits: tuple[int, ...] = TARGET_DIGITS,
+                split_sizes: dict[str, int] = SPLIT_SIZES) -> Task:
+    """A target task from images no teacher saw: by default the demo's digits 3/5/8 with 20 labels per class.
+
+    `split_sizes` gives train / val / test images per class; the rest of each digit's pool is unlabelled.
+    """
     images, labels = mnist()
     _, target_pool = pools(seed)
     rng = np.random.default_rng(seed + 1)
     chosen, new_labels, splits = [], [], []
-    for index, digit in enumerate(TARGET_DIGITS):
+    for index, digit in enumerate(target_digits):
         members = rng.permutation(target_pool[labels[target_pool] == digit])
         start = 0
-        for split, size in SPLIT_SIZES.items():
+        for split, size in split_sizes.items():
             chosen += list(members[start:start + size])
             new_labels += [index] * size
             splits += [split] * size
@@ -50,5 +54,5 @@ def target_task(seed: int = 0) -> Task:
         new_labels += [-1] * len(rest)
         splits += ["unlabelled"] * len(rest)
     chosen = np.array(chosen)
-    return Task("digits-3-5-8", images[chosen], np.array(new_labels), np.array(splits),
-                tuple(DIGIT_NAMES[d] for d in TARGET_DIGITS))
+    return Task("digits-" + "-".join(map(str, target_digits)), images[chosen], np.array(new_labels),
+                np.array(splits), tuple(DIGIT_NAMES[d] for d in target_digits))

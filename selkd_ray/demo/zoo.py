@@ -78,18 +78,19 @@ def train_classifier(architecture: str, images: np.ndarray, labels: np.ndarray, 
     return model.eval()
 
 
-def build_zoo(zoo_dir: Path, progress: Callable[[str], None] = print, seed: int = 0) -> list[Path]:
+def build_zoo(zoo_dir: Path, progress: Callable[[str], None] = print, seed: int = 0,
+              recipes: tuple[TeacherRecipe, ...] = RECIPES, epochs: int = 4) -> list[Path]:
     """Train and save every recipe not already in `zoo_dir`; returns the teacher folders."""
     folders = []
-    for index, recipe in enumerate(RECIPES):
+    for index, recipe in enumerate(recipes):
         folder = zoo_dir / recipe.teacher_id
         folders.append(folder)
         if (folder / WEIGHTS_FILE).is_file():
             continue
         architecture = ARCHITECTURES[index % len(ARCHITECTURES)]
         images, labels = recipe_data(recipe, seed)
-        model = train_classifier(architecture, images, labels, len(recipe.groups), seed=seed + index)
+        model = train_classifier(architecture, images, labels, len(recipe.groups), epochs=epochs, seed=seed + index)
         save_teacher(model, folder, tuple(recipe.groups), (1, 28, 28), MNIST_MEAN, MNIST_STD)
-        progress(f"[zoo {index + 1}/{len(RECIPES)}] trained {recipe.teacher_id} ({architecture}, "
+        progress(f"[zoo {index + 1}/{len(recipes)}] trained {recipe.teacher_id} ({architecture}, "
                  f"{len(recipe.groups)} classes, {len(labels)} images)")
     return folders

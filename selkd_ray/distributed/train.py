@@ -12,8 +12,7 @@ from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 
 from ..config import DistillConfig
-from ..models import build_model
-from ..training import StudentData, evaluate, loaders, train_epoch
+from ..training import StudentData, evaluate, loaders, new_student, train_epoch
 
 STATE_FILE = "student.pt"
 
@@ -26,9 +25,7 @@ def train_func(job: dict) -> None:
     """Per-worker loop. `job` holds the DistillConfig as a dict and the StudentData's object ref."""
     config = DistillConfig(**job["config"])
     data: StudentData = ray.get(job["data_ref"])
-    torch.manual_seed(config.seed)
-    student = build_model(config.student, data.num_classes, data.input_size[0])
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    student, optimizer = new_student(data, config)
     start_epoch, history = 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:  # resume where the last reported epoch ended
