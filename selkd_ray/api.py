@@ -11,19 +11,19 @@ from typing import Callable
 
 import numpy as np
 
-from .assessment import assess
+from .budget import parse_budget, probe_sizes
 from .config import LOSSES, DistillConfig, ScanConfig
 from .costs import conditional_cost
 from .errors import SelkdError
-from .io.cache import PredictionCache
-from .io.embeddings import EmbeddingCache
 from .io.catalogue import read_catalogue, write_catalogue
+from .io.embeddings import EmbeddingCache
+from .io.lock import ScanLock
 from .io.results import read_scores, write_metrics, write_scores
 from .io.tasks import load_task
 from .models import build_model, load_teacher, predict, read_teacher_config, save_teacher
-from .probe import make_probe
-from .records import Predictions, Task, TeacherSpec
-from .scores import SCORERS, needs_label_embeddings
+from .records import Task, TeacherSpec
+from .scanning import rank_rows, run_plan
+from .scores import SCORERS
 from .training import StudentData, evaluate, fit_plain
 from .zoo import index_zoo as index_folders
 
@@ -39,13 +39,18 @@ class ScanResult:
     scores_path: Path
     catalogue_path: Path
     rows: list[dict]  # ranked: best teacher first, failed teachers last
-    ran: int  # teachers run in this scan
-    cached: int  # teachers answered from the cache
+    ran: int  # teachers run to the last round in this scan
+    cached: int  # teachers answered from the cache in the last round
     failed: int
+    dropped: int = 0  # dropped by successive halving
+    skipped: int = 0  # not run (or not finished) because the budget was spent
+    spent: str = ""  # the ledger in words: spent against budget
+    flops: int = 0  # forward FLOPs this scan spent
+    seconds: float = 0.0
 
     @property
     def ranked(self) -> list[dict]:
-        return [row for row in self.rows if row["status"] != "failed"]
+        return [row for row in self.rows if row["rank"] is not None]
 
 
 @dataclass(frozen=True)
@@ -74,49 +79,40 @@ def as_task(task: Task | str | Path) -> Task:
 
 def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: ScanConfig = ScanConfig(),
          address: str | None = None, progress: Progress = quiet) -> ScanResult:
-    """Rank every teacher of the zoo for the task; cached predictions are reused, failures recorded."""
+    """Rank every teacher of the zoo for the task, within the budget; cached predictions are reused, failures
+    recorded. `progress` receives ScanEvent objects (str() gives a log line)."""
     for name in config.scorers:
         SCORERS.get(name)
+    parse_budget(config.budget)
+    probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     out_dir = Path(out_dir)
-    specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
-    task = as_task(task)
-    probe = make_probe(task, config.probe_per_class, config.seed)
-    cache = PredictionCache(out_dir / "cache")
-    embeddings = label_embeddings(specs, task, out_dir / "cache") if needs_label_embeddings(list(config.scorers)) else None
-    assess_with = lambda spec, predictions: assess(spec, predictions, probe, list(config.scorers), embeddings)  # noqa: E731
-    rows: dict[str, dict] = {}
-    pending = []
-    for spec in specs:
-        if spec.error:
-            rows[spec.teacher_id] = failed_row(spec, spec.error)
-            progress(f"failed  {spec.teacher_id}: {spec.error}")
-            continue
-        cached = cache.get(spec.content_hash, probe.probe_hash, spec.preprocessing_key)
-        if cached is None:
-            pending.append(spec)
-            continue
-        rows[spec.teacher_id] = result_row(spec, cached, assess_with(spec, cached), config, len(probe), "cached")
-        progress(f"cached  {spec.teacher_id}")
-    if pending:
-        from .distributed.runtime import connect
-        from .distributed.scan import run_teachers
+    with ScanLock(out_dir):
+        specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
+        task = as_task(task)
+        pool = None
 
-        connect(address)
-        by_id = {spec.teacher_id: spec for spec in pending}
-        for result in run_teachers(pending, probe, config.max_actors):
-            spec = by_id[result.teacher_id]
-            if result.error:
-                rows[spec.teacher_id] = failed_row(spec, result.error)
-                progress(f"failed  {spec.teacher_id}: {result.error}")
-                continue
-            cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
-            rows[spec.teacher_id] = result_row(spec, result.predictions, assess_with(spec, result.predictions), config,
-                                               len(probe), "scored")
-            progress(f"scored  {spec.teacher_id}  {config.scorers[0]}={rows[spec.teacher_id]['score']:.4f}")
-    ranked = rank_rows(list(rows.values()))
-    scores_path = write_scores(ranked, list(config.scorers), out_dir / "scores.parquet")
-    count = lambda status: sum(row["status"] == status for row in ranked)  # noqa: E731
-    return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"))
+        def run_teachers(pending, probe, admit):
+            nonlocal pool
+            if pool is None:
+                from .distributed.runtime import connect
+                from .distributed.scan import RunnerPool
+
+                connect(address)
+                pool = RunnerPool(config.max_actors, len(pending))
+            return pool.run(pending, probe, admit)
+
+        try:
+            rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
+                                    lambda: label_embeddings(specs, task, out_dir / "cache"))
+        finally:
+            if pool is not None:
+                pool.close()
+        ranked = rank_rows(rows)
+        scores_path = write_scores(ranked, list(config.scorers), out_dir / "scores.parquet")
+    count = lambda *statuses: sum(row["status"] in statuses for row in ranked)  # noqa: E731
+    return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
+                      count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
+                      ledger.seconds)
 
 
 def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Path) -> dict[str, np.ndarray]:
@@ -125,34 +121,6 @@ def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Path) -> d
 
     names = sorted({name for spec in specs for name in spec.label_names} | set(task.label_names))
     return EmbeddingCache(cache_dir, TEXT_MODEL).lookup(names, embed_label_names)
-
-
-def result_row(spec: TeacherSpec, predictions: Predictions, assessment: dict, config: ScanConfig, probe_size: int,
-               status: str) -> dict:
-    scores = assessment["scores"]
-    ran = status == "scored"
-    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
-            "content_hash": spec.content_hash, "status": status, "error": "",
-            "score": scores[config.scorers[0]], "probe_size": probe_size,
-            "flops": spec.flops_per_sample * probe_size if ran else 0,
-            "seconds": predictions.seconds if ran else 0.0, "num_teacher_classes": spec.num_classes,
-            "cost_matrix": assessment["cost_matrix"].ravel().tolist(),
-            "label_plan": assessment["label_plan"], **{f"score_{k}": v for k, v in scores.items()}}
-
-
-def failed_row(spec: TeacherSpec, error: str) -> dict:
-    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
-            "content_hash": spec.content_hash, "status": "failed", "error": error, "flops": 0, "seconds": 0.0}
-
-
-def rank_rows(rows: list[dict]) -> list[dict]:
-    """Best score first (ties broken by teacher id, so the order is stable), NaN scores after them; failed
-    teachers last, unranked."""
-    unscored = lambda r: not np.isfinite(r["score"])  # noqa: E731  (a scorer this teacher lacks inputs for)
-    good = sorted((r for r in rows if r["status"] != "failed"),
-                  key=lambda r: (unscored(r), 0.0 if unscored(r) else -r["score"], r["teacher_id"]))
-    bad = sorted((r for r in rows if r["status"] == "failed"), key=lambda r: r["teacher_id"])
-    return [{**row, "rank": i + 1} for i, row in enumerate(good)] + [{**row, "rank": None} for row in bad]
 
 
 def cost_from_scan(scores_path: str | Path, teacher_id: str, num_target_classes: int) -> np.ndarray | None:

@@ -12,6 +12,9 @@ class ScanConfig:
     probe_per_class: int = 20  # k labelled probe images per target class
     seed: int = 0  # probe sampling seed
     max_actors: int | None = None  # cap on runner actors (default: one per GPU, else per CPU slot)
+    budget: str | None = None  # FLOPs ('2e9', '2G') or wall time ('300s', '5min'); None: no limit
+    eta: int | None = None  # successive halving: keep the best 1/eta each round (None: one round, full probe)
+    min_probe: int | None = None  # images per class in the first halving round (default 2)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,16 @@ from .records import ProbeSet, Task, content_hash
 
 
 def stratified_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Up to `per_class` indices of each label, drawn without replacement; sorted for a stable order."""
-    rng = np.random.default_rng(seed)
+    """Up to `per_class` indices of each label, drawn without replacement; sorted for a stable order.
+
+    Each class follows one seeded permutation and takes its first `per_class` members, so probes of growing
+    size with the same seed are nested: a halving round's probe contains the previous round's.
+    """
     chosen = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        chosen.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
+        order = np.random.default_rng([seed, int(label)]).permutation(len(members))
+        chosen.append(members[order[:per_class]])
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 

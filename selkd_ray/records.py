@@ -125,3 +125,5 @@ class TeacherResult:
     teacher_id: str
     predictions: Predictions | None
     error: str = ""
+    node: str = ""  # address of the node that ran it (set by the Ray layer)
+    skipped: bool = False  # not run: the budget was spent before its turn

@@ -1,7 +1,12 @@
-"""TeacherRunner: load a teacher and run it on the probe. Plain Python; the Ray layer makes it an actor."""
+"""TeacherRunner: load teachers and run them on probe sets. Plain Python; the Ray layer makes it an actor.
+
+While one teacher runs, the next one's checkpoint loads on a background thread (the driver names it), so
+reading weights from disk overlaps with computing.
+"""
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -12,23 +17,36 @@ from .records import ProbeSet, TeacherResult, TeacherSpec
 
 
 class TeacherRunner:
-    """Holds the probe set; called once per teacher. Failures come back as results, never as exceptions.
+    """Called once per (teacher, probe). Failures come back as results, never as exceptions.
 
     Scoring is left to the driver: it is cheap maths, and cached and fresh predictions then take one path.
     """
 
-    def __init__(self, probe: ProbeSet, num_threads: int | None = None) -> None:
+    def __init__(self, num_threads: int | None = None) -> None:
         if num_threads:
             torch.set_num_threads(num_threads)
-        self.probe = probe
+        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self.prefetched: dict[str, Future] = {}
 
-    def __call__(self, spec: TeacherSpec) -> TeacherResult:
+    def prefetch(self, spec: TeacherSpec | None) -> None:
+        """Start loading `spec` in the background; a load error surfaces when the teacher is run."""
+        if spec is not None and spec.path not in self.prefetched:
+            self.prefetched[spec.path] = self.loader.submit(load_teacher, spec)
+
+    def model(self, spec: TeacherSpec) -> torch.nn.Module:
+        future = self.prefetched.pop(spec.path, None)
+        return future.result() if future is not None else load_teacher(spec)
+
+    def __call__(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None = None) -> TeacherResult:
         started = time.perf_counter()
         try:
-            model = load_teacher(spec)
-            raw = teacher_predictions(spec, model, self.probe.images)
+            model = self.model(spec)
+            self.prefetch(upcoming)
+            raw = teacher_predictions(spec, model, probe.images)
             return TeacherResult(spec.teacher_id, replace(raw, seconds=time.perf_counter() - started))
         except SelkdError as err:
+            self.prefetch(upcoming)
             return TeacherResult(spec.teacher_id, None, str(err))
         except Exception as err:  # a broken teacher must not stop the scan
+            self.prefetch(upcoming)
             return TeacherResult(spec.teacher_id, None, f"{spec.path}: {type(err).__name__}: {err}".splitlines()[0])

@@ -1,36 +1,104 @@
-"""Fan teachers out over Ray actors (one per GPU, else one per CPU slot) and stream results back."""
+"""Runner actors for a scan (one per GPU, else one per CPU slot), fed teachers one by one, results streamed back.
+
+Each actor has one teacher running and the next one reserved (its checkpoint already loading). An actor that
+dies is restarted by Ray and its unfinished call retried (max_restarts / max_task_retries); if it keeps dying,
+the teacher is recorded as failed and a fresh actor takes the slot.
+"""
 from __future__ import annotations
 
+import uuid
+from collections import deque
+from dataclasses import replace
 from typing import Callable, Iterator
 
 import ray
-from ray.util import ActorPool
+from ray.exceptions import RayActorError, RayTaskError
 
 from ..records import ProbeSet, TeacherResult, TeacherSpec
 from ..runner import TeacherRunner
 from .runtime import cpu_slots, gpu_count
 
+ACTOR_PREFIX = "selkd-runner"
+
+
+class RunnerActor(TeacherRunner):
+    """The plain runner plus the node it runs on."""
+
+    def run(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None) -> TeacherResult:
+        return replace(self(spec, probe, upcoming), node=ray.util.get_node_ip_address())
+
 
 def actor_options() -> tuple[int, dict]:
-    """How many runner actors, and the resources each takes."""
+    """How many runner actors, and the resources each takes: a whole GPU, else one CPU slot."""
     gpus = gpu_count()
     if gpus:
         return gpus, {"num_gpus": 1, "num_cpus": 1}
     return cpu_slots(), {"num_cpus": 1}
 
 
-def run_teachers(specs: list[TeacherSpec], probe: ProbeSet, max_actors: int | None = None) -> Iterator[TeacherResult]:
-    """Yield each teacher's result as soon as it is done; the probe goes to the object store once."""
-    if not specs:
-        return
-    count, options = actor_options()
-    count = max(1, min(count, len(specs), max_actors or count))
-    probe_ref = ray.put(probe)
-    runner_actor = ray.remote(TeacherRunner).options(max_restarts=2, max_task_retries=2, **options)
-    actors = [runner_actor.remote(probe_ref, options["num_cpus"]) for _ in range(count)]
-    try:
-        pool = ActorPool(actors)
-        yield from pool.map_unordered(lambda actor, spec: actor.__call__.remote(spec), specs)
-    finally:
-        for actor in actors:
+class RunnerPool:
+    """The actors of one scan, reused across its halving rounds; named `selkd-runner-<scan>-<i>`."""
+
+    def __init__(self, max_actors: int | None = None, teachers: int | None = None) -> None:
+        count, self.options = actor_options()
+        self.count = max(1, min(count, max_actors or count, teachers or count))
+        self.prefix = f"{ACTOR_PREFIX}-{uuid.uuid4().hex[:8]}"
+        self.remote = ray.remote(RunnerActor)
+        self.actors = [self.start(i) for i in range(self.count)]
+
+    def start(self, index: int):
+        name = f"{self.prefix}-{index}-{uuid.uuid4().hex[:4]}"
+        return self.remote.options(name=name, max_restarts=2, max_task_retries=2, **self.options).remote(
+            self.options["num_cpus"])
+
+    def run(self, specs: list[TeacherSpec], probe: ProbeSet,
+            admit: Callable[[TeacherSpec], bool] = lambda spec: True) -> Iterator[TeacherResult]:
+        """Yield each teacher's result as it finishes. `admit` is asked just before a teacher starts (the
+        budget); a teacher it refuses comes back as skipped. The probe goes to the object store once."""
+        probe_ref = ray.put(probe)
+        queue, reserved, in_flight = deque(specs), {}, {}
+        refused: list[TeacherSpec] = []
+
+        def submit(slot: int) -> None:
+            while True:
+                spec = reserved.pop(slot, None) or (queue.popleft() if queue else None)
+                if spec is None:
+                    return
+                if admit(spec):
+                    break
+                refused.append(spec)
+            upcoming = queue.popleft() if queue else None
+            if upcoming is not None:
+                reserved[slot] = upcoming
+            in_flight[self.actors[slot].run.remote(spec, probe_ref, upcoming)] = (slot, spec)
+
+        for slot in range(self.count):
+            submit(slot)
+        while in_flight or refused:
+            while refused:
+                yield TeacherResult(refused.pop().teacher_id, None, skipped=True)
+            if not in_flight:
+                break
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            slot, spec = in_flight.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except (RayActorError, RayTaskError) as err:
+                ray.kill(self.actors[slot])
+                self.actors[slot] = self.start(slot)
+                result = TeacherResult(spec.teacher_id, None, f"{spec.path}: runner actor died twice on this "
+                                       f"teacher ({type(err).__name__})")
+            yield result
+            submit(slot)
+        for spec in [reserved.pop(slot) for slot in list(reserved)] + list(queue):
+            yield TeacherResult(spec.teacher_id, None, skipped=True)
+
+    def close(self) -> None:
+        for actor in self.actors:
             ray.kill(actor)
+
+    def __enter__(self) -> "RunnerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

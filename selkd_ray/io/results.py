@@ -13,11 +13,13 @@ SCORE_COLUMNS = [
     ("path", pa.string()),
     ("architecture", pa.string()),
     ("content_hash", pa.string()),
-    ("status", pa.string()),  # scored / cached / failed
+    ("status", pa.string()),  # scored / cached (final round), dropped (halving), unfinished / skipped (budget), failed
+    ("round", pa.int32()),  # the last halving round the teacher was scored in (0-based)
+    ("node", pa.string()),  # the Ray node that ran it ('' when cached)
     ("error", pa.string()),
     ("score", pa.float64()),  # the ranking scorer's value
-    ("probe_size", pa.int32()),
-    ("flops", pa.int64()),  # forward FLOPs spent on this teacher in this scan (0 when cached)
+    ("probe_size", pa.int32()),  # probe images of its last round
+    ("flops", pa.int64()),  # forward FLOPs spent on this teacher in this scan, over its rounds (0 when cached)
     ("seconds", pa.float64()),
     ("num_teacher_classes", pa.int32()),
     ("cost_matrix", pa.list_(pa.float64())),  # conditional cost M (C_T x C_S), row-major, from the whole probe

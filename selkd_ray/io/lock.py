@@ -1,0 +1,43 @@
+"""One scan at a time per output folder: an exclusive lock file, released when the process ends however it ends."""
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from ..errors import SelkdError
+
+LOCK_FILE = ".scan.lock"
+
+
+class ScanLock:
+    """flock on OUT/.scan.lock: a second scan on the same output fails at once with a clear message, and a
+    killed scan leaves no stale lock (the kernel drops it with the process)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = Path(out_dir) / LOCK_FILE
+        self.handle = None
+
+    def __enter__(self) -> "ScanLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise SelkdError(f"{self.path.parent}: another scan is writing this output ({holder}); wait for it "
+                             "or use another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None

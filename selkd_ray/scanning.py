@@ -1,0 +1,195 @@
+"""The scan's plan, run from the driver: pre-screen, successive-halving rounds under a budget, the ranking.
+
+Each round scores the surviving teachers on a nested probe (cached predictions cost nothing), keeps the best
+1/eta, and gives them a probe eta times larger. Results stream into the cache as they arrive, so a killed
+scan restarts where it stopped; the driver keeps only small rows, never predictions.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .assessment import assess
+from .budget import Ledger, parse_budget, probe_sizes, survivors
+from .config import ScanConfig
+from .io.cache import PredictionCache
+from .probe import make_probe
+from .records import Predictions, ProbeSet, Task, TeacherSpec
+from .scores import needs_label_embeddings
+
+
+@dataclass(frozen=True)
+class ScanEvent:
+    """One step of a scan, for progress bars and logs; str() is the log line."""
+
+    kind: str  # scored / cached / failed / dropped / skipped / round / note
+    teacher_id: str
+    message: str
+    done: int  # teachers settled so far (scored, cached, failed, dropped, skipped) in the current round
+    total: int  # teachers in the current round
+    failed: int
+    cached: int
+    spent: str  # the ledger, in words
+
+    def __str__(self) -> str:
+        return self.message
+
+
+Events = Callable[[ScanEvent], None]
+
+
+class Tally:
+    """Counts for progress events."""
+
+    def __init__(self, events: Events, ledger: Ledger) -> None:
+        self.events, self.ledger = events, ledger
+        self.done = self.total = self.failed = self.cached = 0
+
+    def begin(self, total: int, message: str) -> None:
+        self.done, self.total = 0, total
+        self.emit("round", "", message)
+
+    def emit(self, kind: str, teacher_id: str, message: str) -> None:
+        if kind in ("scored", "cached", "failed", "skipped"):
+            self.done += 1
+        self.failed += kind == "failed"
+        self.cached += kind == "cached"
+        self.events(ScanEvent(kind, teacher_id, message, self.done, self.total, self.failed, self.cached,
+                              self.ledger.describe()))
+
+
+def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Path, config: ScanConfig, events: Events,
+             run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None) -> tuple[list[dict], Ledger]:
+    """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit)` runs uncached
+    teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the pre-screen needs them."""
+    ledger = Ledger(parse_budget(config.budget))
+    tally = Tally(events, ledger)
+    started = time.perf_counter()
+    cache = PredictionCache(out_dir / "cache")
+    scorers = list(config.scorers)
+    embeddings = label_embeddings() if label_embeddings and needs_label_embeddings(scorers) else None
+    rows: dict[str, dict] = {}
+    for spec in specs:
+        if spec.error:
+            rows[spec.teacher_id] = failed_row(spec, spec.error)
+    alive = [spec for spec in specs if not spec.error]
+    alive = prescreen(alive, task, label_embeddings, tally) if config.budget and label_embeddings else alive
+    sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
+    for round_index, per_class in enumerate(sizes):
+        probe = make_probe(task, per_class, config.seed)
+        tally.begin(len(alive), f"round {round_index + 1}/{len(sizes)}: {len(alive)} teachers on a probe of "
+                                f"{len(probe)} images ({per_class} per class)")
+        scored: list[dict] = []
+
+        def settle(spec: TeacherSpec, predictions: Predictions, status: str, node: str = "") -> None:
+            assessment = assess(spec, predictions, probe, scorers, embeddings)
+            row = result_row(spec, predictions, assessment, config, probe, status, rows.get(spec.teacher_id))
+            rows[spec.teacher_id] = {**row, "round": round_index, "node": node}
+            scored.append(rows[spec.teacher_id])
+            tally.emit(status, spec.teacher_id, f"{status:<8}{spec.teacher_id}  {scorers[0]}={row['score']:.4f}")
+
+        pending = []
+        for spec in alive:
+            cached = cache.get(spec.content_hash, probe.probe_hash, spec.preprocessing_key)
+            if cached is None:
+                pending.append(spec)
+            else:
+                settle(spec, cached, "cached")
+        if pending and run_teachers is not None:
+            def admit(spec: TeacherSpec) -> bool:
+                ledger.seconds = time.perf_counter() - started
+                cost = spec.flops_per_sample * len(probe)
+                if not ledger.affords(cost):
+                    return False
+                ledger.spend(cost)
+                return True
+
+            by_id = {spec.teacher_id: spec for spec in pending}
+            for result in run_teachers(pending, probe, admit):
+                spec = by_id[result.teacher_id]
+                if result.skipped:
+                    previous = rows.get(spec.teacher_id)
+                    rows[spec.teacher_id] = ({**previous, "status": "unfinished"} if previous else
+                                             {**failed_row(spec, ""), "status": "skipped", "round": round_index})
+                    tally.emit("skipped", spec.teacher_id, f"skipped {spec.teacher_id}: budget spent")
+                elif result.error:
+                    rows[spec.teacher_id] = failed_row(spec, result.error)
+                    tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {result.error}")
+                else:
+                    cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
+                    settle(spec, result.predictions, "scored", result.node)
+        ledger.seconds = time.perf_counter() - started
+        if round_index == len(sizes) - 1:
+            break
+        ranked = sorted(scored, key=score_key)
+        keep = survivors(len(ranked), config.eta)
+        for row in ranked[keep:]:
+            rows[row["teacher_id"]] = {**row, "status": "dropped"}
+            tally.emit("dropped", row["teacher_id"], f"dropped {row['teacher_id']} after round {round_index + 1}")
+        kept = {row["teacher_id"] for row in ranked[:keep]}
+        alive = [spec for spec in alive if spec.teacher_id in kept]
+    return list(rows.values()), ledger
+
+
+def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[], dict], tally: Tally) -> list[TeacherSpec]:
+    """Order teachers by the free semantic score (label names only), best first, so that a budget too small
+    for every teacher spends itself on the likeliest ones. Unchanged order when names cannot be embedded."""
+    from .errors import SelkdError
+    from .records import Evidence
+    from .scores import SCORERS
+
+    try:
+        vectors = label_embeddings()
+    except SelkdError as err:
+        tally.emit("note", "", f"no semantic pre-screen ({err})")
+        return specs
+    labels = np.arange(task.num_classes)
+    target = np.stack([vectors[n] for n in task.label_names])
+    score = {spec.teacher_id: SCORERS.get("semantic")(Evidence(
+        None, None, labels, task.num_classes, teacher_label_embeddings=np.stack([vectors[n] for n in spec.label_names]),
+        target_label_embeddings=target)) for spec in specs}
+    tally.emit("note", "", "semantic pre-screen: teachers ordered by label-name transport cost")
+    return sorted(specs, key=lambda spec: (-score[spec.teacher_id], spec.teacher_id))
+
+
+def score_key(row: dict) -> tuple:
+    """Best first; a NaN score (a scorer this teacher lacks inputs for) after every number; ties by id."""
+    unscored = not np.isfinite(row["score"])
+    return (unscored, 0.0 if unscored else -row["score"], row["teacher_id"])
+
+
+def result_row(spec: TeacherSpec, predictions: Predictions, assessment: dict, config: ScanConfig, probe: ProbeSet,
+               status: str, previous: dict | None) -> dict:
+    """One teacher's row after a round; FLOPs and seconds add up over its rounds (0 when cached)."""
+    scores = assessment["scores"]
+    ran = status == "scored"
+    flops = spec.flops_per_sample * len(probe) if ran else 0
+    seconds = predictions.seconds if ran else 0.0
+    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
+            "content_hash": spec.content_hash, "status": status, "error": "",
+            "score": scores[config.scorers[0]], "probe_size": len(probe),
+            "flops": flops + (previous or {}).get("flops", 0),
+            "seconds": seconds + (previous or {}).get("seconds", 0.0), "num_teacher_classes": spec.num_classes,
+            "cost_matrix": assessment["cost_matrix"].ravel().tolist(), "label_plan": assessment["label_plan"],
+            **{f"score_{k}": v for k, v in scores.items()}}
+
+
+def failed_row(spec: TeacherSpec, error: str) -> dict:
+    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
+            "content_hash": spec.content_hash, "status": "failed", "error": error, "flops": 0, "seconds": 0.0}
+
+
+FINISHED = ("scored", "cached")
+RANKED = FINISHED + ("dropped", "unfinished")
+
+
+def rank_rows(rows: list[dict]) -> list[dict]:
+    """Teachers that reached a later round first (they beat the others there), then by score; teachers that
+    never ran (failed, skipped) last, unranked."""
+    good = sorted((r for r in rows if r["status"] in RANKED), key=lambda r: (-r.get("round", 0), *score_key(r)))
+    bad = sorted((r for r in rows if r["status"] not in RANKED), key=lambda r: (r["status"], r["teacher_id"]))
+    return [{**row, "rank": i + 1} for i, row in enumerate(good)] + [{**row, "rank": None} for row in bad]
