@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -81,19 +82,72 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                  task: Path = typer.Option(..., help="Task: Parquet table (image, label, split) or ImageFolder tree."),
                  out: Path = typer.Option(Path("selkd-output/scan"), help="Output folder (scores, cache, catalogue)."),
                  scorer: list[str] = typer.Option(list(ScanConfig.scorers), help="Scorer (repeatable); the first ranks. See `selkd scorers`."),
-                 probe_per_class: int = typer.Option(20, help="Probe images per target class."),
+                 probe_per_class: int = typer.Option(20, help="Probe images per target class (the last round's)."),
                  seed: int = typer.Option(0, help="Probe sampling seed."),
+                 budget: Optional[str] = typer.Option(None, help="FLOPs (2e9, 2G) or wall time (300s, 5min); implies halving with --eta 3."),
+                 eta: Optional[int] = typer.Option(None, help="Successive halving: keep the best 1/ETA each round."),
+                 min_probe: Optional[int] = typer.Option(None, help="Images per class in the first halving round (default 2)."),
+                 max_actors: Optional[int] = typer.Option(None, help="Cap on runner actors (default: one per GPU, else per CPU slot)."),
+                 json_output: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
                  address: Optional[str] = ADDRESS) -> None:
     """Score every teacher of the zoo on a probe of the task and write a ranked scores.parquet.
 
-    Example: selkd scan --zoo ./zoo --task task.parquet --out scan-out
+    Example: selkd scan --zoo ./zoo --task task.parquet --out scan-out --budget 5e9 --eta 3
     """
     from selkd_ray.api import scan
-    from selkd_ray.report import ranking_table
+    from selkd_ray.report import ranking_table, scan_summary
 
-    result = scan(zoo, task, out, ScanConfig(tuple(scorer), probe_per_class, seed), address=address, progress=say)
+    eta = eta or (3 if budget else None)
+    config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe)
+    with ScanProgress() as progress:
+        result = scan(zoo, task, out, config, address=address, progress=progress.update)
+    if json_output:
+        typer.echo(json.dumps(scan_json(result), default=float))
+        return
     typer.echo(ranking_table(result.rows, list(scorer)))
-    typer.echo(f"{result.ran} teachers run, {result.cached} from cache, {result.failed} failed; scores: {result.scores_path}")
+    typer.echo(scan_summary(result))
+
+
+class ScanProgress:
+    """A live bar (teachers done, failed, cached, budget spent) on a terminal; plain log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.task = self.bar.add_task("scan", total=None, counts="")
+
+    def update(self, event) -> None:
+        if self.bar is None:
+            say(str(event))
+            return
+        if event.kind in ("round", "note", "failed"):
+            self.bar.console.print(str(event))
+        self.bar.update(self.task, completed=event.done, total=event.total or None,
+                        counts=f"failed {event.failed}, cached {event.cached}; {event.spent}")
+
+    def __enter__(self) -> "ScanProgress":
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def scan_json(result) -> dict:
+    """The scan as one JSON document: counts, spending and every teacher's row (cost matrices left out)."""
+    rows = [{k: v for k, v in row.items() if k != "cost_matrix"} for row in result.rows]
+    return {"scores": str(result.scores_path), "catalogue": str(result.catalogue_path), "ran": result.ran,
+            "cached": result.cached, "failed": result.failed, "dropped": result.dropped,
+            "skipped": result.skipped, "flops": result.flops, "seconds": result.seconds, "spent": result.spent,
+            "teachers": rows}
 
 
 @app.command("distill")

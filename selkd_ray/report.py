@@ -39,3 +39,19 @@ def ranking_plot(rows: list[dict], scorer: str, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scan_summary(result) -> str:
+    """What the scan did, in words: teachers run, cached, failed, dropped at which round, spent against budget."""
+    lines = [f"{result.ran} teachers run to the end, {result.cached} from cache, {result.failed} failed, "
+             f"{result.dropped} dropped by halving, {result.skipped} stopped by the budget; {result.spent}"]
+    dropped: dict[int, list[str]] = {}
+    for row in result.rows:
+        if row["status"] == "dropped":
+            dropped.setdefault(row["round"], []).append(row["teacher_id"])
+    lines += [f"dropped after round {r + 1}: {', '.join(names)}" for r, names in sorted(dropped.items())]
+    skipped = [row["teacher_id"] for row in result.rows if row["status"] in ("skipped", "unfinished")]
+    if skipped:
+        lines.append(f"not run for lack of budget: {', '.join(skipped)}")
+    lines.append(f"scores: {result.scores_path}")
+    return "\n".join(lines)

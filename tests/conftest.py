@@ -71,3 +71,21 @@ def zoo_copy(tiny_zoo, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(tiny_zoo, tmp_path / "zoo"))
+
+
+@pytest.fixture(scope="session")
+def wide_zoo(tiny_zoo, tmp_path_factory) -> Path:
+    """Nine distinct teachers: each tiny teacher three times, weights nudged so every copy hashes apart."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    zoo = tmp_path_factory.mktemp("wide")
+    for teacher in sorted(p for p in tiny_zoo.iterdir() if p.is_dir()):
+        for copy in range(3):
+            folder = Path(shutil.copytree(teacher, zoo / f"{teacher.name}-{copy}"))
+            weights = load_file(folder / "model.safetensors")
+            first = next(k for k, v in weights.items() if v.is_floating_point())
+            weights[first] = weights[first] + 1e-5 * copy
+            save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return zoo

@@ -88,8 +88,8 @@ class RunnerPool:
                 self.actors[slot] = self.start(slot)
                 result = TeacherResult(spec.teacher_id, None, f"{spec.path}: runner actor died twice on this "
                                        f"teacher ({type(err).__name__})")
+            submit(slot)  # the slot's next teacher starts before this result is handled
             yield result
-            submit(slot)
         for spec in [reserved.pop(slot) for slot in list(reserved)] + list(queue):
             yield TeacherResult(spec.teacher_id, None, skipped=True)
 

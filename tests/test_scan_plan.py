@@ -1,0 +1,98 @@
+"""The scan plan on a real local Ray: successive halving, the budget, restarts, resume, one scan per output."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import ray
+
+from selkd_ray.api import index_zoo, scan
+from selkd_ray.config import ScanConfig
+from selkd_ray.errors import SelkdError
+from selkd_ray.io.lock import LOCK_FILE
+
+
+def flops_per_sample(zoo):
+    specs, _ = index_zoo(zoo)
+    return {spec.teacher_id: spec.flops_per_sample for spec in specs}
+
+
+def test_successive_halving_keeps_the_best_and_counts_every_round(ray_session, tiny_zoo, target_task, tmp_path):
+    config = ScanConfig(scorers=("ot", "leep"), probe_per_class=8, eta=2, min_probe=2)  # rounds of 2, 4, 8 per class
+    result = scan(tiny_zoo, target_task, tmp_path, config)
+    rows = {r["teacher_id"]: r for r in result.rows}
+    assert result.rows[0]["teacher_id"] == "own-classes"
+    assert (rows["own-classes"]["status"], rows["own-classes"]["round"]) == ("scored", 2)
+    assert sorted(r["status"] for r in result.rows) == ["dropped", "dropped", "scored"]
+    assert [r["rank"] for r in result.rows] == [1, 2, 3]
+    fps = flops_per_sample(tiny_zoo)
+    assert rows["own-classes"]["flops"] == fps["own-classes"] * 3 * (2 + 4 + 8)
+    dropped_first = [r for r in result.rows if r["round"] == 0]
+    assert len(dropped_first) == 1 and dropped_first[0]["flops"] == fps[dropped_first[0]["teacher_id"]] * 3 * 2
+    assert result.flops == sum(r["flops"] for r in result.rows)
+    assert result.dropped == 2 and "FLOPs" in result.spent
+
+
+def test_flops_budget_is_never_exceeded_and_the_prescreen_picks_who_runs(ray_session, tiny_zoo, target_task,
+                                                                         tmp_path):
+    fps = flops_per_sample(tiny_zoo)
+    budget = fps["own-classes"] * 30 + 1  # exactly one teacher on a 30-image probe
+    result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=10,
+                                                             budget=str(budget)))
+    rows = {r["teacher_id"]: r for r in result.rows}
+    # 'x-three', 'x-five', 'x-eight' name the target's classes: the semantic pre-screen runs it first
+    assert rows["own-classes"]["status"] == "scored"
+    assert sorted(r["status"] for r in result.rows) == ["scored", "skipped", "skipped"]
+    assert result.flops <= budget and result.skipped == 2
+    assert [r["rank"] for r in result.rows] == [1, None, None]
+
+
+def test_a_killed_runner_actor_is_restarted_and_its_teacher_retried(ray_session, wide_zoo, target_task, tmp_path):
+    killed = []
+
+    def kill_a_runner(event):
+        if event.kind == "scored" and not killed:
+            names = [n for n in ray.util.list_named_actors() if n.startswith("selkd-runner-")]
+            ray.kill(ray.get_actor(names[0]), no_restart=False)
+            killed.append(names[0])
+
+    result = scan(wide_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5, max_actors=1),
+                  progress=kill_a_runner)
+    assert killed
+    assert [r["status"] for r in result.rows] == ["scored"] * 9
+
+
+def test_a_second_scan_on_the_same_output_fails_clearly(ray_session, tiny_zoo, target_task, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time\nfrom selkd_ray.io.lock import ScanLock\n"
+                               f"with ScanLock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SelkdError, match="another scan is writing this output"):
+            scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
+    finally:
+        holder.kill()
+        holder.wait()
+    result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
+    assert result.ran == 3 and (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_scan_killed_midway_resumes_from_the_cache(ray_session, wide_zoo, task_path, tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    command = [sys.executable, "-m", "selkd_cli.main", "scan", "--zoo", str(wide_zoo), "--task", str(task_path),
+               "--out", str(tmp_path), "--scorer", "ot", "--probe-per-class", "5", "--max-actors", "1"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    cache = tmp_path / "cache"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("*.parquet"))) < 2:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(cache.glob("*.parquet")))
+    assert 2 <= finished < 9, "the scan should have been killed midway"
+    result = scan(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
+    assert (result.cached, result.ran) == (finished, 9 - finished)
