@@ -17,6 +17,7 @@ from .costs import conditional_cost
 from .errors import SelkdError
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.embeddings import EmbeddingCache
+from .io.fs import Location
 from .io.lock import ScanLock
 from .io.results import read_scores, write_metrics, write_scores
 from .io.tasks import load_task
@@ -36,8 +37,8 @@ def quiet(message: str) -> None:
 
 @dataclass(frozen=True)
 class ScanResult:
-    scores_path: Path
-    catalogue_path: Path
+    scores_path: Path | str  # a Path on the local disk, else the filesystem URI
+    catalogue_path: Path | str
     rows: list[dict]  # ranked: best teacher first, failed teachers last
     ran: int  # teachers run to the last round in this scan
     cached: int  # teachers answered from the cache in the last round
@@ -63,14 +64,14 @@ class DistillResult:
     teacher: str  # teacher folder, or "" for label-only
 
 
-def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | None = None) -> tuple[list[TeacherSpec], Path]:
+def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None
+              ) -> tuple[list[TeacherSpec], Path | str]:
     """Index `zoo_dir` into a Parquet catalogue (default: ZOO_DIR/catalogue.parquet), incrementally."""
     zoo_dir = Path(zoo_dir)
-    catalogue_path = Path(catalogue_path or zoo_dir / "catalogue.parquet")
-    previous = read_catalogue(catalogue_path) if catalogue_path.is_file() else None
+    catalogue = Location(catalogue_path or zoo_dir / "catalogue.parquet")
+    previous = read_catalogue(catalogue) if catalogue.is_file() else None
     entries = index_folders(zoo_dir, previous)
-    write_catalogue(entries, catalogue_path)
-    return [spec for spec, _, _ in entries], catalogue_path
+    return [spec for spec, _, _ in entries], write_catalogue(entries, catalogue)
 
 
 def as_task(task: Task | str | Path) -> Task:
@@ -85,7 +86,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         SCORERS.get(name)
     parse_budget(config.budget)
     probe_sizes(config.probe_per_class, config.min_probe, config.eta)
-    out_dir = Path(out_dir)
+    out_dir = Location(out_dir)  # a local folder or a pyarrow filesystem URI
     with ScanLock(out_dir):
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
         task = as_task(task)
@@ -115,7 +116,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                       ledger.seconds)
 
 
-def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Path) -> dict[str, np.ndarray]:
+def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) -> dict[str, np.ndarray]:
     """Unit text embeddings of every label name in the zoo and the task, cached on disk by name."""
     from .text import TEXT_MODEL, embed_label_names
 

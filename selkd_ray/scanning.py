@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,6 +16,7 @@ from .assessment import assess
 from .budget import Ledger, parse_budget, probe_sizes, survivors
 from .config import ScanConfig
 from .io.cache import PredictionCache
+from .io.fs import Location
 from .probe import make_probe
 from .records import Predictions, ProbeSet, Task, TeacherSpec
 from .scores import needs_label_embeddings
@@ -62,7 +62,7 @@ class Tally:
                               self.ledger.describe()))
 
 
-def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Path, config: ScanConfig, events: Events,
+def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
              run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None) -> tuple[list[dict], Ledger]:
     """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit)` runs uncached
     teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the pre-screen needs them."""

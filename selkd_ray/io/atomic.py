@@ -1,27 +1,40 @@
-"""Atomic Parquet writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic Parquet writes: a reader sees the old file or the new one, never half of one.
+
+On a local disk: write a temporary file beside the target and rename it over. On other pyarrow filesystems:
+write beside, then move (an object store's move publishes the whole object at once).
+"""
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-def write_table(table: pa.Table, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, staging)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
-    return path
+from .fs import Location
 
 
-def read_table(path: str | Path) -> pa.Table:
-    return pq.read_table(path)
+def write_table(table: pa.Table, where: "str | Path | Location") -> "Path | str":
+    location = Location(where)
+    location.parent.mkdir()
+    if location.is_local:
+        fd, staging = tempfile.mkstemp(prefix=f".{location.name}.", suffix=".tmp", dir=location.parent.path)
+        os.close(fd)
+        try:
+            pq.write_table(table, staging)
+            os.replace(staging, location.path)
+        finally:
+            if os.path.exists(staging):
+                os.unlink(staging)
+        return location.native()
+    staging = location.parent / f".{location.name}.{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, staging.path, filesystem=location.fs)
+    location.fs.move(staging.path, location.path)
+    return location.native()
+
+
+def read_table(where: "str | Path | Location") -> pa.Table:
+    location = Location(where)
+    return pq.read_table(location.path, filesystem=location.fs)

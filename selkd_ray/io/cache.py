@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ..records import Predictions
 from .atomic import read_table, write_table
+from .fs import Location
 
 
 def rows_to_array(table: pa.Table, column: str) -> np.ndarray:
@@ -21,14 +22,14 @@ def rows_to_array(table: pa.Table, column: str) -> np.ndarray:
 class PredictionCache:
     """One small Parquet file per key, written atomically, so a killed scan loses nothing finished."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: "str | Path | Location") -> None:
+        self.root = Location(root)
 
-    def path(self, teacher_hash: str, probe_hash: str, preprocessing: str) -> Path:
+    def path(self, teacher_hash: str, probe_hash: str, preprocessing: str) -> Location:
         prep = hashlib.sha256(preprocessing.encode()).hexdigest()[:12]
         return self.root / f"{teacher_hash[:24]}-{probe_hash[:16]}-{prep}.parquet"
 
-    def classifier_path(self, teacher_hash: str) -> Path:
+    def classifier_path(self, teacher_hash: str) -> Location:
         return self.root / "classifiers" / f"{teacher_hash[:24]}.parquet"
 
     def get(self, teacher_hash: str, probe_hash: str, preprocessing: str) -> Predictions | None:
@@ -41,7 +42,7 @@ class PredictionCache:
         classifier = rows_to_array(read_table(classifier_path), "row") if classifier_path.is_file() else None
         return Predictions(rows_to_array(table, "probs"), rows_to_array(table, "features"), seconds, classifier)
 
-    def put(self, teacher_hash: str, probe_hash: str, preprocessing: str, predictions: Predictions) -> Path:
+    def put(self, teacher_hash: str, probe_hash: str, preprocessing: str, predictions: Predictions) -> "Path | str":
         """The classifier first, then the predictions: a predictions file means the entry is complete."""
         if predictions.classifier is not None and not self.classifier_path(teacher_hash).is_file():
             write_table(pa.table({"row": pa.array(list(predictions.classifier.astype(np.float32)))}),

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from ..records import TeacherSpec
 from .atomic import read_table, write_table
+from .fs import Location
 
 CATALOGUE_SCHEMA = pa.schema([
     ("teacher_id", pa.string()),
@@ -26,13 +27,13 @@ CATALOGUE_SCHEMA = pa.schema([
 ])
 
 
-def write_catalogue(entries: list[tuple[TeacherSpec, int, int]], path: str | Path) -> Path:
+def write_catalogue(entries: list[tuple[TeacherSpec, int, int]], path: "str | Path | Location") -> "Path | str":
     """entries: (spec, weights file size, weights file mtime in ns)."""
     rows = [{**asdict(spec), "file_size": size, "file_mtime_ns": mtime} for spec, size, mtime in entries]
     return write_table(pa.Table.from_pylist(rows, schema=CATALOGUE_SCHEMA), path)
 
 
-def read_catalogue(path: str | Path) -> list[tuple[TeacherSpec, int, int]]:
+def read_catalogue(path: "str | Path | Location") -> list[tuple[TeacherSpec, int, int]]:
     names = {f.name for f in fields(TeacherSpec)}
     entries = []
     for row in read_table(path).to_pylist():

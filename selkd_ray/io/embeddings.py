@@ -8,11 +8,12 @@ import numpy as np
 import pyarrow as pa
 
 from .atomic import read_table, write_table
+from .fs import Location
 
 
 class EmbeddingCache:
-    def __init__(self, root: str | Path, model_name: str) -> None:
-        self.path = Path(root) / f"label-embeddings-{model_name}.parquet"
+    def __init__(self, root: "str | Path | Location", model_name: str) -> None:
+        self.path = Location(root) / f"label-embeddings-{model_name}.parquet"
 
     def lookup(self, names: list[str], embed: Callable[[list[str]], np.ndarray]) -> dict[str, np.ndarray]:
         """Vectors for `names`, embedding (and caching) only the ones not seen before."""

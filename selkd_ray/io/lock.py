@@ -6,19 +6,26 @@ import os
 from pathlib import Path
 
 from ..errors import SelkdError
+from .fs import Location
 
 LOCK_FILE = ".scan.lock"
 
 
 class ScanLock:
     """flock on OUT/.scan.lock: a second scan on the same output fails at once with a clear message, and a
-    killed scan leaves no stale lock (the kernel drops it with the process)."""
+    killed scan leaves no stale lock (the kernel drops it with the process).
 
-    def __init__(self, out_dir: str | Path) -> None:
-        self.path = Path(out_dir) / LOCK_FILE
+    On a remote filesystem (s3://, gs://) there is no lock to take; every write there publishes a whole object
+    atomically, so concurrent scans cannot corrupt files, though the last one's scores.parquet wins."""
+
+    def __init__(self, out_dir: "str | Path | Location") -> None:
+        location = Location(out_dir)
+        self.path = Path(location.path) / LOCK_FILE if location.is_local else None
         self.handle = None
 
     def __enter__(self) -> "ScanLock":
+        if self.path is None:
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .atomic import read_table, write_table
+from .fs import Location
 
 SCORE_COLUMNS = [
     ("rank", pa.int32()),  # 1 = best; failed teachers have no rank
@@ -27,7 +28,7 @@ SCORE_COLUMNS = [
 ]
 
 
-def write_scores(rows: list[dict], scorer_names: list[str], path: str | Path) -> Path:
+def write_scores(rows: list[dict], scorer_names: list[str], path: "str | Path | Location") -> "Path | str":
     schema = pa.schema(SCORE_COLUMNS + [(f"score_{name}", pa.float64()) for name in scorer_names])
     full_rows = [{name: row.get(name) for name in schema.names} for row in rows]
     return write_table(pa.Table.from_pylist(full_rows, schema=schema), path)
