@@ -92,7 +92,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         task = as_task(task)
         pool = None
 
-        def run_teachers(pending, probe, admit):
+        def run_teachers(pending, probe, admit, scoring):
             nonlocal pool
             if pool is None:
                 from .distributed.runtime import connect
@@ -100,7 +100,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
 
                 connect(address)
                 pool = RunnerPool(config.max_actors, len(pending))
-            return pool.run(pending, probe, admit)
+            return pool.run(pending, probe, admit, scoring)
 
         try:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,

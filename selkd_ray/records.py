@@ -127,3 +127,4 @@ class TeacherResult:
     error: str = ""
     node: str = ""  # address of the node that ran it (set by the Ray layer)
     skipped: bool = False  # not run: the budget was spent before its turn
+    assessment: dict | None = None  # scores etc., when the runner assessed it

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
+from .assessment import assess
 from .errors import SelkdError
 from .models import load_teacher, teacher_predictions
 from .records import ProbeSet, TeacherResult, TeacherSpec
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What a runner needs to assess a teacher where it ran it: the scorer names and label-name vectors."""
+
+    scorers: list[str]
+    label_embeddings: dict | None = None
 
 
 class TeacherRunner:
@@ -37,13 +46,16 @@ class TeacherRunner:
         future = self.prefetched.pop(spec.path, None)
         return future.result() if future is not None else load_teacher(spec)
 
-    def __call__(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None = None) -> TeacherResult:
+    def __call__(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None = None,
+                 scoring: Scoring | None = None) -> TeacherResult:
+        """Run `spec` on the probe and, given `scoring`, assess it here too (so N runners score in parallel)."""
         started = time.perf_counter()
         try:
             model = self.model(spec)
             self.prefetch(upcoming)
-            raw = teacher_predictions(spec, model, probe.images)
-            return TeacherResult(spec.teacher_id, replace(raw, seconds=time.perf_counter() - started))
+            raw = replace(teacher_predictions(spec, model, probe.images), seconds=time.perf_counter() - started)
+            assessment = assess(spec, raw, probe, scoring.scorers, scoring.label_embeddings) if scoring else None
+            return TeacherResult(spec.teacher_id, raw, assessment=assessment)
         except SelkdError as err:
             self.prefetch(upcoming)
             return TeacherResult(spec.teacher_id, None, str(err))

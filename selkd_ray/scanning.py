@@ -19,6 +19,7 @@ from .io.cache import PredictionCache
 from .io.fs import Location
 from .probe import make_probe
 from .records import Predictions, ProbeSet, Task, TeacherSpec
+from .runner import Scoring
 from .scores import needs_label_embeddings
 
 
@@ -64,8 +65,8 @@ class Tally:
 
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
              run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None) -> tuple[list[dict], Ledger]:
-    """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit)` runs uncached
-    teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the pre-screen needs them."""
+    """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit, scoring)` runs and
+    assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the pre-screen needs them."""
     ledger = Ledger(parse_budget(config.budget))
     tally = Tally(events, ledger)
     started = time.perf_counter()
@@ -85,8 +86,9 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                                 f"{len(probe)} images ({per_class} per class)")
         scored: list[dict] = []
 
-        def settle(spec: TeacherSpec, predictions: Predictions, status: str, node: str = "") -> None:
-            assessment = assess(spec, predictions, probe, scorers, embeddings)
+        def settle(spec: TeacherSpec, predictions: Predictions, status: str, node: str = "",
+                   assessment: dict | None = None) -> None:
+            assessment = assessment or assess(spec, predictions, probe, scorers, embeddings)
             row = result_row(spec, predictions, assessment, config, probe, status, rows.get(spec.teacher_id))
             rows[spec.teacher_id] = {**row, "round": round_index, "node": node}
             scored.append(rows[spec.teacher_id])
@@ -109,7 +111,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                 return True
 
             by_id = {spec.teacher_id: spec for spec in pending}
-            for result in run_teachers(pending, probe, admit):
+            for result in run_teachers(pending, probe, admit, Scoring(scorers, embeddings)):
                 spec = by_id[result.teacher_id]
                 if result.skipped:
                     previous = rows.get(spec.teacher_id)
@@ -121,7 +123,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                     tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {result.error}")
                 else:
                     cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
-                    settle(spec, result.predictions, "scored", result.node)
+                    settle(spec, result.predictions, "scored", result.node, result.assessment)
         ledger.seconds = time.perf_counter() - started
         if round_index == len(sizes) - 1:
             break

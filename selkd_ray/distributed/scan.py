@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from ..records import ProbeSet, TeacherResult, TeacherSpec
-from ..runner import TeacherRunner
+from ..runner import Scoring, TeacherRunner
 from .runtime import cpu_slots, gpu_count
 
 ACTOR_PREFIX = "selkd-runner"
@@ -24,8 +24,9 @@ ACTOR_PREFIX = "selkd-runner"
 class RunnerActor(TeacherRunner):
     """The plain runner plus the node it runs on."""
 
-    def run(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None) -> TeacherResult:
-        return replace(self(spec, probe, upcoming), node=ray.util.get_node_ip_address())
+    def run(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None,
+            scoring: Scoring | None) -> TeacherResult:
+        return replace(self(spec, probe, upcoming, scoring), node=ray.util.get_node_ip_address())
 
 
 def actor_options() -> tuple[int, dict]:
@@ -51,11 +52,12 @@ class RunnerPool:
         return self.remote.options(name=name, max_restarts=2, max_task_retries=2, **self.options).remote(
             self.options["num_cpus"])
 
-    def run(self, specs: list[TeacherSpec], probe: ProbeSet,
-            admit: Callable[[TeacherSpec], bool] = lambda spec: True) -> Iterator[TeacherResult]:
+    def run(self, specs: list[TeacherSpec], probe: ProbeSet, admit: Callable[[TeacherSpec], bool] = lambda spec: True,
+            scoring: Scoring | None = None) -> Iterator[TeacherResult]:
         """Yield each teacher's result as it finishes. `admit` is asked just before a teacher starts (the
-        budget); a teacher it refuses comes back as skipped. The probe goes to the object store once."""
-        probe_ref = ray.put(probe)
+        budget); a teacher it refuses comes back as skipped. The probe (and scoring inputs) go to the object
+        store once."""
+        probe_ref, scoring_ref = ray.put(probe), ray.put(scoring)
         queue, reserved, in_flight = deque(specs), {}, {}
         refused: list[TeacherSpec] = []
 
@@ -70,7 +72,7 @@ class RunnerPool:
             upcoming = queue.popleft() if queue else None
             if upcoming is not None:
                 reserved[slot] = upcoming
-            in_flight[self.actors[slot].run.remote(spec, probe_ref, upcoming)] = (slot, spec)
+            in_flight[self.actors[slot].run.remote(spec, probe_ref, upcoming, scoring_ref)] = (slot, spec)
 
         for slot in range(self.count):
             submit(slot)
