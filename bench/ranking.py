@@ -14,8 +14,7 @@ rerun after adding a scorer costs only the scoring.
 from __future__ import annotations
 
 import datetime
-import os
-import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,31 +24,20 @@ import pyarrow as pa
 import typer
 from scipy import stats
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
 from selkd_ray.api import index_zoo, scan, student_accuracy_here
 from selkd_ray.config import DistillConfig, ScanConfig
-from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, target_task
-from selkd_ray.demo.zoo import ARCHITECTURES, RECIPES, TeacherRecipe, digits, recipe_data, train_classifier
+from selkd_ray.demo.data import DIGIT_NAMES, target_task
+from selkd_ray.demo.zoo import MORE_RECIPES, RECIPES, TeacherRecipe, train_teacher
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.distributed.tasks import map_unordered
 from selkd_ray.io.atomic import read_table, write_table
-from selkd_ray.models import WEIGHTS_FILE, save_teacher
+from selkd_ray.models import WEIGHTS_FILE
 from selkd_ray.records import content_hash
 from selkd_ray.scores import SCORERS
 
-# Teachers beyond the demo's twelve: more label spaces, none equal to a target's.
-EXTRA_RECIPES = (
-    TeacherRecipe("digits-0147", digits(0, 1, 4, 7)),
-    TeacherRecipe("digits-02569", digits(0, 2, 5, 6, 9)),
-    TeacherRecipe("digits-2357", digits(2, 3, 5, 7)),
-    TeacherRecipe("digits-0468", digits(0, 4, 6, 8)),
-    TeacherRecipe("digits-19", digits(1, 9)),
-    TeacherRecipe("digits-48", digits(4, 8)),
-    TeacherRecipe("digits-56", digits(5, 6)),
-    TeacherRecipe("digits-1234", digits(1, 2, 3, 4)),
-    TeacherRecipe("digits-6789", digits(6, 7, 8, 9)),
-    TeacherRecipe("straight-curved", {"straight": (1, 4, 7), "curved": (0, 2, 3, 5, 6, 8, 9)}),
-    TeacherRecipe("mod-three", {"remainder-0": (0, 3, 6, 9), "remainder-1": (1, 4, 7), "remainder-2": (2, 5, 8)}),
-)
 TARGETS = ((3, 5, 8), (1, 4, 7), (0, 2, 6, 9))
 SPLITS = {"train": 10, "val": 20, "test": 100}  # per class: few labels, the use case; the rest unlabelled
 QUICK_RECIPES = ("digits-3589", "digits-17", "parity", "random-labels")
@@ -66,20 +54,12 @@ class Plan:
 
 
 def full_plan(seeds: int = 3, epochs: int = 15) -> Plan:
-    return Plan(RECIPES + EXTRA_RECIPES, TARGETS, tuple(range(seeds)), 4, DistillConfig(epochs=epochs))
+    return Plan(RECIPES + MORE_RECIPES, TARGETS, tuple(range(seeds)), 4, DistillConfig(epochs=epochs))
 
 
 def quick_plan() -> Plan:
     recipes = tuple(r for r in RECIPES if r.teacher_id in QUICK_RECIPES)
     return Plan(recipes, TARGETS[:1], (0,), 1, DistillConfig(epochs=2), bootstrap=200)
-
-
-def train_teacher(recipe: TeacherRecipe, index: int, folder: str, epochs: int) -> str:
-    images, labels = recipe_data(recipe)
-    model = train_classifier(ARCHITECTURES[index % len(ARCHITECTURES)], images, labels, len(recipe.groups),
-                             epochs=epochs, seed=index)
-    save_teacher(model, Path(folder), tuple(recipe.groups), (1, 28, 28), MNIST_MEAN, MNIST_STD)
-    return folder
 
 
 def build_zoo(plan: Plan, zoo_dir: Path, say) -> None:
@@ -220,12 +200,6 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
 def run_benchmark(out: Path, plan: Plan, say=print) -> dict:

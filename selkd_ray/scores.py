@@ -18,7 +18,6 @@ from .registry import Registry
 
 Scorer = Callable[[Evidence], float]
 SCORERS: Registry[Scorer] = Registry("scorer")
-DEFAULT_SCORER = "ot"
 
 
 def transport_cost_to_labels(probs: np.ndarray, labels: np.ndarray, cost: np.ndarray) -> float:

@@ -42,6 +42,21 @@ RECIPES = (
     TeacherRecipe("random-labels", {"a": (0, 1, 2), "b": (3, 4, 5), "c": (6, 7), "d": (8, 9)}, random_labels=True),
 )
 
+# Teachers beyond the demo's twelve, for benchmarks: more label spaces, none equal to a benchmark target's.
+MORE_RECIPES = (
+    TeacherRecipe("digits-0147", digits(0, 1, 4, 7)),
+    TeacherRecipe("digits-02569", digits(0, 2, 5, 6, 9)),
+    TeacherRecipe("digits-2357", digits(2, 3, 5, 7)),
+    TeacherRecipe("digits-0468", digits(0, 4, 6, 8)),
+    TeacherRecipe("digits-19", digits(1, 9)),
+    TeacherRecipe("digits-48", digits(4, 8)),
+    TeacherRecipe("digits-56", digits(5, 6)),
+    TeacherRecipe("digits-1234", digits(1, 2, 3, 4)),
+    TeacherRecipe("digits-6789", digits(6, 7, 8, 9)),
+    TeacherRecipe("straight-curved", {"straight": (1, 4, 7), "curved": (0, 2, 3, 5, 6, 8, 9)}),
+    TeacherRecipe("mod-three", {"remainder-0": (0, 3, 6, 9), "remainder-1": (1, 4, 7), "remainder-2": (2, 5, 8)}),
+)
+
 
 def recipe_data(recipe: TeacherRecipe, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The recipe's images from the teacher pool and their labels in the teacher's own label space."""
@@ -87,10 +102,16 @@ def build_zoo(zoo_dir: Path, progress: Callable[[str], None] = print, seed: int 
         folders.append(folder)
         if (folder / WEIGHTS_FILE).is_file():
             continue
-        architecture = ARCHITECTURES[index % len(ARCHITECTURES)]
-        images, labels = recipe_data(recipe, seed)
-        model = train_classifier(architecture, images, labels, len(recipe.groups), epochs=epochs, seed=seed + index)
-        save_teacher(model, folder, tuple(recipe.groups), (1, 28, 28), MNIST_MEAN, MNIST_STD)
-        progress(f"[zoo {index + 1}/{len(recipes)}] trained {recipe.teacher_id} ({architecture}, "
-                 f"{len(recipe.groups)} classes, {len(labels)} images)")
+        train_teacher(recipe, index, str(folder), epochs, seed)
+        progress(f"[zoo {index + 1}/{len(recipes)}] trained {recipe.teacher_id} "
+                 f"({ARCHITECTURES[index % len(ARCHITECTURES)]}, {len(recipe.groups)} classes)")
     return folders
+
+
+def train_teacher(recipe: TeacherRecipe, index: int, folder: str, epochs: int = 4, seed: int = 0) -> str:
+    """Train recipe number `index` (architectures alternate by index) and save it as a teacher folder."""
+    images, labels = recipe_data(recipe, seed)
+    model = train_classifier(ARCHITECTURES[index % len(ARCHITECTURES)], images, labels, len(recipe.groups),
+                             epochs=epochs, seed=seed + index)
+    save_teacher(model, Path(folder), tuple(recipe.groups), (1, 28, 28), MNIST_MEAN, MNIST_STD)
+    return folder

@@ -1,0 +1,59 @@
+"""Shared by the benchmark scripts: the machine in words, synthetic zoos of tiny timm teachers, timing."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD
+from selkd_ray.models import WEIGHTS_FILE, build_model, save_teacher
+
+TINY_ARCHITECTURES = ("test_efficientnet", "test_resnet", "test_byobnet")
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    model = platform.processor()
+    if cpuinfo.exists():
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith("model name")), model)
+    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def synthetic_zoo(zoo_dir: Path, count: int, architectures: tuple[str, ...] = TINY_ARCHITECTURES,
+                  num_classes: int = 10) -> list[Path]:
+    """`count` randomly initialised teachers (distinct weights, so distinct hashes), saved as timm folders.
+
+    Good for timing and memory figures, not for ranking quality. Existing folders are kept."""
+    folders = []
+    names = tuple(DIGIT_NAMES[i % 10] + ("" if i < 10 else f"-{i}") for i in range(num_classes))
+    for index in range(count):
+        folder = zoo_dir / f"tiny-{index:04d}"
+        folders.append(folder)
+        if (folder / WEIGHTS_FILE).is_file():
+            continue
+        torch.manual_seed(index)
+        model = build_model(architectures[index % len(architectures)], num_classes, 1).eval()
+        save_teacher(model, folder, names, (1, 28, 28), MNIST_MEAN, MNIST_STD)
+    return folders
+
+
+def linked_zoo(zoo_dir: Path, folders: list[Path]) -> Path:
+    """A zoo folder of symlinks to `folders`: subsets of one big zoo without copying weights."""
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    for folder in folders:
+        link = zoo_dir / folder.name
+        if not link.exists():
+            link.symlink_to(folder.resolve(), target_is_directory=True)
+    return zoo_dir
+
+
+@contextmanager
+def stopwatch(into: dict, key: str):
+    started = time.perf_counter()
+    yield
+    into[key] = time.perf_counter() - started

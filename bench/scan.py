@@ -1,0 +1,230 @@
+"""Scan benchmarks: efficiency against bare forward passes, the halving budget, incremental rescans, driver memory.
+
+    .venv/bin/python bench/scan.py             # the full figures (about 15 minutes on 2 cores)
+    .venv/bin/python bench/scan.py --quick     # the same steps on small zoos, to check the script works
+
+Every ratio is measured side by side in one run. Figures:
+- efficiency: wall time of a scan of N teachers (one actor, then two) against the sum of the same teachers'
+  bare forward passes on the probe in this process (weights already loaded, one thread);
+- budget: over S seeds (probe samples), how often successive halving returns the full scan's top-1 teacher,
+  and the fraction of the full scan's FLOPs it spends;
+- incremental: a rescan of a zoo of C cached + 10 new teachers against a scan of the 10 new alone;
+- scale: the driver's peak resident memory scanning zoos of 50, 200 and 1000 tiny teachers.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import linked_zoo, machine, stopwatch, synthetic_zoo  # noqa: E402
+
+from selkd_ray.api import index_zoo, scan  # noqa: E402
+from selkd_ray.config import ScanConfig  # noqa: E402
+from selkd_ray.demo.data import target_task  # noqa: E402
+from selkd_ray.demo.zoo import MORE_RECIPES, RECIPES, train_teacher  # noqa: E402
+from selkd_ray.distributed.runtime import connect  # noqa: E402
+from selkd_ray.distributed.tasks import map_unordered  # noqa: E402
+from selkd_ray.io.atomic import write_table  # noqa: E402
+from selkd_ray.models import WEIGHTS_FILE, load_teacher, predict, save_teacher  # noqa: E402
+from selkd_ray.probe import make_probe  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Sizes:
+    efficiency_teachers: int = 50
+    efficiency_per_class: int = 150  # 10 classes: a 1,500-image probe
+    budget_seeds: int = 20
+    budget_variants: int = 2  # noisy copies of each trained teacher (23 trained -> 69 teachers)
+    budget_per_class: int = 50
+    incremental_cached: int = 200
+    scale: tuple[int, ...] = (50, 200, 1000)
+
+
+QUICK = Sizes(efficiency_teachers=6, efficiency_per_class=20, budget_seeds=2, budget_variants=1, budget_per_class=10,
+              incremental_cached=12, scale=(5, 10))
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def efficiency(out: Path, sizes: Sizes) -> dict:
+    """Scan wall time with 1 and 2 actors against the summed bare forward time of the same teachers."""
+    zoo = out / "zoo-efficiency"
+    synthetic_zoo(zoo, sizes.efficiency_teachers)
+    task = target_task(0, tuple(range(10)), {"train": sizes.efficiency_per_class, "val": 2, "test": 2})
+    specs, _ = index_zoo(zoo, out / "efficiency-catalogue.parquet")
+    probe = make_probe(task, sizes.efficiency_per_class)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bare = 0.0
+    for spec in specs:
+        model = load_teacher(spec)
+        predict(model, probe.images[:8], spec.input_size, spec.mean, spec.std)  # warm-up, as the actor's first call
+        started = time.perf_counter()
+        predict(model, probe.images, spec.input_size, spec.mean, spec.std)
+        bare += time.perf_counter() - started
+    torch.set_num_threads(threads)
+    walls = {}
+    for actors in (1, 2):
+        target = out / f"scan-efficiency-{actors}"
+        shutil.rmtree(target, ignore_errors=True)
+        with stopwatch(walls, actors):
+            result = scan(zoo, task, target, ScanConfig(probe_per_class=sizes.efficiency_per_class, max_actors=actors))
+        assert result.ran == len(specs)
+    figures = {"teachers": len(specs), "probe_images": len(probe), "bare_forward_s": bare,
+               "scan_1_actor_s": walls[1], "scan_2_actors_s": walls[2], "ratio_1_actor": walls[1] / bare,
+               "speedup_2_actors": walls[1] / walls[2]}
+    say(f"efficiency: {len(specs)} teachers, {len(probe)}-image probe: bare forward {bare:.1f} s, scan 1 actor "
+        f"{walls[1]:.1f} s ({walls[1] / bare:.2f}x), 2 actors {walls[2]:.1f} s (speed-up {walls[1] / walls[2]:.2f}x)")
+    return figures
+
+
+def noisy_copy(source: Path, target: Path, scale: float, seed: int) -> None:
+    """A teacher 'fine-tuned into something worse': its weights plus Gaussian noise of `scale` x each tensor's std."""
+    from selkd_ray.api import teacher_spec
+
+    spec = teacher_spec(source)
+    model = load_teacher(spec)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point() and tensor.numel() > 1:
+                tensor.add_(torch.randn(tensor.shape, generator=generator) * tensor.std() * scale)
+    save_teacher(model, target, spec.label_names, spec.input_size, spec.mean, spec.std)
+
+
+def budget_zoo(zoo: Path, sizes: Sizes) -> list[Path]:
+    recipes = RECIPES + MORE_RECIPES
+    calls = [(r, i, str(zoo / r.teacher_id), 1) for i, r in enumerate(recipes)
+             if not (zoo / r.teacher_id / WEIGHTS_FILE).is_file()]
+    for _ in map_unordered(train_teacher, calls):
+        pass
+    for index, recipe in enumerate(recipes):
+        for variant in range(sizes.budget_variants):
+            target = zoo / f"{recipe.teacher_id}-noisy{variant}"
+            if not (target / WEIGHTS_FILE).is_file():
+                noisy_copy(zoo / recipe.teacher_id, target, scale=0.3 * (variant + 1), seed=index * 10 + variant)
+    return sorted(p for p in zoo.iterdir() if p.is_dir())
+
+
+def budget(out: Path, sizes: Sizes) -> dict:
+    """Full scans against halving scans (eta 3, min probe 2) over seeds: top-1 agreement and FLOPs fraction."""
+    zoo = out / "zoo-budget"
+    teachers = budget_zoo(zoo, sizes)
+    task = target_task(0, (3, 5, 8), {"train": sizes.budget_per_class, "val": 5, "test": 5})
+    rows = []
+    for seed in range(sizes.budget_seeds):
+        full = scan(zoo, task, out / "budget" / f"full-{seed}", ScanConfig(scorers=("ot",), seed=seed,
+                                                                           probe_per_class=sizes.budget_per_class))
+        halving = scan(zoo, task, out / "budget" / f"halving-{seed}",
+                       ScanConfig(scorers=("ot",), seed=seed, probe_per_class=sizes.budget_per_class, eta=3,
+                                  min_probe=2))
+        rows.append({"seed": seed, "full_top1": full.ranked[0]["teacher_id"],
+                     "halving_top1": halving.ranked[0]["teacher_id"], "full_flops": full.flops,
+                     "halving_flops": halving.flops})
+        rows[-1]["same_top1"] = rows[-1]["full_top1"] == rows[-1]["halving_top1"]
+        rows[-1]["flops_fraction"] = halving.flops / full.flops
+        say(f"budget seed {seed}: full top-1 {rows[-1]['full_top1']}, halving {rows[-1]['halving_top1']}, "
+            f"{rows[-1]['flops_fraction']:.1%} of the FLOPs")
+    write_table(pa.Table.from_pylist(rows), out / "budget.parquet")
+    figures = {"teachers": len(teachers), "seeds": len(rows), "same_top1_rate": float(np.mean([r["same_top1"] for r in rows])),
+               "flops_fraction_mean": float(np.mean([r["flops_fraction"] for r in rows])),
+               "flops_fraction_max": float(np.max([r["flops_fraction"] for r in rows]))}
+    say(f"budget: {len(teachers)} teachers, {len(rows)} seeds: halving returns the full scan's top-1 in "
+        f"{figures['same_top1_rate']:.0%} of seeds at {figures['flops_fraction_mean']:.1%} of its FLOPs (max "
+        f"{figures['flops_fraction_max']:.1%})")
+    return figures
+
+
+def incremental(out: Path, sizes: Sizes, all_tiny: list[Path]) -> dict:
+    """Rescan of C cached + 10 new teachers against a scan of the 10 new alone (both with fresh actors)."""
+    cached_count = sizes.incremental_cached
+    old, new = all_tiny[:cached_count], all_tiny[cached_count:cached_count + 10]
+    task = target_task()
+    grown = out / "zoo-incremental"
+    shutil.rmtree(grown, ignore_errors=True)
+    shutil.rmtree(out / "scan-incremental", ignore_errors=True)
+    shutil.rmtree(out / "scan-new-only", ignore_errors=True)
+    linked_zoo(grown, old)
+    scan(grown, task, out / "scan-incremental", ScanConfig())
+    linked_zoo(grown, new)
+    times = {}
+    with stopwatch(times, "rescan"):
+        again = scan(grown, task, out / "scan-incremental", ScanConfig())
+    with stopwatch(times, "new_only"):
+        alone = scan(linked_zoo(out / "zoo-new-only", new), task, out / "scan-new-only", ScanConfig())
+    assert (again.ran, again.cached, alone.ran) == (10, cached_count, 10)
+    figures = {"cached": cached_count, "new": 10, "rescan_s": times["rescan"], "new_only_s": times["new_only"],
+               "ratio": times["rescan"] / times["new_only"]}
+    say(f"incremental: rescan of {cached_count} cached + 10 new {times['rescan']:.2f} s, the 10 new alone "
+        f"{times['new_only']:.2f} s: {figures['ratio']:.2f}x")
+    return figures
+
+
+DRIVER = """
+import resource, sys, json
+from selkd_ray.api import scan
+from selkd_ray.config import ScanConfig
+from selkd_ray.demo.data import target_task
+result = scan(sys.argv[1], target_task(), sys.argv[2], ScanConfig())
+print(json.dumps({"ran": result.ran, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def scale(out: Path, sizes: Sizes, all_tiny: list[Path]) -> dict:
+    """Peak RSS of a fresh driver process scanning zoos of growing size (joining the running Ray)."""
+    import ray
+
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    peaks = {}
+    for count in sizes.scale:
+        zoo = linked_zoo(out / f"zoo-scale-{count}", all_tiny[:count])
+        target = out / f"scan-scale-{count}"
+        shutil.rmtree(target, ignore_errors=True)
+        done = subprocess.run([sys.executable, "-c", DRIVER, str(zoo), str(target)], capture_output=True, text=True,
+                              env=env, timeout=3600)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        peaks[count] = report["peak_rss_mb"]
+        say(f"scale: {count} teachers, driver peak RSS {report['peak_rss_mb']:.0f} MiB")
+    smallest, largest = min(sizes.scale), max(sizes.scale)
+    return {"peak_rss_mb": peaks, "growth": peaks[largest] / peaks[smallest]}
+
+
+def run(out: Path, sizes: Sizes) -> dict:
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    connect()
+    started = time.perf_counter()
+    all_tiny = synthetic_zoo(out / "tiny", max(sizes.scale + (sizes.incremental_cached + 10,)))
+    figures = {"date": datetime.date.today().isoformat(), "machine": machine(),
+               "efficiency": efficiency(out, sizes), "budget": budget(out, sizes),
+               "incremental": incremental(out, sizes, all_tiny), "scale": scale(out, sizes, all_tiny)}
+    figures["wall_s"] = time.perf_counter() - started
+    (out / "scan-bench.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    say(json.dumps(figures, indent=2, default=str))
+    return figures
+
+
+def main(quick: bool = typer.Option(False, help="small zoos: checks the script, not the figures"),
+         out: Path = typer.Option(Path("bench-out/scan"), help="output folder")) -> None:
+    run(out, QUICK if quick else Sizes())
+
+
+if __name__ == "__main__":
+    typer.run(main)
