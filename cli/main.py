@@ -80,7 +80,7 @@ def zoo_index(zoo_dir: Path = typer.Argument(..., help="Folder of teacher folder
 @one_line_errors
 def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                  task: Path = typer.Option(..., help="Task: Parquet table (image, label, split) or ImageFolder tree."),
-                 out: Path = typer.Option(Path("selkd-output/scan"), help="Output folder (scores, cache, catalogue)."),
+                 out: str = typer.Option("selkd-output/scan", help="Output folder (scores, cache, catalogue): a path or a pyarrow filesystem URI (s3://, gs://, file://)."),
                  scorer: list[str] = typer.Option(list(ScanConfig.scorers), help="Scorer (repeatable); the first ranks. See `selkd scorers`."),
                  probe_per_class: int = typer.Option(20, help="Probe images per target class (the last round's)."),
                  seed: int = typer.Option(0, help="Probe sampling seed."),

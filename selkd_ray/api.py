@@ -102,14 +102,16 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                 pool = RunnerPool(config.max_actors, len(pending))
             return pool.run(pending, probe, admit, scoring)
 
+        scores_location = out_dir / "scores.parquet"
+        previous = read_scores(scores_location) if scores_location.is_file() else []
         try:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
-                                    lambda: label_embeddings(specs, task, out_dir / "cache"))
+                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous)
         finally:
             if pool is not None:
                 pool.close()
         ranked = rank_rows(rows)
-        scores_path = write_scores(ranked, list(config.scorers), out_dir / "scores.parquet")
+        scores_path = write_scores(ranked, list(config.scorers), scores_location)
     count = lambda *statuses: sum(row["status"] in statuses for row in ranked)  # noqa: E731
     return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
                       count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,

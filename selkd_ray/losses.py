@@ -14,24 +14,36 @@ def with_floor(probs: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.T
     return probs * (1.0 - floor) + floor / probs.shape[1]
 
 
+def sinkhorn_method(cost: torch.Tensor, eps: float, dtype: torch.dtype) -> str:
+    """POT's plain Sinkhorn (scaling vectors, several times faster) while exp(-M/eps) stays well inside the
+    dtype's range; the log-domain solver when it would underflow (small eps or large costs)."""
+    limit = 600.0 if dtype == torch.float64 else 60.0
+    return "sinkhorn" if float(cost.max()) / eps < limit else "log_sinkhorn"
+
+
 def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, cost: torch.Tensor,
-                               tau: float = 2.0, eps: float = 0.05, max_iter: int = 100) -> torch.Tensor:
+                               tau: float = 2.0, eps: float = 0.05, max_iter: int = 100,
+                               method: str | None = None) -> torch.Tensor:
     """Mean over the batch of W_eps(softmax(t/tau), softmax(s/tau); M), solved by POT's batched log-domain Sinkhorn.
 
     teacher_logits: (B, C_T); student_logits: (B, C_S); cost: (C_T, C_S).
     W_eps(a, b; M) = min_{T 1 = a, T^T 1 = b} <T, M> + eps <T, log T>  (Cuturi 2013).
     The gradient reaches the student through the envelope theorem: dW/db = eps * g, with g POT's dual
     potential for b (returned divided by eps), so nothing is back-propagated through the iterations.
-    Log-domain iterations keep it finite for small eps and near one-hot predictions.
+    Plain Sinkhorn where exp(-M/eps) is safe, log-domain iterations otherwise, and a probability floor keep it
+    finite for small eps and near one-hot predictions.
     """
     dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
     teacher = with_floor(F.softmax(teacher_logits.detach().to(dtype) / tau, dim=1))
     student = with_floor(F.softmax(student_logits.to(dtype) / tau, dim=1))
     batch = student.shape[0]
-    cost = cost.to(student).expand(batch, *cost.shape)
-    result = solve_batch(cost, reg=eps, a=teacher, b=student.detach(), method="log_sinkhorn",
+    cost = cost.to(student)
+    method = method or sinkhorn_method(cost, eps, dtype)
+    result = solve_batch(cost.expand(batch, *cost.shape), reg=eps, a=teacher, b=student.detach(), method=method,
                          grad="detach", max_iter=max_iter, tol=1e-5)
-    _, student_potential = result.potentials
+    _, student_potential = result.potentials  # log-domain: g / eps; plain: the scaling exp(g / eps)
+    if method == "sinkhorn":
+        student_potential = torch.log(student_potential)
     # value at the optimum, with the envelope-theorem gradient eps * g attached to the student side
     surrogate = result.value.detach() + eps * (student_potential.detach() * (student - student.detach())).sum(1)
     return surrogate.mean()

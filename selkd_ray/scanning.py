@@ -64,7 +64,8 @@ class Tally:
 
 
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
-             run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None) -> tuple[list[dict], Ledger]:
+             run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None,
+             previous_rows: list[dict] = ()) -> tuple[list[dict], Ledger]:
     """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit, scoring)` runs and
     assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the pre-screen needs them."""
     ledger = Ledger(parse_budget(config.budget))
@@ -96,6 +97,12 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
 
         pending = []
         for spec in alive:
+            reused = reusable(previous, spec, probe, scorers)
+            if reused is not None:
+                rows[spec.teacher_id] = {**reused, "round": round_index}
+                scored.append(rows[spec.teacher_id])
+                tally.emit("cached", spec.teacher_id, f"cached  {spec.teacher_id}  {scorers[0]}={reused['score']:.4f}")
+                continue
             cached = cache.get(spec.content_hash, probe.probe_hash, spec.preprocessing_key)
             if cached is None:
                 pending.append(spec)
@@ -158,6 +165,17 @@ def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[
     return sorted(specs, key=lambda spec: (-score[spec.teacher_id], spec.teacher_id))
 
 
+def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[str]) -> dict | None:
+    """The last scan's row for this teacher on this very probe, if it holds every requested score: a rescan
+    of an unchanged zoo then reads one table instead of every teacher's predictions."""
+    row = previous.get((spec.content_hash, probe.probe_hash))
+    if row is None or any(row.get(f"score_{name}") is None for name in scorers):
+        return None
+    return {**{k: v for k, v in row.items() if not k.startswith("score_") or k[6:] in scorers},
+            "teacher_id": spec.teacher_id, "path": spec.path, "status": "cached", "flops": 0, "seconds": 0.0,
+            "node": "", "score": row[f"score_{scorers[0]}"]}
+
+
 def score_key(row: dict) -> tuple:
     """Best first; a NaN score (a scorer this teacher lacks inputs for) after every number; ties by id."""
     unscored = not np.isfinite(row["score"])
@@ -173,7 +191,7 @@ def result_row(spec: TeacherSpec, predictions: Predictions, assessment: dict, co
     seconds = predictions.seconds if ran else 0.0
     return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
             "content_hash": spec.content_hash, "status": status, "error": "",
-            "score": scores[config.scorers[0]], "probe_size": len(probe),
+            "score": scores[config.scorers[0]], "probe_size": len(probe), "probe_hash": probe.probe_hash,
             "flops": flops + (previous or {}).get("flops", 0),
             "seconds": seconds + (previous or {}).get("seconds", 0.0), "num_teacher_classes": spec.num_classes,
             "cost_matrix": assessment["cost_matrix"].ravel().tolist(), "label_plan": assessment["label_plan"],

@@ -79,3 +79,20 @@ def test_address_where_no_ray_answers(tiny_zoo, task_path, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: --address: no Ray cluster answers at 127.0.0.1:9")
     assert "Traceback" not in done.stderr
+
+
+def test_scan_with_a_budget_reports_spending_and_halving(ray_session, tiny_zoo, task_path, tmp_path):
+    result = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                 "--scorer", "leep", "--probe-per-class", "8", "--budget", "1e12", "--eta", "2",
+                                 "--min-probe", "2"])
+    assert result.exit_code == 0, result.output
+    assert "of a 1e+12 FLOPs budget" in result.output
+    assert "dropped after round 1:" in result.output and "dropped after round 2:" in result.output
+
+
+def test_bad_budget_is_one_line(tiny_zoo, task_path, tmp_path):
+    result = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                 "--budget", "plenty"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: --budget: 'plenty' is not a budget; expected FLOPs like 2e9 "
+                                                  "or 2G, or seconds like 300s, 5min, 1h"]

@@ -50,3 +50,24 @@ def test_gradient_reaches_the_student_parameters():
 def test_kl_is_zero_for_identical_logits():
     logits = torch.randn(4, 3)
     assert kl_distillation_loss(logits, logits).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_plain_and_log_domain_sinkhorn_give_the_same_value_and_gradient():
+    torch.manual_seed(1)
+    teacher, cost = torch.randn(6, 7, dtype=torch.float64), torch.rand(7, 3, dtype=torch.float64)
+    results = []
+    for method in ("sinkhorn", "log_sinkhorn"):
+        student = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
+        loss = sinkhorn_distillation_loss(teacher, student, cost, eps=0.1, max_iter=2000, method=method)
+        loss.backward()
+        results.append((loss.item(), student.grad))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-8)
+
+
+def test_small_eps_switches_to_the_log_domain():
+    from selkd_ray.losses import sinkhorn_method
+
+    cost = torch.ones(3, 2)
+    assert sinkhorn_method(cost, 0.05, torch.float32) == "sinkhorn"
+    assert sinkhorn_method(cost, 0.005, torch.float32) == "log_sinkhorn"

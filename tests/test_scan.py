@@ -36,6 +36,7 @@ def test_prototype_and_semantic_scorers_on_a_real_scan(ray_session, tiny_zoo, ta
     """Classifier rows travel through the cache; label names are embedded once by the packaged text model."""
     config = ScanConfig(scorers=("ot-prototype", "ot-semantic", "semantic", "ot"), probe_per_class=10)
     first = scan(tiny_zoo, target_task, tmp_path, config)
+    (tmp_path / "scores.parquet").unlink()  # force the rescan through the prediction cache
     again = scan(tiny_zoo, target_task, tmp_path, config)
     assert again.cached == 3
     for before, after in zip(first.rows, again.rows):
@@ -47,3 +48,10 @@ def test_prototype_and_semantic_scorers_on_a_real_scan(ray_session, tiny_zoo, ta
     assert scores["own-classes"]["score_ot-semantic"] > scores["random"]["score_ot-semantic"]
     assert len(list((tmp_path / "cache" / "classifiers").glob("*.parquet"))) == 3
     assert list((tmp_path / "cache").glob("label-embeddings-*.parquet"))
+
+
+def test_a_rescan_with_a_new_scorer_scores_cached_predictions(ray_session, tiny_zoo, target_task, tmp_path):
+    scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=10))
+    again = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("leep", "nce"), probe_per_class=10))
+    assert (again.ran, again.cached) == (0, 3)
+    assert all(isinstance(row["score_nce"], float) for row in again.rows)

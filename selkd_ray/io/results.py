@@ -20,6 +20,7 @@ SCORE_COLUMNS = [
     ("error", pa.string()),
     ("score", pa.float64()),  # the ranking scorer's value
     ("probe_size", pa.int32()),  # probe images of its last round
+    ("probe_hash", pa.string()),  # content hash of that probe: a rescan reuses the row when it matches
     ("flops", pa.int64()),  # forward FLOPs spent on this teacher in this scan, over its rounds (0 when cached)
     ("seconds", pa.float64()),
     ("num_teacher_classes", pa.int32()),
