@@ -104,7 +104,7 @@ def efficiency(out: Path, sizes: Sizes) -> dict:
 
 def noisy_copy(source: Path, target: Path, scale: float, seed: int) -> None:
     """A teacher 'fine-tuned into something worse': its weights plus Gaussian noise of `scale` x each tensor's std."""
-    from selkd_ray.api import teacher_spec
+    from selkd_ray.distillation import teacher_spec
 
     spec = teacher_spec(source)
     model = load_teacher(spec)
@@ -215,24 +215,34 @@ def scale(out: Path, sizes: Sizes, all_tiny: list[Path]) -> dict:
     return {"peak_rss_mb": peaks, "growth": peaks[largest] / peaks[smallest]}
 
 
-def run(out: Path, sizes: Sizes) -> dict:
+SECTIONS = ("efficiency", "budget", "incremental", "scale")
+
+
+def run(out: Path, sizes: Sizes, sections: tuple[str, ...] = SECTIONS) -> dict:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     connect()
     started = time.perf_counter()
     all_tiny = synthetic_zoo(out / "tiny", max(sizes.scale + (sizes.incremental_cached + 10,)))
-    figures = {"date": datetime.date.today().isoformat(), "machine": machine(),
-               "efficiency": efficiency(out, sizes), "budget": budget(out, sizes),
-               "incremental": incremental(out, sizes, all_tiny), "scale": scale(out, sizes, all_tiny)}
-    figures["wall_s"] = time.perf_counter() - started
-    (out / "scan-bench.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    runs = {"efficiency": lambda: efficiency(out, sizes), "budget": lambda: budget(out, sizes),
+            "incremental": lambda: incremental(out, sizes, all_tiny), "scale": lambda: scale(out, sizes, all_tiny)}
+    report = out / "scan-bench.json"
+    figures = json.loads(report.read_text()) if report.is_file() else {}  # sections not rerun keep their figures
+    for name in sections:
+        figures[name] = {**runs[name](), "date": datetime.date.today().isoformat(), "machine": machine()}
+    figures["wall_s_last_run"] = time.perf_counter() - started
+    report.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     say(json.dumps(figures, indent=2, default=str))
     return figures
 
 
 def main(quick: bool = typer.Option(False, help="small zoos: checks the script, not the figures"),
-         out: Path = typer.Option(Path("bench-out/scan"), help="output folder")) -> None:
-    run(out, QUICK if quick else Sizes())
+         out: Path = typer.Option(Path("bench-out/scan"), help="output folder"),
+         section: list[str] = typer.Option(list(SECTIONS), help="which figures to (re)measure (repeatable)")) -> None:
+    unknown = set(section) - set(SECTIONS)
+    if unknown:
+        raise typer.BadParameter(f"unknown section(s) {sorted(unknown)}; expected some of {SECTIONS}")
+    run(out, QUICK if quick else Sizes(), tuple(section))
 
 
 if __name__ == "__main__":

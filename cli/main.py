@@ -161,6 +161,10 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
                     epochs: int = typer.Option(30), lam: float = typer.Option(1.0, "--lambda"),
                     tau: float = typer.Option(2.0), eps: float = typer.Option(0.05), seed: int = typer.Option(0),
                     workers: int = typer.Option(1, help="Ray Train workers."),
+                    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a validation gain."),
+                    max_flops: Optional[float] = typer.Option(None, help="Training FLOPs budget (e.g. 5e12)."),
+                    augment: bool = typer.Option(False, help="Randomly shift images; the teacher then runs online in the workers."),
+                    cache: Optional[str] = typer.Option(None, help="Prediction cache to share (default: OUT/cache, or the --scan folder's cache)."),
                     address: Optional[str] = ADDRESS) -> None:
     """Distil a teacher into a small timm student on Ray Train; the student is saved as a teacher folder.
 
@@ -172,10 +176,13 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
     target = as_task(task)
     cost = cost_from_scan(scan_scores, teacher.name, target.num_classes) if scan_scores and teacher else None
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
-                           num_workers=workers)
-    result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=say)
-    typer.echo(f"test accuracy {result.test_accuracy:.4f}, validation accuracy {result.val_accuracy:.4f}")
-    typer.echo(f"student: {result.student_dir}\nmetrics: {result.metrics_path}")
+                           num_workers=workers, patience=patience, max_flops=max_flops, augment=augment)
+    cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
+    result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=say, cache_dir=cache)
+    typer.echo(f"test accuracy {result.test_accuracy:.4f}, validation accuracy {result.val_accuracy:.4f} "
+               f"(best epoch {result.best_epoch + 1} of {len(result.history)}; {result.stopped or 'ran every epoch'}; "
+               f"{result.flops:.3g} training FLOPs)")
+    typer.echo(f"student: {result.student_dir}\nmetrics: {result.metrics_path}\nlearning curve: {result.curve_path}")
 
 
 @app.command()

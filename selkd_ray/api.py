@@ -13,19 +13,21 @@ import numpy as np
 
 from .budget import parse_budget, probe_sizes
 from .config import LOSSES, DistillConfig, ScanConfig
-from .costs import conditional_cost
+from .distillation import run_name, student_data, teacher_spec
 from .errors import SelkdError
+from .io.cache import PredictionCache
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.embeddings import EmbeddingCache
 from .io.fs import Location
 from .io.lock import ScanLock
 from .io.results import read_scores, write_metrics, write_scores
 from .io.tasks import load_task
-from .models import build_model, load_teacher, predict, read_teacher_config, save_teacher
-from .records import Task, TeacherSpec
+from .models import build_model, save_teacher
+from .records import ProbeSet, Task, TeacherSpec
+from .report import learning_curve
 from .scanning import rank_rows, run_plan
 from .scores import SCORERS
-from .training import StudentData, evaluate, fit_plain
+from .training import StudentData, epoch_flops, evaluate, fit_plain
 from .zoo import index_zoo as index_folders
 
 Progress = Callable[[str], None]
@@ -62,6 +64,11 @@ class DistillResult:
     val_accuracy: float
     history: list[dict]
     teacher: str  # teacher folder, or "" for label-only
+    best_epoch: int = 0  # the epoch whose weights the student keeps (best validation accuracy)
+    stopped: str = ""  # why training ended before its last epoch ('' when it ran them all)
+    flops: int = 0  # training FLOPs spent
+    curve_path: Path | None = None  # learning-curve plot
+    run_name: str = ""  # the Ray Train run (same inputs, same name: a rerun resumes it)
 
 
 def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None
@@ -135,30 +142,59 @@ def cost_from_scan(scores_path: str | Path, teacher_id: str, num_target_classes:
 
 def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | Path,
             config: DistillConfig = DistillConfig(), cost_matrix: np.ndarray | None = None,
-            address: str | None = None, name: str | None = None, progress: Progress = quiet) -> DistillResult:
-    """Train a student for the task, distilled from `teacher` (a teacher folder), or from labels alone if None."""
+            address: str | None = None, name: str | None = None, progress: Progress = quiet,
+            cache_dir: str | Path | None = None) -> DistillResult:
+    """Train a student for the task, distilled from `teacher` (a teacher folder), or from labels alone if None.
+
+    The teacher's outputs on the student's images are computed by a runner actor and cached (`cache_dir`,
+    default OUT/cache; pass a scan's cache to share it), unless `config.augment` makes it run online in the
+    workers. Starting the same distillation again resumes its run from the latest checkpoint."""
     from .distributed.runtime import connect
     from .distributed.train import fit_student
 
     if config.loss not in LOSSES:
         raise SelkdError(f"--loss: '{config.loss}' is not one of {', '.join(LOSSES)}")
     task = as_task(task)
-    if teacher is None:
+    spec = teacher_spec(teacher) if teacher is not None else None
+    if spec is None:
         config = replace(config, loss="ce")
-    data = student_data(task, teacher, config, cost_matrix)
     connect(address)
     out_dir = Path(out_dir).resolve()
-    name = name or f"student-{Path(teacher).name if teacher else 'labels-only'}-{config.loss}-seed{config.seed}"
+    cache = PredictionCache(cache_dir or out_dir / "cache")
+    data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache))
+    if config.max_flops and epoch_flops(data, config) > config.max_flops:
+        raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch "
+                         f"({epoch_flops(data, config):.3g} FLOPs)")
+    name = name or f"student-{spec.teacher_id if spec else 'labels-only'}-{config.loss}-seed{config.seed}"
+    run = run_name(name, config, spec, task, data.cost)
     started = time.perf_counter()
-    state = fit_student(data, config, str(out_dir / "runs"), f"{name}-{int(time.time() * 1000)}")
+    state = fit_student(data, config, str(out_dir / "runs"), run)
     student, test_accuracy = trained_student(task, data, config, state["model"])
     student_dir = save_teacher(student, out_dir / name, task.label_names, data.input_size, data.mean, data.std)
-    history = [{**row, "test_accuracy": test_accuracy if i == len(state["history"]) - 1 else None}
-               for i, row in enumerate(state["history"])]
+    history = [{**row, "test_accuracy": test_accuracy if row["epoch"] == state["best_epoch"] else None,
+                "best": row["epoch"] == state["best_epoch"]} for row in state["history"]]
     metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet")
-    progress(f"student {name}: test accuracy {test_accuracy:.3f} ({time.perf_counter() - started:.0f} s)")
-    return DistillResult(student_dir, metrics_path, test_accuracy, history[-1]["val_accuracy"], history,
-                         str(teacher or ""))
+    curve = learning_curve(history, out_dir / f"{name}.curve.png", f"{name}: {state['stopped'] or 'all epochs'}")
+    progress(f"student {name}: test accuracy {test_accuracy:.3f} (best epoch {state['best_epoch'] + 1} of "
+             f"{len(history)}; {state['stopped'] or 'ran every epoch'}; {time.perf_counter() - started:.0f} s)")
+    return DistillResult(student_dir, metrics_path, test_accuracy, state["best_val"], history, str(teacher or ""),
+                         state["best_epoch"], state["stopped"], int(state["flops"]), curve, run)
+
+
+def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionCache) -> np.ndarray:
+    """The teacher's outputs on the student's images, run once by a runner actor and cached like probe
+    predictions (keyed by teacher hash, image-set hash, preprocessing)."""
+    cached = cache.get(spec.content_hash, images.probe_hash, spec.preprocessing_key)
+    if cached is not None:
+        return cached.probs
+    from .distributed.scan import RunnerPool
+
+    with RunnerPool(max_actors=1, teachers=1) as pool:
+        result = next(iter(pool.run([spec], images)))
+    if result.error:
+        raise SelkdError(result.error)
+    cache.put(spec.content_hash, images.probe_hash, spec.preprocessing_key, result.predictions)
+    return result.predictions.probs
 
 
 def trained_student(task: Task, data: StudentData, config: DistillConfig, weights: dict):
@@ -174,42 +210,9 @@ def student_accuracy_here(task: Task, teacher: str | Path | None, config: Distil
 
     Returns its test accuracy and per-epoch history; `teacher` None means labels only.
     """
-    if teacher is None:
+    spec = teacher_spec(teacher) if teacher is not None else None
+    if spec is None:
         config = replace(config, loss="ce")
-    data = student_data(task, teacher, config, cost_matrix)
+    data = student_data(task, spec, config, cost_matrix)
     state = fit_plain(data, config)
     return {"test_accuracy": trained_student(task, data, config, state["model"])[1], "history": state["history"]}
-
-
-def student_data(task: Task, teacher: str | Path | None, config: DistillConfig, cost: np.ndarray | None):
-    """Arrays for the student loop: train + unlabelled images, teacher logits on them, the cost matrix."""
-    use = np.isin(task.splits, ["train", "unlabelled"])
-    images, labels = task.images[use], task.labels[use]
-    val_images, val_labels = task.split("val")
-    if len(val_labels) == 0:
-        raise SelkdError(f"task {task.name}: split: expected a val split for validation")
-    pixels = task.images[task.splits == "train"].astype(np.float64) / 255.0
-    mean = tuple(pixels.mean(axis=(0, 2, 3)).tolist())
-    std = tuple(np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3).tolist())
-    logits = None
-    if teacher is not None and config.loss != "ce":
-        spec = teacher_spec(Path(teacher))
-        if config.loss == "kl" and spec.label_names != task.label_names:
-            raise SelkdError(f"--loss kl: teacher {spec.teacher_id} labels {list(spec.label_names)} differ from the "
-                             f"task's {list(task.label_names)}; use --loss ot across label spaces")
-        logits, _ = predict(load_teacher(spec), images, spec.input_size, spec.mean, spec.std)
-        if cost is None:
-            labelled = labels >= 0
-            probs = np.exp(logits - logits.max(1, keepdims=True))
-            probs /= probs.sum(1, keepdims=True)
-            cost = conditional_cost(probs[labelled], labels[labelled], task.num_classes)
-    return StudentData(images, labels, logits, cost, val_images, val_labels, task.num_classes,
-                       tuple(task.images.shape[1:]), mean, std)
-
-
-def teacher_spec(folder: Path) -> TeacherSpec:
-    """A spec for a single teacher folder (no hashing or FLOPs needed to distill from it)."""
-    config = read_teacher_config(folder)
-    return TeacherSpec(teacher_id=folder.name, path=str(folder), architecture=config["architecture"],
-                       content_hash="", label_names=config["label_names"], input_size=config["input_size"],
-                       mean=config["mean"], std=config["std"])

@@ -32,6 +32,9 @@ class DistillConfig:
     tau: float = 2.0  # softening temperature
     eps: float = 0.05  # Sinkhorn entropic regularisation
     seed: int = 0
+    patience: int | None = None  # early stopping: epochs without a validation gain (None: run every epoch)
+    max_flops: float | None = None  # training FLOPs budget (3 x forward x samples, plus an online teacher)
+    augment: bool = False  # random shifts of every minibatch; the teacher then runs online in the workers
     num_workers: int = 1  # Ray Train workers
     use_gpu: bool = False
     extra: dict = field(default_factory=dict)

@@ -71,10 +71,17 @@ def describe(config: dict) -> tuple[int, int]:
 
 
 def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int]) -> int:
-    """Forward FLOPs for one sample, counted by torch's FlopCounterMode."""
+    """Forward FLOPs for one sample, counted by torch's FlopCounterMode (in eval mode: batch-norm cannot
+    train on one sample, and counting must not move its running statistics)."""
+    training = model.training
+    device = next(model.parameters()).device
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, *input_size))
+    try:
+        model.eval()
+        with counter, torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(training)
     return int(counter.get_total_flops())
 
 

@@ -20,3 +20,15 @@ def to_model_input(images: np.ndarray | torch.Tensor, input_size: tuple[int, int
     mean_t = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - mean_t) / std_t
+
+
+def random_shift(images: torch.Tensor, padding: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each uint8 image (n, C, H, W) moved by up to `padding` pixels in each direction (zero fill): torchvision's
+    RandomCrop with padding, one draw per image, from a seeded generator."""
+    from torchvision.transforms.v2 import functional as TF
+
+    height, width = images.shape[-2:]
+    padded = TF.pad(images, [padding])
+    offsets = torch.randint(0, 2 * padding + 1, (len(images), 2), generator=generator)
+    return torch.stack([TF.crop(image, int(top), int(left), height, width)
+                        for image, (top, left) in zip(padded, offsets)])

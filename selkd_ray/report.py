@@ -55,3 +55,29 @@ def scan_summary(result) -> str:
         lines.append(f"not run for lack of budget: {', '.join(skipped)}")
     lines.append(f"scores: {result.scores_path}")
     return "\n".join(lines)
+
+
+def learning_curve(history: list[dict], path: str | Path, title: str) -> Path:
+    """Training loss and validation accuracy per epoch, the kept (best-validation) epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in history]
+    fig, loss_ax = plt.subplots(figsize=(6.5, 3.6))
+    loss_ax.plot(epochs, [row["loss"] for row in history], color="#4477aa", label="training loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss", color="#4477aa")
+    acc_ax = loss_ax.twinx()
+    acc_ax.plot(epochs, [row["val_accuracy"] for row in history], color="#ee6677", label="validation accuracy")
+    acc_ax.set_ylabel("validation accuracy", color="#ee6677")
+    best = [row["epoch"] + 1 for row in history if row.get("best")]
+    if best:
+        acc_ax.axvline(best[0], color="grey", ls="--", lw=0.8)
+    loss_ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -67,7 +67,11 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
              run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None,
              previous_rows: list[dict] = ()) -> tuple[list[dict], Ledger]:
     """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit, scoring)` runs and
-    assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the pre-screen needs them."""
+    assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the
+    pre-screen needs them; `previous_rows` (the last scores.parquet) answer unchanged teachers without reading
+    their predictions."""
+    previous = {(row["content_hash"], row.get("probe_hash")): row for row in previous_rows
+                if row.get("status") in RANKED}
     ledger = Ledger(parse_budget(config.budget))
     tally = Tally(events, ledger)
     started = time.perf_counter()
@@ -121,8 +125,8 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
             for result in run_teachers(pending, probe, admit, Scoring(scorers, embeddings)):
                 spec = by_id[result.teacher_id]
                 if result.skipped:
-                    previous = rows.get(spec.teacher_id)
-                    rows[spec.teacher_id] = ({**previous, "status": "unfinished"} if previous else
+                    earlier = rows.get(spec.teacher_id)
+                    rows[spec.teacher_id] = ({**earlier, "status": "unfinished"} if earlier else
                                              {**failed_row(spec, ""), "status": "skipped", "round": round_index})
                     tally.emit("skipped", spec.teacher_id, f"skipped {spec.teacher_id}: budget spent")
                 elif result.error:

@@ -127,6 +127,22 @@ def random_score(evidence: Evidence) -> float:
     return float(np.random.default_rng(seed).random())
 
 
+def gram_spectrum(f: np.ndarray, tol: float = 1e-10):
+    """(sigma, y -> U^T y) for F = U diag(sqrt(sigma)) V^T, from the eigendecomposition of the smaller Gram
+    matrix (F^T F or F F^T): the thin SVD's numbers at a fraction of its cost when n and d differ."""
+    n, d = f.shape
+    if n >= d:
+        sigma, v = np.linalg.eigh(f.T @ f)
+        keep = sigma > tol * max(float(sigma.max()), 1e-300)
+        sigma, v = sigma[keep], v[:, keep]
+        scale = np.sqrt(sigma)
+        return sigma, lambda y: (v.T @ (f.T @ y)) / scale
+    sigma, u = np.linalg.eigh(f @ f.T)
+    keep = sigma > tol * max(float(sigma.max()), 1e-300)
+    sigma, u = sigma[keep], u[:, keep]
+    return sigma, lambda y: u.T @ y
+
+
 @SCORERS.register("logme")
 def logme_score(evidence: Evidence) -> float:
     """LogME (You et al. 2021): per-sample log marginal evidence of a Bayesian linear model on the features.
@@ -139,12 +155,11 @@ def logme_score(evidence: Evidence) -> float:
     labels, num_target_classes = evidence.labels, evidence.num_target_classes
     f = evidence.features.astype(np.float64)
     n, d = f.shape
-    u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma = s ** 2
+    sigma, project = gram_spectrum(f)
     evidences = []
     for k in range(num_target_classes):
         y = (labels == k).astype(np.float64)
-        x2 = (u.T @ y) ** 2
+        x2 = project(y) ** 2
         outside = max(float(y @ y - x2.sum()), 0.0)  # the part of y outside the features' span
         alpha, beta = 1.0, 1.0
         for _ in range(100):
@@ -193,12 +208,12 @@ def h_score(evidence: Evidence) -> float:
 def knn_score(evidence: Evidence, k: int = 5) -> float:
     """Leave-one-out k-nearest-neighbour accuracy (cosine similarity) on the teacher's features."""
     labels, num_target_classes = evidence.labels, evidence.num_target_classes
-    f = evidence.features.astype(np.float64)
+    f = evidence.features.astype(np.float32)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     similarity = f @ f.T
     np.fill_diagonal(similarity, -np.inf)
     k = min(k, len(labels) - 1)
-    neighbours = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # the k most similar, in any order
     votes = np.zeros((len(labels), num_target_classes))
     np.add.at(votes, (np.repeat(np.arange(len(labels)), k), labels[neighbours].ravel()), 1.0)
     return float(np.mean(votes.argmax(1) == labels))

@@ -1,7 +1,14 @@
-"""The plain-torch student loop: it does not know about Ray (the Ray Train wrapper adds prepare/report only)."""
+"""The plain-torch student loop: it does not know about Ray (the Ray Train wrapper adds prepare/report only).
+
+One epoch loop (`fit_epochs`) serves the Ray Train workers and the plain in-process runs: early stopping on
+the validation split, the FLOPs budget, the best-validation weights and a resumable state all live here.
+"""
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -9,8 +16,9 @@ import torch.nn.functional as F
 
 from .config import DistillConfig
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
-from .models import build_model
-from .preprocess import to_model_input
+from .models import build_model, count_flops, load_teacher
+from .preprocess import random_shift, to_model_input
+from .records import TeacherSpec
 
 
 @dataclass
@@ -19,7 +27,7 @@ class StudentData:
 
     images: np.ndarray  # uint8 (n, C, H, W): labelled train + unlabelled images
     labels: np.ndarray  # (n,), -1 where unlabelled
-    teacher_logits: np.ndarray | None  # (n, C_T) or None for label-only
+    teacher_logits: np.ndarray | None  # (n, C_T), cached teacher outputs; None for label-only or online
     cost: np.ndarray | None  # (C_T, C_S) for the OT loss
     val_images: np.ndarray
     val_labels: np.ndarray
@@ -27,6 +35,20 @@ class StudentData:
     input_size: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    teacher: TeacherSpec | None = None  # run online inside the workers (with augmentation) when set
+    teacher_flops: int = 0  # the teacher's forward FLOPs per sample, for the budget when it runs online
+
+
+class OnlineTeacher:
+    """The teacher run inside a worker on each (augmented) batch, so its targets follow the augmentation."""
+
+    def __init__(self, spec: TeacherSpec, device: torch.device) -> None:
+        self.spec, self.model = spec, load_teacher(spec).to(device)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_model_input(images, self.spec.input_size, self.spec.mean, self.spec.std)
+        return self.model(x.to(next(self.model.parameters()).device))
 
 
 def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batch: tuple, config: DistillConfig,
@@ -50,8 +72,11 @@ def inputs(data: StudentData, images: np.ndarray | torch.Tensor) -> torch.Tensor
 
 
 def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, labelled_loader,
-                all_loader, config: DistillConfig, device: torch.device) -> float:
-    """One pass over `all_loader`, each step paired with a fresh labelled minibatch. Returns the mean loss."""
+                all_loader, config: DistillConfig, device: torch.device, teacher: OnlineTeacher | None = None,
+                generator: torch.Generator | None = None) -> float:
+    """One pass over `all_loader`, each step paired with a fresh labelled minibatch. Returns the mean loss.
+
+    With `config.augment` both minibatches are randomly shifted; an online teacher sees the same images."""
     student.train()
     cost = torch.as_tensor(data.cost, dtype=torch.float32, device=device) if data.cost is not None else None
     labelled_iter = iter(labelled_loader)
@@ -62,6 +87,10 @@ def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data
         except StopIteration:
             labelled_iter = iter(labelled_loader)
             x_lab, y_lab = next(labelled_iter)
+        if config.augment:
+            x_lab, images = random_shift(x_lab, generator=generator), random_shift(images, generator=generator)
+        if teacher is not None:
+            t_logits = teacher(images)
         labelled = (inputs(data, x_lab).to(device), y_lab.to(device))
         batch = (inputs(data, images).to(device), t_logits.to(device))
         loss = step_loss(student, data, labelled, batch, config, cost)
@@ -106,17 +135,72 @@ def new_student(data: StudentData, config: DistillConfig) -> tuple[torch.nn.Modu
     return student, optimizer
 
 
+def step_flops(student: torch.nn.Module, data: StudentData, config: DistillConfig, online_teacher: bool) -> int:
+    """Training FLOPs of one step: ~3x the student's forward (forward + backward) on both minibatches, plus the
+    teacher's forward on the distillation minibatch when it runs online."""
+    forward = count_flops(student, data.input_size)
+    distilled = config.batch_size if config.loss != "ce" and config.lam != 0 else 0
+    teacher = data.teacher_flops * config.batch_size if online_teacher else 0
+    return 3 * forward * (config.labelled_batch_size + distilled) + teacher
+
+
+def epoch_flops(data: StudentData, config: DistillConfig) -> int:
+    """Training FLOPs of one epoch over all workers: what a FLOPs budget must cover at least once."""
+    student, _ = new_student(data, config)
+    steps = -(-len(data.images) // config.batch_size)
+    return step_flops(student, data, config, data.teacher is not None and config.loss != "ce") * steps
+
+
+def initial_state() -> dict:
+    return {"epoch": -1, "history": [], "best_val": -1.0, "best_epoch": -1, "best_model": None, "flops": 0,
+            "stopped": ""}
+
+
+def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, config: DistillConfig,
+               device: torch.device, labelled_loader, all_loader, state: dict | None = None,
+               after_epoch: Callable[[dict], None] | None = None, rank: int = 0, world_size: int = 1) -> dict:
+    """Train from `state` (resume) to the end: `config.epochs`, the FLOPs budget, or early stopping.
+
+    Keeps the best-validation weights; `after_epoch(state)` is the hook for reporting and checkpoints. FLOPs
+    count every worker's steps; a budget is checked before each epoch (the caller checks the first)."""
+    state = state or initial_state()
+    module = getattr(student, "module", student)
+    teacher = OnlineTeacher(data.teacher, device) if data.teacher is not None and config.loss != "ce" else None
+    epoch_flops = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
+    generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        if hasattr(all_loader.sampler, "set_epoch"):
+            all_loader.sampler.set_epoch(epoch)
+        generator.manual_seed(config.seed * 7919 + rank * 104729 + epoch)
+        started = time.perf_counter()
+        loss = train_epoch(student, optimizer, data, labelled_loader, all_loader, config, device, teacher, generator)
+        seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
+        val = evaluate(module, data, data.val_images, data.val_labels, device)
+        state["flops"] += epoch_flops
+        state["epoch"] = epoch
+        state["history"].append({"epoch": epoch, "loss": loss, "val_accuracy": val, "flops": state["flops"],
+                                 "seconds": seconds})
+        if val > state["best_val"]:
+            state["best_val"], state["best_epoch"] = val, epoch
+            state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        if config.patience and epoch - state["best_epoch"] >= config.patience:
+            state["stopped"] = f"early stop: no validation gain for {config.patience} epochs"
+        if config.max_flops and epoch + 1 < config.epochs and state["flops"] + epoch_flops > config.max_flops:
+            state["stopped"] = f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
+        if after_epoch is not None:
+            after_epoch(state)
+        if state["stopped"]:
+            break
+    state["final_model"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return state
+
+
 def fit_plain(data: StudentData, config: DistillConfig, device: str = "cpu") -> dict:
     """The whole student loop in this process, no Ray: for benchmarks' ground truth and overhead baselines.
 
-    Returns the same state as the Ray Train job: final weights and a per-epoch history.
-    """
+    Returns the same state as the Ray Train job: best-validation weights and a per-epoch history."""
     student, optimizer = new_student(data, config)
     student.to(device)
     labelled_loader, all_loader = loaders(data, config)
-    history = []
-    for epoch in range(config.epochs):
-        loss = train_epoch(student, optimizer, data, labelled_loader, all_loader, config, torch.device(device))
-        history.append({"epoch": epoch, "loss": loss,
-                        "val_accuracy": evaluate(student, data, data.val_images, data.val_labels, device)})
-    return {"model": student.state_dict(), "history": history}
+    state = fit_epochs(student, optimizer, data, config, torch.device(device), labelled_loader, all_loader)
+    return {**state, "model": state["best_model"] or state["final_model"]}

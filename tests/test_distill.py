@@ -1,8 +1,20 @@
-"""Ray Train distillation: a few real steps, a checkpoint, a student folder that joins the zoo."""
+"""Ray Train distillation: checkpoints, resume after a kill, early stopping, the FLOPs budget, N workers,
+an online teacher under augmentation, and a student folder that joins the zoo."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
+import pytest
+import ray
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
+from selkd_ray.distillation import student_data, teacher_spec
+from selkd_ray.errors import SelkdError
+from selkd_ray.training import epoch_flops
 
 
 def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_session, tiny_zoo, target_task, tmp_path):
@@ -10,15 +22,74 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     result = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="student")
     assert [row["epoch"] for row in result.history] == [0, 1]
     assert all(np.isfinite(row["loss"]) for row in result.history)
-    assert 0.0 <= result.test_accuracy <= 1.0
+    assert 0.0 <= result.test_accuracy <= 1.0 and result.stopped == ""
     checkpoints = [c for c in (tmp_path / "runs").glob("*/checkpoint_*") if c.is_dir()]
     assert len(checkpoints) == 2 and all((c / "student.pt").is_file() for c in checkpoints)
     assert (result.student_dir / "model.safetensors").is_file()
+    assert result.curve_path.stat().st_size > 5_000
+    assert len(list((tmp_path / "cache").glob("*.parquet"))) == 1  # the teacher's outputs, computed once
     specs, _ = index_zoo(tmp_path, tmp_path / "catalogue.parquet")
     student = next(s for s in specs if s.teacher_id == "student")
     assert student.label_names == target_task.label_names and not student.error
+
+    again = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="student")
+    assert again.run_name == result.run_name and again.history == result.history  # the finished run, reused
 
 
 def test_label_only_student_needs_no_teacher(ray_session, target_task, tmp_path):
     result = distill(target_task, None, tmp_path, DistillConfig(epochs=1), name="labels")
     assert result.teacher == "" and len(result.history) == 1
+
+
+def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task, tmp_path):
+    # learning rate 0: only batch-norm statistics move, so validation accuracy soon stops improving
+    frozen = DistillConfig(epochs=8, learning_rate=0.0, weight_decay=0.0, patience=1)
+    result = distill(target_task, tiny_zoo / "own-classes", tmp_path, frozen, name="frozen")
+    accuracies = [row["val_accuracy"] for row in result.history]
+    assert result.stopped.startswith("early stop") and len(accuracies) < 8
+    assert result.best_epoch == int(np.argmax(accuracies)) and len(accuracies) - 1 - result.best_epoch == 1
+    assert [row["best"] for row in result.history].count(True) == 1
+
+
+def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, target_task, tmp_path):
+    spec = teacher_spec(tiny_zoo / "own-classes")
+    config = DistillConfig(epochs=6)
+    one_epoch = epoch_flops(student_data(target_task, spec, config, None), config)
+    result = distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=6, max_flops=2.5 * one_epoch))
+    assert len(result.history) == 2 and result.flops <= 2.5 * one_epoch
+    assert result.stopped.startswith("FLOPs budget")
+    with pytest.raises(SelkdError, match="does not cover one epoch"):
+        distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(max_flops=one_epoch / 2))
+
+
+def test_two_workers_and_an_online_teacher_under_augmentation(ray_session, tiny_zoo, target_task, tmp_path):
+    config = DistillConfig(epochs=1, num_workers=2, augment=True)
+    result = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="two")
+    assert len(result.history) == 1 and np.isfinite(result.history[0]["loss"])
+    spec = teacher_spec(tiny_zoo / "own-classes")
+    data = student_data(target_task, spec, config, None)
+    assert data.teacher == spec and data.teacher_logits is None  # the workers run the teacher on each batch
+    assert data.cost.shape == (3, 3)  # the cost matrix still comes from the teacher's outputs on the labels
+
+
+def test_a_killed_distillation_resumes_from_its_last_checkpoint(ray_session, tiny_zoo, task_path, tmp_path):
+    epochs = 8
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    command = [sys.executable, "-m", "selkd_cli.main", "distill", "--teacher", str(tiny_zoo / "own-classes"),
+               "--task", str(task_path), "--out", str(tmp_path / "killed"), "--epochs", str(epochs)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    runs = tmp_path / "killed" / "runs"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(runs.glob("*/checkpoint_*"))) < 3:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list(runs.glob("*/checkpoint_*")))
+    assert 3 <= done_before < epochs, "the run should have been killed midway"
+
+    resumed = distill(task_path, tiny_zoo / "own-classes", tmp_path / "killed", DistillConfig(epochs=epochs))
+    assert [row["epoch"] for row in resumed.history] == list(range(epochs))
+    assert len(list(runs.iterdir())) == 1  # the same run, resumed, not a new one
+    uninterrupted = distill(task_path, tiny_zoo / "own-classes", tmp_path / "clean", DistillConfig(epochs=epochs))
+    assert abs(resumed.test_accuracy - uninterrupted.test_accuracy) <= 0.1

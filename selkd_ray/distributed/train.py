@@ -1,4 +1,8 @@
-"""The Ray Train job: the plain student loop, plus prepare_model / prepare_data_loader / report / checkpoints."""
+"""The Ray Train job: the plain student loop, plus prepare_model / prepare_data_loader / report / checkpoints.
+
+A run is named by its inputs, so starting the same distillation again resumes from its latest checkpoint (or
+returns at once when it had finished) instead of training from scratch.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,51 +16,48 @@ from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 
 from ..config import DistillConfig
-from ..training import StudentData, evaluate, loaders, new_student, train_epoch
+from ..training import StudentData, fit_epochs, loaders, new_student
 
 STATE_FILE = "student.pt"
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)
 
 
 def train_func(job: dict) -> None:
     """Per-worker loop. `job` holds the DistillConfig as a dict and the StudentData's object ref."""
     config = DistillConfig(**job["config"])
     data: StudentData = ray.get(job["data_ref"])
+    context = ray.train.get_context()
     student, optimizer = new_student(data, config)
-    start_epoch, history = 0, []
+    state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:  # resume where the last reported epoch ended
         with checkpoint.as_directory() as folder:
             state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
+        student.load_state_dict(state.pop("model"))
+        optimizer.load_state_dict(state.pop("optimizer"))
     student = prepare_model(student)
-    device = next(unwrap(student).parameters()).device
-    labelled_loader, all_loader = loaders(data, config, ray.train.get_context().get_world_rank())
+    device = next(student.parameters()).device
+    labelled_loader, all_loader = loaders(data, config, context.get_world_rank())
     all_loader = prepare_data_loader(all_loader, move_to_device=False)
-    for epoch in range(start_epoch, config.epochs):
-        if hasattr(all_loader.sampler, "set_epoch"):
-            all_loader.sampler.set_epoch(epoch)
-        loss = train_epoch(student, optimizer, data, labelled_loader, all_loader, config, device)
-        metrics = {"epoch": epoch, "loss": loss, "val_accuracy": evaluate(unwrap(student), data, data.val_images,
-                                                                          data.val_labels, device)}
-        history.append(metrics)
+
+    def report(progress: dict) -> None:
+        metrics = {**progress["history"][-1], "stopped": progress["stopped"]}
         with tempfile.TemporaryDirectory() as folder:
-            checkpoint = None
-            if ray.train.get_context().get_world_rank() == 0:
-                torch.save({"model": unwrap(student).state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch, "history": history}, Path(folder) / STATE_FILE)
-                checkpoint = Checkpoint.from_directory(folder)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            saved = None
+            if context.get_world_rank() == 0:
+                module = getattr(student, "module", student)
+                torch.save({**progress, "model": module.state_dict(), "optimizer": optimizer.state_dict()},
+                           Path(folder) / STATE_FILE)
+                saved = Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=saved)
+
+    fit_epochs(student, optimizer, data, config, device, labelled_loader, all_loader, state, report,
+               context.get_world_rank(), context.get_world_size())
 
 
 def fit_student(data: StudentData, config: DistillConfig, storage_path: str, name: str,
                 max_failures: int = 2) -> dict:
-    """Run the TorchTrainer; return the final checkpoint's state (model weights and per-epoch history)."""
+    """Run (or resume) the TorchTrainer; return the last checkpoint's state: the best-validation weights
+    ("model"), the per-epoch history and why it stopped."""
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data)},
@@ -69,6 +70,6 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
         raise result.error
     with result.checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, weights_only=False, map_location="cpu")
+    state["model"] = state["best_model"] or state["model"]
     state["checkpoint_path"] = result.checkpoint.path
     return state
-
