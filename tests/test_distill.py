@@ -1,14 +1,8 @@
 """Ray Train distillation: checkpoints, resume after a kill, early stopping, the FLOPs budget, N workers,
 an online teacher under augmentation, and a student folder that joins the zoo."""
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
-import ray
+from helpers.killing import kill_cli_midway
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
@@ -74,18 +68,10 @@ def test_two_workers_and_an_online_teacher_under_augmentation(ray_session, tiny_
 
 def test_a_killed_distillation_resumes_from_its_last_checkpoint(ray_session, tiny_zoo, task_path, tmp_path):
     epochs = 8
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    command = [sys.executable, "-m", "selkd_cli.main", "distill", "--teacher", str(tiny_zoo / "own-classes"),
-               "--task", str(task_path), "--out", str(tmp_path / "killed"), "--epochs", str(epochs)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
     runs = tmp_path / "killed" / "runs"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(runs.glob("*/checkpoint_*"))) < 3:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    done_before = len(list(runs.glob("*/checkpoint_*")))
+    done_before = kill_cli_midway(["distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path),
+                                   "--out", str(tmp_path / "killed"), "--epochs", str(epochs)],
+                                  lambda: len(list(runs.glob("*/checkpoint_*"))), at_least=3, poll=0.1)
     assert 3 <= done_before < epochs, "the run should have been killed midway"
 
     resumed = distill(task_path, tiny_zoo / "own-classes", tmp_path / "killed", DistillConfig(epochs=epochs))

@@ -1,12 +1,10 @@
 """The scan plan on a real local Ray: successive halving, the budget, restarts, resume, one scan per output."""
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import ray
+from helpers.killing import kill_cli_midway
 
 from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import ScanConfig
@@ -81,18 +79,10 @@ def test_a_second_scan_on_the_same_output_fails_clearly(ray_session, tiny_zoo, t
 
 
 def test_a_scan_killed_midway_resumes_from_the_cache(ray_session, wide_zoo, task_path, tmp_path):
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    command = [sys.executable, "-m", "selkd_cli.main", "scan", "--zoo", str(wide_zoo), "--task", str(task_path),
-               "--out", str(tmp_path), "--scorer", "ot", "--probe-per-class", "5", "--max-actors", "1"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
     cache = tmp_path / "cache"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache.glob("*.parquet"))) < 2:
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = len(list(cache.glob("*.parquet")))
+    finished = kill_cli_midway(["scan", "--zoo", str(wide_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                "--scorer", "ot", "--probe-per-class", "5", "--max-actors", "1"],
+                               lambda: len(list(cache.glob("*.parquet"))), at_least=2)
     assert 2 <= finished < 9, "the scan should have been killed midway"
     result = scan(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (result.cached, result.ran) == (finished, 9 - finished)
