@@ -22,7 +22,7 @@ def sinkhorn_method(cost: torch.Tensor, eps: float, dtype: torch.dtype) -> str:
 
 
 def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, cost: torch.Tensor,
-                               tau: float = 2.0, eps: float = 0.05, max_iter: int = 100,
+                               tau: float = 2.0, eps: float = 0.05, max_iter: int = 50,
                                method: str | None = None) -> torch.Tensor:
     """Mean over the batch of W_eps(softmax(t/tau), softmax(s/tau); M), solved by POT's batched log-domain Sinkhorn.
 
@@ -30,7 +30,8 @@ def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: tor
     W_eps(a, b; M) = min_{T 1 = a, T^T 1 = b} <T, M> + eps <T, log T>  (Cuturi 2013).
     The gradient reaches the student through the envelope theorem: dW/db = eps * g, with g POT's dual
     potential for b (returned divided by eps), so nothing is back-propagated through the iterations.
-    Plain Sinkhorn where exp(-M/eps) is safe, log-domain iterations otherwise, and a probability floor keep it
+    50 iterations by default: the value is then within 0.01% of 100 iterations' at the demo's sizes, for half
+    the time (bench/distill.py). Plain Sinkhorn where exp(-M/eps) is safe, log-domain iterations otherwise, and a probability floor keep it
     finite for small eps and near one-hot predictions.
     """
     dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
@@ -40,7 +41,7 @@ def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: tor
     cost = cost.to(student)
     method = method or sinkhorn_method(cost, eps, dtype)
     result = solve_batch(cost.expand(batch, *cost.shape), reg=eps, a=teacher, b=student.detach(), method=method,
-                         grad="detach", max_iter=max_iter, tol=1e-5)
+                         grad="detach", max_iter=max_iter, tol=1e-4)
     _, student_potential = result.potentials  # log-domain: g / eps; plain: the scaling exp(g / eps)
     if method == "sinkhorn":
         student_potential = torch.log(student_potential)
