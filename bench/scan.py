@@ -69,7 +69,7 @@ def efficiency(out: Path, sizes: Sizes) -> dict:
     zoo = out / "zoo-efficiency"
     synthetic_zoo(zoo, sizes.efficiency_teachers, EFFICIENCY_ARCHITECTURES)
     task = target_task(0, tuple(range(10)), {"train": sizes.efficiency_per_class, "val": 2, "test": 2})
-    specs, _ = index_zoo(zoo, out / "efficiency-catalogue.parquet")
+    specs, _ = index_zoo(zoo)  # the zoo indexed once, as `selkd zoo index` leaves it
     probe = make_probe(task, sizes.efficiency_per_class)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -73,10 +73,15 @@ class DistillResult:
 
 def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None
               ) -> tuple[list[TeacherSpec], Path | str]:
-    """Index `zoo_dir` into a Parquet catalogue (default: ZOO_DIR/catalogue.parquet), incrementally."""
+    """Index `zoo_dir` into a Parquet catalogue (default: ZOO_DIR/catalogue.parquet), incrementally.
+
+    A new catalogue elsewhere (a scan's output) starts from the zoo's own catalogue when there is one, so a
+    zoo indexed once (`selkd zoo index`) is not hashed and described again by every new scan."""
     zoo_dir = Path(zoo_dir)
-    catalogue = Location(catalogue_path or zoo_dir / "catalogue.parquet")
-    previous = read_catalogue(catalogue) if catalogue.is_file() else None
+    own = Location(zoo_dir / "catalogue.parquet")
+    catalogue = Location(catalogue_path or own)
+    seed = catalogue if catalogue.is_file() else own if own.is_file() else None
+    previous = read_catalogue(seed) if seed is not None else None
     entries = index_folders(zoo_dir, previous)
     return [spec for spec, _, _ in entries], write_catalogue(entries, catalogue)
 

@@ -100,13 +100,14 @@ def load_teacher(spec: TeacherSpec) -> torch.nn.Module:
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, input_size: tuple[int, int, int], mean: tuple[float, ...],
             std: tuple[float, ...], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (n, C), penultimate features (n, d)) for uint8 images, in batches."""
+    """(logits (n, C), penultimate features (n, d)) for uint8 images, in batches, on the model's device."""
+    device = next(model.parameters()).device
     logits, features = [], []
     for start in range(0, len(images), batch_size):
-        x = to_model_input(images[start:start + batch_size], input_size, mean, std)
+        x = to_model_input(images[start:start + batch_size], input_size, mean, std).to(device)
         pooled = model.forward_head(model.forward_features(x), pre_logits=True)
-        features.append(pooled)
-        logits.append(model.get_classifier()(pooled))
+        features.append(pooled.cpu())
+        logits.append(model.get_classifier()(pooled).cpu())
     return torch.cat(logits).numpy(), torch.cat(features).numpy()
 
 

@@ -36,15 +36,20 @@ class TeacherRunner:
             torch.set_num_threads(num_threads)
         self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self.prefetched: dict[str, Future] = {}
+        # an actor given a GPU (num_gpus=1) sees exactly that one as cuda:0
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def prefetch(self, spec: TeacherSpec | None) -> None:
         """Start loading `spec` in the background; a load error surfaces when the teacher is run."""
         if spec is not None and spec.path not in self.prefetched:
-            self.prefetched[spec.path] = self.loader.submit(load_teacher, spec)
+            self.prefetched[spec.path] = self.loader.submit(self.load, spec)
+
+    def load(self, spec: TeacherSpec) -> torch.nn.Module:
+        return load_teacher(spec).to(self.device)
 
     def model(self, spec: TeacherSpec) -> torch.nn.Module:
         future = self.prefetched.pop(spec.path, None)
-        return future.result() if future is not None else load_teacher(spec)
+        return future.result() if future is not None else self.load(spec)
 
     def __call__(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None = None,
                  scoring: Scoring | None = None) -> TeacherResult:

@@ -45,3 +45,18 @@ def test_missing_checkpoint_is_recorded(zoo_copy, tmp_path):
     specs, _ = index_zoo(zoo_copy, tmp_path / "c.parquet")
     bad = next(s for s in specs if s.teacher_id == "random")
     assert "model.safetensors: missing" in bad.error
+
+
+def test_a_new_catalogue_starts_from_the_zoos_own(zoo_copy, tmp_path):
+    """A scan's first catalogue reuses rows the zoo's catalogue already holds for unchanged weights files."""
+    from dataclasses import replace
+
+    from selkd_ray.api import index_zoo
+    from selkd_ray.io.catalogue import read_catalogue, write_catalogue
+
+    index_zoo(zoo_copy)
+    entries = read_catalogue(zoo_copy / "catalogue.parquet")
+    marked = [(replace(spec, flops_per_sample=12345), size, mtime) for spec, size, mtime in entries]
+    write_catalogue(marked, zoo_copy / "catalogue.parquet")
+    specs, _ = index_zoo(zoo_copy, tmp_path / "scan" / "catalogue.parquet")
+    assert {spec.flops_per_sample for spec in specs} == {12345}  # reused, not described again

@@ -55,3 +55,16 @@ def test_a_rescan_with_a_new_scorer_scores_cached_predictions(ray_session, tiny_
     again = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("leep", "nce"), probe_per_class=10))
     assert (again.ran, again.cached) == (0, 3)
     assert all(isinstance(row["score_nce"], float) for row in again.rows)
+
+
+def test_a_teacher_with_non_finite_outputs_is_recorded_and_skipped(ray_session, zoo_copy, target_task, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    weights_path = zoo_copy / "random" / "model.safetensors"
+    weights = load_file(weights_path)
+    weights = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
+    save_file(weights, weights_path, metadata={"format": "pt"})
+    result = scan(zoo_copy, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=5))
+    rows = {r["teacher_id"]: r for r in result.rows}
+    assert rows["random"]["status"] == "failed" and "non-finite outputs" in rows["random"]["error"]
+    assert rows["own-classes"]["status"] == rows["digits-01"]["status"] == "scored"
