@@ -25,7 +25,7 @@ def machine() -> str:
 
 
 def synthetic_zoo(zoo_dir: Path, count: int, architectures: tuple[str, ...] = TINY_ARCHITECTURES,
-                  num_classes: int = 10) -> list[Path]:
+                  num_classes: int = 10, input_size: tuple[int, int, int] = (1, 28, 28)) -> list[Path]:
     """`count` randomly initialised teachers (distinct weights, so distinct hashes), saved as timm folders.
 
     Good for timing and memory figures, not for ranking quality. Existing folders are kept."""
@@ -37,8 +37,9 @@ def synthetic_zoo(zoo_dir: Path, count: int, architectures: tuple[str, ...] = TI
         if (folder / WEIGHTS_FILE).is_file():
             continue
         torch.manual_seed(index)
-        model = build_model(architectures[index % len(architectures)], num_classes, 1).eval()
-        save_teacher(model, folder, names, (1, 28, 28), MNIST_MEAN, MNIST_STD)
+        model = build_model(architectures[index % len(architectures)], num_classes, input_size[0]).eval()
+        mean, std = (MNIST_MEAN, MNIST_STD) if input_size[0] == 1 else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        save_teacher(model, folder, names, input_size, mean, std)
     return folders
 
 

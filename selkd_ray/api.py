@@ -91,9 +91,12 @@ def as_task(task: Task | str | Path) -> Task:
 
 
 def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: ScanConfig = ScanConfig(),
-         address: str | None = None, progress: Progress = quiet) -> ScanResult:
+         address: str | None = None, progress: Progress = quiet, runners=None) -> ScanResult:
     """Rank every teacher of the zoo for the task, within the budget; cached predictions are reused, failures
-    recorded. `progress` receives ScanEvent objects (str() gives a log line)."""
+    recorded. `progress` receives ScanEvent objects (str() gives a log line).
+
+    `runners`: a `distributed.scan.RunnerPool` to use and leave running, for a driver that scans many tasks
+    (a runner actor takes seconds to start); by default each scan starts its own and stops it at the end."""
     for name in config.scorers:
         SCORERS.get(name)
     parse_budget(config.budget)
@@ -102,7 +105,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     with ScanLock(out_dir):
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
         task = as_task(task)
-        pool = None
+        pool = runners
 
         def run_teachers(pending, probe, admit, scoring):
             nonlocal pool
@@ -120,7 +123,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
             rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
                                     lambda: label_embeddings(specs, task, out_dir / "cache"), previous)
         finally:
-            if pool is not None:
+            if pool is not None and pool is not runners:
                 pool.close()
         ranked = rank_rows(rows)
         scores_path = write_scores(ranked, list(config.scorers), scores_location)

@@ -86,3 +86,18 @@ def test_a_scan_killed_midway_resumes_from_the_cache(ray_session, wide_zoo, task
     assert 2 <= finished < 9, "the scan should have been killed midway"
     result = scan(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (result.cached, result.ran) == (finished, 9 - finished)
+
+
+def test_a_driver_can_keep_its_runners_across_scans(ray_session, tiny_zoo, target_task, tmp_path):
+    from selkd_ray.distributed.scan import RunnerPool
+
+    pool = RunnerPool(max_actors=1).ready()
+    try:
+        first = scan(tiny_zoo, target_task, tmp_path / "a", ScanConfig(scorers=("leep",), probe_per_class=5),
+                     runners=pool)
+        second = scan(tiny_zoo, target_task, tmp_path / "b", ScanConfig(scorers=("leep",), probe_per_class=6),
+                      runners=pool)
+        assert first.ran == second.ran == 3
+        assert ray.get(pool.actors[0].__ray_ready__.remote())  # still running: the scans did not stop it
+    finally:
+        pool.close()

@@ -6,6 +6,7 @@ the teacher is recorded as failed and a fresh actor takes the slot.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from dataclasses import replace
@@ -95,9 +96,20 @@ class RunnerPool:
         for spec in [reserved.pop(slot) for slot in list(reserved)] + list(queue):
             yield TeacherResult(spec.teacher_id, None, skipped=True)
 
-    def close(self) -> None:
+    def ready(self) -> "RunnerPool":
+        """Wait until every actor has started (imports done), e.g. before timing a scan."""
+        ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+        return self
+
+    def close(self, settle_s: float = 5.0) -> None:
+        """Kill the actors and wait (briefly) until Ray has their slots back: ray.kill is asynchronous, and
+        the next pool or Ray Train job sizes itself from the free slots."""
+        wanted = ray.available_resources().get("CPU", 0.0) + self.count * self.options["num_cpus"]
         for actor in self.actors:
             ray.kill(actor)
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline and ray.available_resources().get("CPU", 0.0) < wanted - 1e-6:
+            time.sleep(0.05)
 
     def __enter__(self) -> "RunnerPool":
         return self
