@@ -170,9 +170,10 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     out_dir = Path(out_dir).resolve()
     cache = PredictionCache(cache_dir or out_dir / "cache")
     data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache))
-    if config.max_flops and epoch_flops(data, config) > config.max_flops:
-        raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch "
-                         f"({epoch_flops(data, config):.3g} FLOPs)")
+    if config.max_flops:
+        needed = epoch_flops(data, config)
+        if needed > config.max_flops:
+            raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch ({needed:.3g} FLOPs)")
     name = name or f"student-{spec.teacher_id if spec else 'labels-only'}-{config.loss}-seed{config.seed}"
     run = run_name(name, config, spec, task, data.cost)
     started = time.perf_counter()

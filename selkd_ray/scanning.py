@@ -6,6 +6,7 @@ scan restarts where it stopped; the driver keeps only small rows, never predicti
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -77,11 +78,14 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
     started = time.perf_counter()
     cache = PredictionCache(out_dir / "cache")
     scorers = list(config.scorers)
+    if label_embeddings is not None:
+        label_embeddings = functools.cache(label_embeddings)  # read (or embed) the names once per scan
     embeddings = label_embeddings() if label_embeddings and needs_label_embeddings(scorers) else None
     rows: dict[str, dict] = {}
     for spec in specs:
         if spec.error:
             rows[spec.teacher_id] = failed_row(spec, spec.error)
+            tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {spec.error}")
     alive = [spec for spec in specs if not spec.error]
     alive = prescreen(alive, task, label_embeddings, tally) if config.budget and label_embeddings else alive
     sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
@@ -101,7 +105,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
 
         pending = []
         for spec in alive:
-            reused = reusable(previous, spec, probe, scorers)
+            reused = reusable(previous, spec, probe, scorers, rows.get(spec.teacher_id))
             if reused is not None:
                 rows[spec.teacher_id] = {**reused, "round": round_index}
                 scored.append(rows[spec.teacher_id])
@@ -169,14 +173,17 @@ def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[
     return sorted(specs, key=lambda spec: (-score[spec.teacher_id], spec.teacher_id))
 
 
-def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[str]) -> dict | None:
+def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[str],
+             earlier: dict | None) -> dict | None:
     """The last scan's row for this teacher on this very probe, if it holds every requested score: a rescan
-    of an unchanged zoo then reads one table instead of every teacher's predictions."""
+    of an unchanged zoo then reads one table instead of every teacher's predictions. It costs nothing now, so
+    the row carries only what this scan spent on the teacher in `earlier` rounds."""
     row = previous.get((spec.content_hash, probe.probe_hash))
     if row is None or any(row.get(f"score_{name}") is None for name in scorers):
         return None
     return {**{k: v for k, v in row.items() if not k.startswith("score_") or k[6:] in scorers},
-            "teacher_id": spec.teacher_id, "path": spec.path, "status": "cached", "flops": 0, "seconds": 0.0,
+            "teacher_id": spec.teacher_id, "path": spec.path, "status": "cached",
+            "flops": (earlier or {}).get("flops", 0), "seconds": (earlier or {}).get("seconds", 0.0),
             "node": "", "score": row[f"score_{scorers[0]}"]}
 
 

@@ -148,7 +148,12 @@ def epoch_flops(data: StudentData, config: DistillConfig) -> int:
     """Training FLOPs of one epoch over all workers: what a FLOPs budget must cover at least once."""
     student, _ = new_student(data, config)
     steps = -(-len(data.images) // config.batch_size)
-    return step_flops(student, data, config, data.teacher is not None and config.loss != "ce") * steps
+    return step_flops(student, data, config, teacher_runs_online(data, config)) * steps
+
+
+def teacher_runs_online(data: StudentData, config: DistillConfig) -> bool:
+    """Whether the workers run the teacher on every batch (augmentation on, and a loss that uses it)."""
+    return data.teacher is not None and config.loss != "ce"
 
 
 def initial_state() -> dict:
@@ -165,8 +170,8 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
     count every worker's steps; a budget is checked before each epoch (the caller checks the first)."""
     state = state or initial_state()
     module = getattr(student, "module", student)
-    teacher = OnlineTeacher(data.teacher, device) if data.teacher is not None and config.loss != "ce" else None
-    epoch_flops = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
+    teacher = OnlineTeacher(data.teacher, device) if teacher_runs_online(data, config) else None
+    flops_per_epoch = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
     generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
     for epoch in range(state["epoch"] + 1, config.epochs):
         if hasattr(all_loader.sampler, "set_epoch"):
@@ -176,7 +181,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
         loss = train_epoch(student, optimizer, data, labelled_loader, all_loader, config, device, teacher, generator)
         seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
         val = evaluate(module, data, data.val_images, data.val_labels, device)
-        state["flops"] += epoch_flops
+        state["flops"] += flops_per_epoch
         state["epoch"] = epoch
         state["history"].append({"epoch": epoch, "loss": loss, "val_accuracy": val, "flops": state["flops"],
                                  "seconds": seconds})
@@ -185,7 +190,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
             state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
         if config.patience and epoch - state["best_epoch"] >= config.patience:
             state["stopped"] = f"early stop: no validation gain for {config.patience} epochs"
-        if config.max_flops and epoch + 1 < config.epochs and state["flops"] + epoch_flops > config.max_flops:
+        if config.max_flops and epoch + 1 < config.epochs and state["flops"] + flops_per_epoch > config.max_flops:
             state["stopped"] = f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
         if after_epoch is not None:
             after_epoch(state)

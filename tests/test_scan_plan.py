@@ -101,3 +101,21 @@ def test_a_driver_can_keep_its_runners_across_scans(ray_session, tiny_zoo, targe
         assert ray.get(pool.actors[0].__ray_ready__.remote())  # still running: the scans did not stop it
     finally:
         pool.close()
+
+
+def test_rows_reused_in_a_later_round_keep_what_this_scan_spent_earlier(ray_session, tiny_zoo, target_task, tmp_path):
+    config = ScanConfig(scorers=("ot",), probe_per_class=8, eta=2, min_probe=2)
+    scan(tiny_zoo, target_task, tmp_path, config)
+    for path in (tmp_path / "cache").glob("*.parquet"):  # predictions gone, the last scores.parquet kept
+        path.unlink()
+    again = scan(tiny_zoo, target_task, tmp_path, config)
+    assert again.flops > 0
+    assert again.flops == sum(row["flops"] for row in again.rows)  # the ledger and the rows agree
+
+
+def test_a_teacher_that_fails_at_indexing_is_reported_as_it_is_found(ray_session, zoo_copy, target_task, tmp_path):
+    (zoo_copy / "digits-01" / "config.json").write_text("{not json")
+    events = []
+    scan(zoo_copy, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=5), progress=events.append)
+    failed = [e for e in events if e.kind == "failed"]
+    assert [e.teacher_id for e in failed] == ["digits-01"] and "config.json" in failed[0].message
