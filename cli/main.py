@@ -12,12 +12,16 @@ import typer
 
 from selkd_ray.config import ScanConfig
 
-app = typer.Typer(help="Selective cross-task distillation over a model zoo, on Ray.", no_args_is_help=True,
+EPILOG = ("Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming "
+          "the file or field and what was expected).")
+app = typer.Typer(help="Selective cross-task distillation over a model zoo, on Ray.", no_args_is_help=True, epilog=EPILOG,
                   pretty_exceptions_enable=False, add_completion=False)
 zoo_app = typer.Typer(help="Manage a teacher zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
+JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
 
 
 def say(message: str) -> None:
@@ -45,7 +49,7 @@ def one_line_errors(command):
 def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo, task, scan and students go."),
          epochs: int = typer.Option(30, help="Student training epochs."),
          seed: int = typer.Option(0, help="Student seed."),
-         address: Optional[str] = ADDRESS) -> None:
+         quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Build a real demo zoo (MNIST teachers), scan it for a held-out digit task, distil three students.
 
     Example: selkd demo --out selkd-output/demo
@@ -53,14 +57,16 @@ def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo
     from selkd_ray.config import DistillConfig
     from selkd_ray.demo.run import run_demo
 
-    result = run_demo(out, DistillConfig(epochs=epochs, seed=seed), address=address, progress=say)
+    with Display(quiet) as progress:
+        result = run_demo(out, DistillConfig(epochs=epochs, seed=seed), address=address, progress=progress)
     typer.echo(result.summary)
 
 
 @zoo_app.command("index")
 @one_line_errors
 def zoo_index(zoo_dir: Path = typer.Argument(..., help="Folder of teacher folders (model.safetensors + config.json)."),
-              out: Optional[Path] = typer.Option(None, help="Catalogue path (default ZOO_DIR/catalogue.parquet).")) -> None:
+              out: Optional[Path] = typer.Option(None, help="Catalogue path (default ZOO_DIR/catalogue.parquet)."),
+              json_output: bool = JSON) -> None:
     """Index a zoo into a Parquet catalogue; only new or changed teachers are read.
 
     Example: selkd zoo index ./zoo
@@ -69,6 +75,10 @@ def zoo_index(zoo_dir: Path = typer.Argument(..., help="Folder of teacher folder
 
     specs, path = index_zoo(zoo_dir, out)
     bad = [s for s in specs if s.error]
+    if json_output:
+        typer.echo(json.dumps({"catalogue": str(path), "teachers": [s.teacher_id for s in specs if not s.error],
+                               "invalid": {s.teacher_id: s.error for s in bad}}))
+        raise typer.Exit(1 if bad else 0)
     typer.echo(f"catalogue {path}: {len(specs) - len(bad)} teachers indexed, {len(bad)} invalid")
     for spec in bad:
         typer.echo(f"error: {spec.error}", err=True)
@@ -88,7 +98,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                  eta: Optional[int] = typer.Option(None, help="Successive halving: keep the best 1/ETA each round."),
                  min_probe: Optional[int] = typer.Option(None, help="Images per class in the first halving round (default 2)."),
                  max_actors: Optional[int] = typer.Option(None, help="Cap on runner actors (default: one per GPU, else per CPU slot)."),
-                 json_output: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+                 json_output: bool = JSON, quiet: bool = QUIET,
                  address: Optional[str] = ADDRESS) -> None:
     """Score every teacher of the zoo on a probe of the task and write a ranked scores.parquet.
 
@@ -99,8 +109,8 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
 
     eta = eta or (3 if budget else None)
     config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe)
-    with ScanProgress() as progress:
-        result = scan(zoo, task, out, config, address=address, progress=progress.update)
+    with Display(quiet or json_output) as progress:
+        result = scan(zoo, task, out, config, address=address, progress=progress)
     if json_output:
         typer.echo(json.dumps(scan_json(result), default=float))
         return
@@ -108,30 +118,40 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     typer.echo(scan_summary(result))
 
 
-class ScanProgress:
-    """A live bar (teachers done, failed, cached, budget spent) on a terminal; plain log lines otherwise."""
+class Display:
+    """Progress for people: a live bar on a terminal (done / total, status) with the log lines above it;
+    plain log lines on stderr otherwise; nothing with --quiet. Takes `Step`s, scan events and strings."""
 
-    def __init__(self) -> None:
-        self.bar = None
-        if sys.stderr.isatty():
+    LOGGED = ("round", "note", "failed")  # scan event kinds that also print a line under a bar
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet, self.bar, self.task = quiet, None, None
+        if not quiet and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
                                 console=Console(stderr=True), transient=False)
-            self.task = self.bar.add_task("scan", total=None, counts="")
 
-    def update(self, event) -> None:
-        if self.bar is None:
-            say(str(event))
+    def __call__(self, event) -> None:
+        if self.quiet:
             return
-        if event.kind in ("round", "note", "failed"):
-            self.bar.console.print(str(event))
-        self.bar.update(self.task, completed=event.done, total=event.total or None,
-                        counts=f"failed {event.failed}, cached {event.cached}; {event.spent}")
+        message = str(event)
+        if self.bar is None or not hasattr(event, "done"):
+            if message:
+                say(message) if self.bar is None else self.bar.console.print(message)
+            return
+        stage = getattr(event, "stage", "scan")
+        counts = getattr(event, "counts", "") or (f"failed {event.failed}, cached {event.cached}; {event.spent}"
+                                                  if hasattr(event, "spent") else "")
+        if message and (not hasattr(event, "kind") or event.kind in self.LOGGED):
+            self.bar.console.print(message)
+        if self.task is None or self.bar.tasks[self.task].description != stage:
+            self.task = self.bar.add_task(stage, total=None, counts="")
+        self.bar.update(self.task, completed=event.done, total=event.total or None, counts=counts)
 
-    def __enter__(self) -> "ScanProgress":
+    def __enter__(self) -> "Display":
         if self.bar is not None:
             self.bar.start()
         return self
@@ -165,7 +185,7 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
                     max_flops: Optional[float] = typer.Option(None, help="Training FLOPs budget (e.g. 5e12)."),
                     augment: bool = typer.Option(False, help="Randomly shift images; the teacher then runs online in the workers."),
                     cache: Optional[str] = typer.Option(None, help="Prediction cache to share (default: OUT/cache, or the --scan folder's cache)."),
-                    address: Optional[str] = ADDRESS) -> None:
+                    json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Distil a teacher into a small timm student on Ray Train; the student is saved as a teacher folder.
 
     Example: selkd distill --teacher zoo/digits-all --task task.parquet --scan scan-out/scores.parquet
@@ -178,21 +198,71 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
                            num_workers=workers, patience=patience, max_flops=max_flops, augment=augment)
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
-    result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=say, cache_dir=cache)
+    with Display(quiet or json_output) as progress:
+        result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=progress,
+                         cache_dir=cache)
+    if json_output:
+        typer.echo(json.dumps(distill_json(result), default=str))
+        return
     typer.echo(f"test accuracy {result.test_accuracy:.4f}, validation accuracy {result.val_accuracy:.4f} "
                f"(best epoch {result.best_epoch + 1} of {len(result.history)}; {result.stopped or 'ran every epoch'}; "
                f"{result.flops:.3g} training FLOPs)")
     typer.echo(f"student: {result.student_dir}\nmetrics: {result.metrics_path}\nlearning curve: {result.curve_path}")
 
 
+def distill_json(result) -> dict:
+    return {"student": str(result.student_dir), "metrics": str(result.metrics_path), "teacher": result.teacher,
+            "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
+            "best_epoch": result.best_epoch, "epochs": len(result.history), "stopped": result.stopped,
+            "flops": result.flops, "run": result.run_name}
+
+
 @app.command()
-def scorers() -> None:
-    """List the registered scorers and cost builders."""
+def scorers(json_output: bool = JSON) -> None:
+    """List the registered scorers and cost builders.
+
+    Example: selkd scorers --json
+    """
     from selkd_ray.costs import COST_BUILDERS
     from selkd_ray.scores import SCORERS
 
+    if json_output:
+        typer.echo(json.dumps({"scorers": SCORERS.names(), "cost_builders": COST_BUILDERS.names()}))
+        return
     typer.echo("scorers: " + ", ".join(SCORERS.names()))
     typer.echo("cost builders: " + ", ".join(COST_BUILDERS.names()))
+
+
+@app.command()
+@one_line_errors
+def history(out: str = typer.Option("selkd-output/scan", help="The scan output folder (path or filesystem URI)."),
+            json_output: bool = JSON) -> None:
+    """Show every scan recorded in an output folder: when, zoo size, new and failed teachers, cost, top teachers.
+
+    Example: selkd history --out selkd-output/scan
+    """
+    from selkd_ray.errors import SelkdError
+    from selkd_ray.io.fs import Location
+    from selkd_ray.io.history import read_history
+    from selkd_ray.report import history_table
+
+    rows = read_history(Location(out) / "history.parquet")
+    if not rows:
+        raise SelkdError(f"{out}: no history.parquet; expected the output folder of at least one `selkd scan`")
+    typer.echo(json.dumps(rows, default=float) if json_output else history_table(rows))
+
+
+@app.command()
+@one_line_errors
+def report(out: str = typer.Option("selkd-output/scan", help="The scan output folder (path or filesystem URI)."),
+           html_path: Optional[Path] = typer.Option(None, "--html", help="Where to write the report (default OUT/report.html).")) -> None:
+    """Write an HTML report (ranking, score by round, spending against budget, history) to open in a browser.
+
+    Example: selkd report --out selkd-output/scan && xdg-open selkd-output/scan/report.html
+    """
+    from selkd_ray.html_report import write_report
+
+    typer.echo(f"report: {write_report(out, html_path)}")
 
 
 def main() -> None:

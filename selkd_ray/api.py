@@ -5,9 +5,9 @@ Each function connects to Ray only when it needs it (reusing a running Ray, e.g.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,23 +19,18 @@ from .io.cache import PredictionCache
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.embeddings import EmbeddingCache
 from .io.fs import Location
+from .io.history import append_history
 from .io.lock import ScanLock
 from .io.results import read_scores, write_metrics, write_scores
 from .io.tasks import load_task
 from .models import build_model, save_teacher
+from .progress import Progress, Step, quiet
 from .records import ProbeSet, Task, TeacherSpec
 from .report import learning_curve
 from .scanning import rank_rows, run_plan
 from .scores import SCORERS
 from .training import StudentData, epoch_flops, evaluate, fit_plain
 from .zoo import index_zoo as index_folders
-
-Progress = Callable[[str], None]
-
-
-def quiet(message: str) -> None:
-    """The default progress sink: say nothing."""
-
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -50,6 +45,8 @@ class ScanResult:
     spent: str = ""  # the ledger in words: spent against budget
     flops: int = 0  # forward FLOPs this scan spent
     seconds: float = 0.0
+    round_flops: tuple[int, ...] = ()  # cumulative FLOPs at the end of each halving round
+    history_path: Path | str | None = None  # history.parquet: one row per scan of this output
 
     @property
     def ranked(self) -> list[dict]:
@@ -127,10 +124,30 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                 pool.close()
         ranked = rank_rows(rows)
         scores_path = write_scores(ranked, list(config.scorers), scores_location)
-    count = lambda *statuses: sum(row["status"] in statuses for row in ranked)  # noqa: E731
-    return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
-                      count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
-                      ledger.seconds)
+        count = lambda *statuses: sum(row["status"] in statuses for row in ranked)  # noqa: E731
+        result = ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
+                            count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
+                            ledger.seconds, tuple(ledger.round_flops))
+        known = {row["content_hash"] for row in previous}
+        new = sum(spec.content_hash not in known for spec in specs)
+        history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
+                                 out_dir / "history.parquet")
+    return replace(result, history_path=history)
+
+
+def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config: ScanConfig, budget,
+                top_k: int = 5) -> dict:
+    """What the history table keeps of one scan: counts, cost, and the top teachers with their scores.
+    `new`: teachers (new or changed files) the previous scan of this output had not seen."""
+    top = result.ranked[:top_k]
+    return {"scanned_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "task": task.name,
+            "task_hash": task.content_hash, "zoo_size": zoo_size, "new": new,
+            "ran": sum(row.get("flops", 0) > 0 for row in result.rows), "cached": result.cached,
+            "failed": result.failed, "dropped": result.dropped, "skipped": result.skipped, "flops": result.flops,
+            "seconds": result.seconds, "budget": config.budget or "",
+            "budget_flops": budget.amount if budget is not None and budget.kind == "flops" else None,
+            "round_flops": list(result.round_flops), "scorer": config.scorers[0],
+            "top_teachers": [row["teacher_id"] for row in top], "top_scores": [float(row["score"]) for row in top]}
 
 
 def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) -> dict[str, np.ndarray]:
@@ -177,7 +194,8 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     name = name or f"student-{spec.teacher_id if spec else 'labels-only'}-{config.loss}-seed{config.seed}"
     run = run_name(name, config, spec, task, data.cost)
     started = time.perf_counter()
-    state = fit_student(data, config, str(out_dir / "runs"), run)
+    epochs = lambda done: progress(Step("distill", done, config.epochs, "", f"{name}: epoch {done}/{config.epochs}"))  # noqa: E731
+    state = fit_student(data, config, str(out_dir / "runs"), run, on_epoch=epochs)
     student, test_accuracy = trained_student(task, data, config, state["model"])
     student_dir = save_teacher(student, out_dir / name, task.label_names, data.input_size, data.mean, data.std)
     history = [{**row, "test_accuracy": test_accuracy if row["epoch"] == state["best_epoch"] else None,

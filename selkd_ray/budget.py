@@ -78,6 +78,10 @@ class Ledger:
     flops: int = 0
     seconds: float = 0.0  # wall time since the scan began, updated by the caller
     skipped: list[str] = field(default_factory=list)
+    round_flops: list[int] = field(default_factory=list)  # cumulative FLOPs at the end of each round
+
+    def close_round(self) -> None:
+        self.round_flops.append(self.flops)
 
     def affords(self, flops: int) -> bool:
         """Whether a teacher costing `flops` may start now: FLOPs are committed before the teacher runs,

@@ -140,6 +140,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                     cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
                     settle(spec, result.predictions, "scored", result.node, result.assessment)
         ledger.seconds = time.perf_counter() - started
+        ledger.close_round()
         if round_index == len(sizes) - 1:
             break
         ranked = sorted(scored, key=score_key)
@@ -184,7 +185,8 @@ def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[s
     return {**{k: v for k, v in row.items() if not k.startswith("score_") or k[6:] in scorers},
             "teacher_id": spec.teacher_id, "path": spec.path, "status": "cached",
             "flops": (earlier or {}).get("flops", 0), "seconds": (earlier or {}).get("seconds", 0.0),
-            "node": "", "score": row[f"score_{scorers[0]}"]}
+            "node": "", "score": row[f"score_{scorers[0]}"],
+            "round_scores": round_scores(earlier, row[f"score_{scorers[0]}"])}
 
 
 def score_key(row: dict) -> tuple:
@@ -206,7 +208,13 @@ def result_row(spec: TeacherSpec, predictions: Predictions, assessment: dict, co
             "flops": flops + (previous or {}).get("flops", 0),
             "seconds": seconds + (previous or {}).get("seconds", 0.0), "num_teacher_classes": spec.num_classes,
             "cost_matrix": assessment["cost_matrix"].ravel().tolist(), "label_plan": assessment["label_plan"],
+            "round_scores": round_scores(previous, scores[config.scorers[0]]),
             **{f"score_{k}": v for k, v in scores.items()}}
+
+
+def round_scores(earlier: dict | None, score: float) -> list[float]:
+    """The ranking score after every round this teacher has reached in this scan, this one last."""
+    return [*((earlier or {}).get("round_scores") or []), float(score)]
 
 
 def failed_row(spec: TeacherSpec, error: str) -> dict:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ..models import WEIGHTS_FILE, build_model, save_teacher
 from ..preprocess import to_model_input
+from ..progress import Step
 from .data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, mnist, pools
 
 ARCHITECTURES = ("test_resnet", "test_efficientnet")
@@ -93,7 +94,7 @@ def train_classifier(architecture: str, images: np.ndarray, labels: np.ndarray, 
     return model.eval()
 
 
-def build_zoo(zoo_dir: Path, progress: Callable[[str], None] = print, seed: int = 0,
+def build_zoo(zoo_dir: Path, progress: Callable[[object], None] = print, seed: int = 0,
               recipes: tuple[TeacherRecipe, ...] = RECIPES, epochs: int = 4) -> list[Path]:
     """Train and save every recipe not already in `zoo_dir`; returns the teacher folders."""
     folders = []
@@ -103,8 +104,8 @@ def build_zoo(zoo_dir: Path, progress: Callable[[str], None] = print, seed: int 
         if (folder / WEIGHTS_FILE).is_file():
             continue
         train_teacher(recipe, index, str(folder), epochs, seed)
-        progress(f"[zoo {index + 1}/{len(recipes)}] trained {recipe.teacher_id} "
-                 f"({ARCHITECTURES[index % len(ARCHITECTURES)]}, {len(recipe.groups)} classes)")
+        progress(Step("zoo", index + 1, len(recipes), f"[zoo {index + 1}/{len(recipes)}] trained {recipe.teacher_id} "
+                      f"({ARCHITECTURES[index % len(ARCHITECTURES)]}, {len(recipe.groups)} classes)"))
     return folders
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import threading
 from pathlib import Path
+from typing import Callable
 
 import ray
 import ray.train
@@ -54,10 +56,36 @@ def train_func(job: dict) -> None:
                context.get_world_rank(), context.get_world_size())
 
 
+class EpochWatcher:
+    """Calls `on_epoch(epochs done)` from a background thread as the run's checkpoints appear on disk: the
+    driver's view of a Ray Train run while `fit()` blocks (one checkpoint is written per epoch)."""
+
+    def __init__(self, run_dir: Path, on_epoch: Callable[[int], None], poll: float = 0.5) -> None:
+        self.run_dir, self.on_epoch, self.poll = run_dir, on_epoch, poll
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self) -> None:
+        seen = -1
+        while not self.stop.wait(self.poll):
+            done = len(list(self.run_dir.glob("checkpoint_*"))) if self.run_dir.is_dir() else 0
+            if done != seen:
+                seen = done
+                self.on_epoch(done)
+
+    def __enter__(self) -> "EpochWatcher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def fit_student(data: StudentData, config: DistillConfig, storage_path: str, name: str,
-                max_failures: int = 2) -> dict:
+                max_failures: int = 2, on_epoch: Callable[[int], None] | None = None) -> dict:
     """Run (or resume) the TorchTrainer; return the last checkpoint's state: the best-validation weights
-    ("model"), the per-epoch history and why it stopped."""
+    ("model"), the per-epoch history and why it stopped. `on_epoch(n)` hears of each finished epoch."""
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data)},
@@ -65,7 +93,11 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
         run_config=RunConfig(storage_path=storage_path, name=name,
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
-    result = trainer.fit()
+    if on_epoch is None:
+        result = trainer.fit()
+    else:
+        with EpochWatcher(Path(storage_path) / name, on_epoch):
+            result = trainer.fit()
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as folder:

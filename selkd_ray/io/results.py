@@ -26,6 +26,7 @@ SCORE_COLUMNS = [
     ("num_teacher_classes", pa.int32()),
     ("cost_matrix", pa.list_(pa.float64())),  # conditional cost M (C_T x C_S), row-major, from the whole probe
     ("label_plan", pa.string()),  # which teacher class carries onto each target class
+    ("round_scores", pa.list_(pa.float64())),  # the ranking score after each halving round it reached
 ]
 
 
@@ -41,3 +42,30 @@ def read_scores(path: str | Path) -> list[dict]:
 
 def write_metrics(rows: list[dict], path: str | Path) -> Path:
     return write_table(pa.Table.from_pylist(rows), path)
+
+
+SELECTION_COLUMNS = [
+    ("kind", pa.string()),  # trial (one race candidate) / stage (what a stage spent) / decision (the guard)
+    ("candidate", pa.string()),  # teacher id, 'labels-only', or the stage's name
+    ("lam", pa.float64()),  # weight of the OT term for a trial
+    ("epochs", pa.int32()),  # epochs the trial ran before it finished or was stopped
+    ("val_accuracy", pa.float64()),
+    ("test_accuracy", pa.float64()),
+    ("status", pa.string()),  # winner / finished / stopped early; kept / rejected for a decision
+    ("flops", pa.float64()),  # training (or forward, for the scan) FLOPs spent
+    ("seconds", pa.float64()),
+    ("budget", pa.float64()),  # the whole pipeline's FLOPs budget, on stage rows
+    ("kept", pa.string()),  # on the decision row: 'distilled' or 'labels-only'
+    ("message", pa.string()),  # on the decision row: what happened, in words
+]
+
+
+def write_selection(rows: list[dict], path: "str | Path | Location") -> "Path | str":
+    schema = pa.schema(SELECTION_COLUMNS)
+    return write_table(pa.Table.from_pylist([{n: row.get(n) for n in schema.names} for row in rows], schema=schema),
+                       path)
+
+
+def read_selection(path: "str | Path | Location") -> list[dict]:
+    location = Location(path)
+    return read_table(location).to_pylist() if location.is_file() else []

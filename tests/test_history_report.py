@@ -1,0 +1,131 @@
+"""Scheduled scans of a growing zoo: the history table, `selkd history`, and the HTML report in a browser."""
+import base64
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from selkd_cli.main import app
+from selkd_ray.api import scan
+from selkd_ray.config import ScanConfig
+from selkd_ray.io.history import read_history
+
+runner = CliRunner()
+CONFIG = ScanConfig(scorers=("leep", "ot"), probe_per_class=8, budget="1e12", eta=2, min_probe=2)
+
+
+def grow(zoo: Path, teacher: str, new_name: str) -> None:
+    """A new teacher joins the zoo: a copy of `teacher` with its weights nudged (so it hashes apart)."""
+    folder = Path(shutil.copytree(zoo / teacher, zoo / new_name))
+    weights = load_file(folder / "model.safetensors")
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first] + 1e-4
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.fixture(scope="module")
+def scanned(ray_session, tiny_zoo, target_task, tmp_path_factory):
+    """The same scan three times, as a scheduler would run it: unchanged zoo, then a zoo grown by one."""
+    zoo = Path(shutil.copytree(tiny_zoo, tmp_path_factory.mktemp("growing") / "zoo"))
+    out = tmp_path_factory.mktemp("scheduled")
+    results = [scan(zoo, target_task, out, CONFIG), scan(zoo, target_task, out, CONFIG)]
+    grow(zoo, "own-classes", "own-classes-v2")
+    results.append(scan(zoo, target_task, out, CONFIG))
+    return out, results
+
+
+def test_every_scan_is_recorded_and_a_rescan_costs_only_what_is_new(scanned):
+    out, results = scanned
+    history = read_history(out / "history.parquet")
+    assert [h["zoo_size"] for h in history] == [3, 3, 4]
+    assert [h["new"] for h in history] == [3, 0, 1]
+    assert history[0]["ran"] == 3 and history[0]["flops"] > 0
+    assert history[1]["ran"] == 0 and history[1]["flops"] == 0  # unchanged zoo: nothing ran
+    assert history[2]["ran"] == 1 and history[2]["flops"] > 0  # only the new teacher ran
+    new_rows = [r for r in results[2].rows if r["teacher_id"] == "own-classes-v2"]
+    old_rows = [r for r in results[2].rows if r["teacher_id"] != "own-classes-v2"]
+    assert new_rows[0]["flops"] > 0 and all(r["flops"] == 0 for r in old_rows if r["round"] == 0)
+    assert set(history[2]["top_teachers"][:2]) == {"own-classes", "own-classes-v2"}
+    assert all(len(h["top_teachers"]) == len(h["top_scores"]) for h in history)
+    assert len(history[0]["round_flops"]) == 3 and history[0]["round_flops"] == sorted(history[0]["round_flops"])
+
+
+def test_selkd_history_prints_a_table_and_json(scanned):
+    out, _ = scanned
+    result = runner.invoke(app, ["history", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("scanned at") and len(lines) == 2 + 3
+    assert "own-classes" in lines[-1]
+    rows = json.loads(runner.invoke(app, ["history", "--out", str(out), "--json"]).output)
+    assert [r["zoo_size"] for r in rows] == [3, 3, 4]
+
+
+def test_history_of_a_folder_with_no_scan_is_one_line(tmp_path):
+    result = runner.invoke(app, ["history", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: {tmp_path}: no history.parquet; expected the output "
+                                                  "folder of at least one `selkd scan`"]
+
+
+class Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.headings, self.tables = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        self.tables += tag == "table"
+        self._heading = tag in ("h1", "h2")
+
+    def handle_data(self, data):
+        if getattr(self, "_heading", False) and data.strip():
+            self.headings.append(data.strip())
+            self._heading = False
+
+
+def test_report_is_valid_html_with_every_plot(scanned):
+    out, _ = scanned
+    result = runner.invoke(app, ["report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    parser = Images()
+    parser.feed(page)
+    assert {"Ranking", "Score against budget round", "Spent against budget (last scan)", "Scan history"} <= set(parser.headings)
+    alts = [img["alt"] for img in parser.images]
+    assert alts == ["ranking with score bars", "score by round", "scan spending", "top teachers over scans"]
+    for img in parser.images:
+        prefix = "data:image/png;base64,"
+        assert img["src"].startswith(prefix)
+        png = base64.b64decode(img["src"][len(prefix):])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    assert parser.tables >= 2 and "own-classes-v2" in page and "http" not in page.replace("http-equiv", "")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (setup.sh --with-browser)")
+def test_report_renders_in_headless_chromium(scanned, tmp_path):
+    out, _ = scanned
+    runner.invoke(app, ["report", "--out", str(out), "--html", str(tmp_path / "report.html")])
+    shot = tmp_path / "shot.png"
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,2400",
+                           f"--screenshot={shot}", (tmp_path / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.shape == (2400, 1100)
+    assert pixels.std() > 20  # not blank: text, tables and plots
+    assert (pixels < 128).mean() > 0.01  # a real share of dark pixels (text, bars, lines)
