@@ -210,6 +210,53 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
     typer.echo(f"student: {result.student_dir}\nmetrics: {result.metrics_path}\nlearning curve: {result.curve_path}")
 
 
+@app.command("select")
+@one_line_errors
+def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
+                   task: Path = typer.Option(..., help="Task: Parquet table or ImageFolder tree."),
+                   out: Path = typer.Option(Path("selkd-output/select"), help="Output folder (scan, race, students, selection.parquet)."),
+                   budget: Optional[str] = typer.Option(None, help="The whole pipeline's budget (scan + race + final distillation): FLOPs (5e13) or wall time (20min)."),
+                   shortlist: int = typer.Option(3, help="Top-K teachers of the scan that enter the race."),
+                   teacher: list[str] = typer.Option([], help="Teacher id to put at the top of the shortlist (repeatable)."),
+                   race_epochs: int = typer.Option(6, help="Most epochs a race trial runs (ASHA stops weak trials earlier)."),
+                   lambda_grid: str = typer.Option("1", help="OT-term weights to race per teacher, comma-separated (e.g. 0.3,1,3)."),
+                   race: bool = typer.Option(True, "--race/--no-race", help="Race the shortlist, or distil the scan's top teacher directly."),
+                   guard_z: float = typer.Option(1.0, help="Keep the distilled student only if it beats label-only by more than Z standard errors on validation."),
+                   scorer: list[str] = typer.Option(list(ScanConfig.scorers), help="Scorer (repeatable); the first ranks."),
+                   probe_per_class: int = typer.Option(20, help="Probe images per target class."),
+                   epochs: int = typer.Option(30, help="Epochs of the final distillation."),
+                   seed: int = typer.Option(0, help="Probe and student seed."),
+                   json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
+    """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
+    it beats label-only on the validation split: a student never worse than training on labels alone.
+
+    Example: selkd select --zoo ./zoo --task task.parquet --budget 2e13 --shortlist 3 --lambda-grid 0.3,1,3
+    """
+    from selkd_ray.config import DistillConfig
+    from selkd_ray.errors import SelkdError
+    from selkd_ray.pipeline import select_student
+    from selkd_ray.selection import SelectConfig
+
+    try:
+        lambdas = tuple(float(v) for v in lambda_grid.split(",") if v.strip())
+    except ValueError:
+        raise SelkdError(f"--lambda-grid: '{lambda_grid}' is not a comma-separated list of numbers") from None
+    if not lambdas or min(lambdas) < 0:
+        raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{lambda_grid}'")
+    config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed), DistillConfig(epochs=epochs, seed=seed),
+                          budget, shortlist, tuple(teacher), race_epochs, lambdas, race=race, guard_z=guard_z)
+    with Display(quiet or json_output) as progress:
+        result = select_student(zoo, task, out, config, address=address, progress=progress)
+    if json_output:
+        typer.echo(json.dumps({"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
+                               "lambda": result.lam, "test_accuracy": result.test_accuracy,
+                               "val_accuracy": result.val_accuracy, "message": result.message,
+                               "stages": result.stages, "trials": result.trials,
+                               "selection": str(result.selection_path)}, default=float))
+        return
+    typer.echo(result.summary)
+
+
 def distill_json(result) -> dict:
     return {"student": str(result.student_dir), "metrics": str(result.metrics_path), "teacher": result.teacher,
             "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,

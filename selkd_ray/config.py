@@ -34,6 +34,7 @@ class DistillConfig:
     seed: int = 0
     patience: int | None = None  # early stopping: epochs without a validation gain (None: run every epoch)
     max_flops: float | None = None  # training FLOPs budget (3 x forward x samples, plus an online teacher)
+    max_seconds: float | None = None  # wall-time budget for training: no epoch starts that would pass it
     augment: bool = False  # random shifts of every minibatch; the teacher then runs online in the workers
     num_workers: int = 1  # Ray Train workers
     use_gpu: bool = False

@@ -158,7 +158,7 @@ def teacher_runs_online(data: StudentData, config: DistillConfig) -> bool:
 
 def initial_state() -> dict:
     return {"epoch": -1, "history": [], "best_val": -1.0, "best_epoch": -1, "best_model": None, "flops": 0,
-            "stopped": ""}
+            "seconds": 0.0, "stopped": ""}
 
 
 def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, config: DistillConfig,
@@ -182,6 +182,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
         seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
         val = evaluate(module, data, data.val_images, data.val_labels, device)
         state["flops"] += flops_per_epoch
+        state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - started
         state["epoch"] = epoch
         state["history"].append({"epoch": epoch, "loss": loss, "val_accuracy": val, "flops": state["flops"],
                                  "seconds": seconds})
@@ -192,6 +193,9 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
             state["stopped"] = f"early stop: no validation gain for {config.patience} epochs"
         if config.max_flops and epoch + 1 < config.epochs and state["flops"] + flops_per_epoch > config.max_flops:
             state["stopped"] = f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
+        if config.max_seconds and epoch + 1 < config.epochs and \
+                state["seconds"] + state["seconds"] / (len(state["history"])) > config.max_seconds:
+            state["stopped"] = f"time budget: another epoch would pass {config.max_seconds:.0f} s"
         if after_epoch is not None:
             after_epoch(state)
         if state["stopped"]:

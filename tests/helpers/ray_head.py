@@ -51,3 +51,6 @@ def ray_head(host: str, env: dict, num_cpus: int = 2, timeout: float = 120):
         # The head's processes share its session; SIGKILL ends them at once (SIGTERM took ~30 s to drain).
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+        recorded = Path("/tmp/ray/ray_current_cluster")  # `ray start` records its address for later ray.init()s
+        if recorded.is_file() and recorded.read_text().startswith(f"{host}:"):
+            recorded.unlink()

@@ -1,0 +1,72 @@
+"""The race: short distillations of the shortlisted teachers (and a label-only reference) as Ray Tune trials
+under an ASHA scheduler, which stops the weak ones early. Each trial is the plain student loop
+(`training.fit_epochs`) reporting its best validation accuracy after every epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from ..config import DistillConfig
+from ..training import StudentData, fit_epochs, loaders, new_student
+from .runtime import cpu_slots
+
+METRIC = "best_val_accuracy"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    candidate: str  # the key into the race's data (teacher id or labels-only)
+    lam: float
+    epochs: int  # epochs it ran before finishing or being stopped
+    best_val_accuracy: float
+    flops: float
+
+
+def race_trial(space: dict, data: dict, base: dict) -> None:
+    """One Tune trial: distil for up to `base['epochs']` epochs, report after each one."""
+    torch.set_num_threads(1)
+    trial = space["trial"]
+    config = DistillConfig(**{**base, "lam": trial["lam"], "loss": trial["loss"]})
+    student_data: StudentData = data[trial["candidate"]]
+    student, optimizer = new_student(student_data, config)
+    labelled_loader, all_loader = loaders(student_data, config)
+
+    def report(state: dict) -> None:
+        tune.report({METRIC: state["best_val"], "val_accuracy": state["history"][-1]["val_accuracy"],
+                     "flops": float(state["flops"]), "epoch": state["epoch"] + 1})
+
+    fit_epochs(student, optimizer, student_data, config, torch.device("cpu"), labelled_loader, all_loader,
+               after_epoch=report)
+
+
+def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillConfig, epochs: int,
+             grace: int, reduction_factor: int, storage: str | Path, name: str,
+             time_budget_s: float | None = None) -> list[TrialResult]:
+    """Run every trial ({'candidate', 'lam', 'loss'}) for at most `epochs` epochs; ASHA stops the weak."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables: progress goes through `progress`
+    base = {**dataclasses.asdict(config), "epochs": epochs, "patience": None, "max_flops": None,
+            "num_workers": 1, "augment": False}
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(grace, epochs),
+                              reduction_factor=reduction_factor)
+    trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base), {"cpu": 1})
+    tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(trials)},
+                       tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                                                   max_concurrent_trials=cpu_slots(), time_budget_s=time_budget_s),
+                       run_config=tune.RunConfig(storage_path=str(Path(storage).resolve()), name=name, verbose=0))
+    grid = tuner.fit()
+    results = []
+    for result in grid:
+        trial = result.config["trial"]
+        frame = result.metrics_dataframe
+        ran = frame is not None and len(frame) > 0
+        results.append(TrialResult(trial["candidate"], float(trial["lam"]), int(frame["epoch"].max()) if ran else 0,
+                                   float(frame[METRIC].max()) if ran else 0.0,
+                                   float(frame["flops"].max()) if ran else 0.0))
+    return results

@@ -1,0 +1,196 @@
+"""`select_student`: the whole path under one budget: scan, a race of short distillations among the shortlisted
+teachers (Ray Tune, ASHA) beside a label-only reference, the winner's full distillation (Ray Train), and the
+guard that keeps the label-only student unless distillation beat it on the validation split by more than noise.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .api import DistillResult, ScanResult, as_task, cached_teacher_probs, cost_from_scan, distill, scan
+from .budget import Budget, parse_budget
+from .distillation import local_teacher_probs, student_data, teacher_spec
+from .errors import SelkdError
+from .io.cache import PredictionCache
+from .io.results import write_selection
+from .progress import Progress, quiet
+from .records import ProbeSet, Task
+from .selection import (LABELS_ONLY, Candidate, SelectConfig, candidates, guard, plan_stages, race_allowance,
+                        race_epochs, shortlist)
+from .training import epoch_flops
+
+
+@dataclass(frozen=True)
+class SelectResult:
+    student_dir: Path  # the student kept: distilled, or label-only
+    kept: str  # "distilled" or "labels-only"
+    teacher: str  # the race winner's teacher id ('labels-only' when the reference won the race)
+    lam: float
+    test_accuracy: float  # of the kept student (reported, never used to decide)
+    val_accuracy: float
+    message: str  # the guard's decision in words
+    stages: list[dict]  # what each stage spent
+    trials: list[dict]  # the race, one row per candidate ([] without a race)
+    scan: ScanResult
+    selection_path: Path | str
+    summary: str
+
+
+def budget_text(amount: float, budget: Budget) -> str:
+    return f"{amount:.6g}" if budget.kind == "flops" else f"{amount:.3f}s"
+
+
+def epoch_costs(task: Task, config: SelectConfig) -> tuple[int, int]:
+    """Training FLOPs of one epoch for a distilled student and for a label-only one."""
+    data = student_data(task, None, config.distill, None)
+    return epoch_flops(data, replace(config.distill, loss="ot")), epoch_flops(data, replace(config.distill, loss="ce"))
+
+
+def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path,
+                   config: SelectConfig = SelectConfig(), address: str | None = None,
+                   progress: Progress = quiet) -> SelectResult:
+    task = as_task(task)
+    out_dir = Path(out_dir).resolve()
+    budget = parse_budget(config.budget)
+    distilled_epoch, labels_epoch = epoch_costs(task, config)
+    final_need = config.distill.epochs * (distilled_epoch + labels_epoch)
+    plan = plan_stages(budget, config, final_need)
+    if budget is not None and budget.kind == "flops" and (plan.final or 0) < distilled_epoch + labels_epoch:
+        raise SelkdError(f"--budget: {budget} leaves {plan.final or 0:.3g} FLOPs for the final distillation; one "
+                         f"epoch of it and of its label-only reference needs {distilled_epoch + labels_epoch:.3g}")
+    for note in plan.notes:
+        progress(f"budget: {note}")
+    scan_config = config.scan
+    if budget is not None:
+        scan_config = replace(scan_config, budget=budget_text(plan.scan, budget), eta=scan_config.eta or 3)
+    started = time.perf_counter()
+    scanned = scan(zoo_dir, task, out_dir, scan_config, address=address, progress=progress)
+    stages = [{"kind": "stage", "candidate": "scan", "flops": float(scanned.flops), "seconds": scanned.seconds}]
+    ranked = [row for row in scanned.ranked]
+    if not ranked:
+        raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
+    paths = {row["teacher_id"]: row["path"] for row in ranked}
+    short = shortlist([row["teacher_id"] for row in ranked], config.shortlist, config.pinned)
+    winner, trials, race_note = race(task, out_dir, config, plan, scanned, short, paths, stages, progress,
+                                     distilled_epoch, labels_epoch)
+    if race_note:
+        progress(race_note)
+    decision = final_stage(task, out_dir, config, plan, scanned, winner, paths, stages, progress,
+                           distilled_epoch, labels_epoch)
+    kept, student, message = decision
+    total = sum(s["flops"] for s in stages)
+    for stage in stages:
+        stage["budget"] = budget.amount if budget is not None and budget.kind == "flops" else None
+    rows = trials + stages + [{"kind": "decision", "candidate": winner.teacher_id, "lam": winner.lam,
+                               "val_accuracy": student.val_accuracy, "test_accuracy": student.test_accuracy,
+                               "status": "kept", "kept": kept, "message": message, "flops": float(total),
+                               "seconds": time.perf_counter() - started}]
+    selection_path = write_selection(rows, out_dir / "selection.parquet")
+    summary = describe(stages, budget, trials, race_note, message, student)
+    return SelectResult(student.student_dir, kept, winner.teacher_id, winner.lam, student.test_accuracy,
+                        student.val_accuracy, message, stages, trials, scanned, selection_path, summary)
+
+
+def race(task, out_dir, config, plan, scanned, short, paths, stages, progress, distilled_epoch, labels_epoch):
+    """(the winning candidate, the trial rows, a note when there was no race)."""
+    top = Candidate(short[0], config.distill.lam)
+    if not config.race:
+        return top, [], f"no race (--no-race): the scan's top teacher {short[0]} goes straight to distillation"
+    allowance = race_allowance(plan, scanned.flops)
+    pool = candidates(short, config.lambdas)
+    costs = [labels_epoch if c.teacher_id == LABELS_ONLY else distilled_epoch for c in pool]
+    epochs = race_epochs(allowance, costs, config)
+    if epochs < 1:
+        return top, [], (f"no budget left for a race ({allowance or 0:.3g} FLOPs for {len(pool)} candidates): the "
+                         f"scan's top teacher {short[0]} goes straight to distillation")
+    cache = PredictionCache(out_dir / "cache")
+    data, forward = {LABELS_ONLY: student_data(task, None, config.distill, None)}, 0.0
+    for teacher_id in short:
+        spec = teacher_spec(paths[teacher_id])
+        cost = cost_from_scan(scanned.scores_path, teacher_id, task.num_classes)
+        data[teacher_id] = student_data(task, spec, config.distill, cost,
+                                        lambda s, images: cached_teacher_probs(s, images, cache))
+        forward += spec.flops_per_sample * len(data[teacher_id].images)
+    progress(f"race: {len(pool)} candidates ({', '.join(c.name for c in pool)}), up to {epochs} epochs each, "
+             f"ASHA (grace {config.grace_epochs}, reduction {config.reduction_factor})")
+    from .distributed.race import run_race
+
+    started = time.perf_counter()
+    trials = [{"candidate": c.teacher_id, "lam": c.lam, "loss": "ce" if c.teacher_id == LABELS_ONLY else "ot"}
+              for c in pool]
+    results = run_race(data, trials, config.distill, epochs, config.grace_epochs, config.reduction_factor,
+                       out_dir / "race", f"race-{scanned.rows[0]['probe_hash'][:8]}-{int(time.time())}",
+                       plan.race if plan.budget is not None and plan.budget.kind == "seconds" else None)
+    finished = [r for r in results if r.epochs == max(r.epochs for r in results)]
+    best = max(finished, key=lambda r: (r.best_val_accuracy, r.candidate == LABELS_ONLY))
+    rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
+             "val_accuracy": r.best_val_accuracy, "flops": r.flops,
+             "status": "winner" if r is best else "finished" if r in finished else "stopped early"}
+            for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
+    stages.append({"kind": "stage", "candidate": "race", "flops": forward + sum(r.flops for r in results),
+                   "seconds": time.perf_counter() - started})
+    for row in rows:
+        progress(f"race: {row['candidate']:<24} lambda {row['lam']:<4g} {row['epochs']} epochs, best validation "
+                 f"accuracy {row['val_accuracy']:.3f} ({row['status']})")
+    return Candidate(best.candidate, best.lam), rows, ""
+
+
+def final_stage(task, out_dir, config, plan, scanned, winner, paths, stages, progress, distilled_epoch, labels_epoch):
+    """Distil the winner in full, train the label-only reference, keep the one the guard picks."""
+    students = out_dir / "students"
+    cache = out_dir / "cache"
+    share = distilled_epoch / (distilled_epoch + labels_epoch)
+    limit = lambda part: {} if plan.final is None else (  # noqa: E731
+        {"max_flops": plan.final * part} if plan.budget.kind == "flops" else {"max_seconds": plan.final * part})
+    if winner.teacher_id == LABELS_ONLY:
+        labels = distill(task, None, students, replace(config.distill, **limit(1.0)), name="final-labels-only",
+                         progress=progress, cache_dir=cache)
+        stages.append(stage_row("final labels-only", labels))
+        return LABELS_ONLY, labels, ("kept the LABEL-ONLY student: the label-only reference won the race, so no "
+                                     f"shortlisted teacher helped (validation accuracy {labels.val_accuracy:.3f})")
+    cost = cost_from_scan(scanned.scores_path, winner.teacher_id, task.num_classes)
+    distilled = distill(task, paths[winner.teacher_id], students,
+                        replace(config.distill, lam=winner.lam, **limit(share)), cost_matrix=cost,
+                        name=f"final-{winner.teacher_id}", progress=progress, cache_dir=cache)
+    labels = distill(task, None, students, replace(config.distill, **limit(1 - share)), name="final-labels-only",
+                     progress=progress, cache_dir=cache)
+    stages += [stage_row(f"final {winner.teacher_id}", distilled), stage_row("final labels-only", labels)]
+    decision = guard(validation_correct(task, distilled), validation_correct(task, labels), config.guard_z,
+                     winner.teacher_id)
+    return ("distilled", distilled, decision.message) if decision.keep_distilled else \
+        (LABELS_ONLY, labels, decision.message)
+
+
+def stage_row(name: str, result: DistillResult) -> dict:
+    seconds = sum(row.get("seconds", 0.0) for row in result.history)
+    return {"kind": "stage", "candidate": name, "flops": float(result.flops), "seconds": seconds,
+            "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy}
+
+
+def validation_correct(task: Task, student: DistillResult) -> np.ndarray:
+    """Which validation images the saved student gets right (the guard pairs the two students image by image)."""
+    images, labels = task.split("val")
+    spec = teacher_spec(student.student_dir)
+    probs = local_teacher_probs(spec, ProbeSet(images, labels, task.label_names, "val"))
+    return probs.argmax(1) == labels
+
+
+def describe(stages, budget, trials, race_note, message, student) -> str:
+    lines = ["Spent by stage:"]
+    for stage in stages:
+        share = f" ({stage['flops'] / budget.amount:.1%} of the budget)" if budget and budget.kind == "flops" else ""
+        lines.append(f"  {stage['candidate']:<28} {stage['flops']:>10.3g} FLOPs {stage['seconds']:>7.1f} s{share}")
+    total = sum(s["flops"] for s in stages)
+    lines.append(f"  {'total':<28} {total:>10.3g} FLOPs" + (f" of a {budget} budget" if budget else " (no budget)"))
+    if race_note:
+        lines.append(race_note)
+    elif trials:
+        winner = next(t for t in trials if t["status"] == "winner")
+        lines.append(f"Race winner: {winner['candidate']} (lambda {winner['lam']:g}), best validation accuracy "
+                     f"{winner['val_accuracy']:.3f} after {winner['epochs']} epochs")
+    lines.append(f"Guard: {message}")
+    lines.append(f"Student: {student.student_dir} (test accuracy {student.test_accuracy:.3f})")
+    return "\n".join(lines)

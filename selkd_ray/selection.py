@@ -1,0 +1,132 @@
+"""Selection that never hurts the student, as pure arithmetic: the budget split between scan, race and final
+distillation, the race's candidates, and the guard's decision. No Ray, no I/O.
+
+The scan shortlists teachers; a race of short distillations (Ray Tune, ASHA) among them and a label-only
+reference picks one; the winner is distilled in full and kept only if it beats a full label-only student on
+the validation split by more than noise (a paired, McNemar-style standard error).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .budget import Budget
+from .config import DistillConfig, ScanConfig
+from .errors import SelkdError
+
+LABELS_ONLY = "labels-only"
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    scan: ScanConfig = ScanConfig()
+    distill: DistillConfig = DistillConfig()
+    budget: str | None = None  # the whole pipeline's: scan + race + final distillation (FLOPs or seconds)
+    shortlist: int = 3  # top-k teachers of the scan that enter the race
+    pinned: tuple[str, ...] = ()  # teacher ids put at the top of the shortlist whatever their score
+    race_epochs: int = 6  # most epochs a race trial runs (ASHA stops the weak ones earlier)
+    lambdas: tuple[float, ...] = (1.0,)  # OT-term weights raced per teacher (lambda chosen on validation)
+    grace_epochs: int = 2  # ASHA: epochs every trial runs before it may be stopped
+    reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
+    race: bool = True  # False: the top teacher goes straight to distillation
+    scan_share: float = 0.2  # at most this share of the budget for the scan
+    guard_z: float = 1.0  # keep the distilled student only if it wins by more than z standard errors
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One race trial: a teacher (or labels only) and the OT-term weight."""
+
+    teacher_id: str
+    lam: float
+
+    @property
+    def name(self) -> str:
+        return LABELS_ONLY if self.teacher_id == LABELS_ONLY else f"{self.teacher_id} (lambda {self.lam:g})"
+
+
+def candidates(shortlist: list[str], lambdas: tuple[float, ...]) -> list[Candidate]:
+    """Every (teacher, lambda) pair, then the label-only reference, which races beside them."""
+    return [Candidate(t, lam) for t in shortlist for lam in lambdas] + [Candidate(LABELS_ONLY, 0.0)]
+
+
+def shortlist(ranked_ids: list[str], k: int, pinned: tuple[str, ...] = ()) -> list[str]:
+    """The pinned teachers first (in the order given), then the scan's best, k in all (at least the pins)."""
+    missing = [t for t in pinned if t not in ranked_ids]
+    if missing:
+        raise SelkdError(f"--teacher: {', '.join(missing)} not among the scan's ranked teachers")
+    rest = [t for t in ranked_ids if t not in pinned]
+    return list(pinned) + rest[:max(0, k - len(pinned))]
+
+
+@dataclass
+class StagePlan:
+    """What each stage may spend. FLOPs budgets are split exactly (the race and the final distillation are
+    capped in FLOPs); a seconds budget is split by the same shares of wall time."""
+
+    budget: Budget | None
+    scan: float | None = None  # the scan's own budget (FLOPs or seconds)
+    race: float | None = None
+    final: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_stages(budget: Budget | None, config: SelectConfig, final_need: float) -> StagePlan:
+    """Split the budget before the scan: the scan gets at most `scan_share`; the final stage (the distilled
+    student and its label-only reference) is reserved next; the race gets what is left (set after the scan,
+    from what the scan really spent: `race_allowance`)."""
+    if budget is None:
+        return StagePlan(None)
+    if budget.kind == "seconds":  # wall time: fixed shares, the race and the final stage half each of the rest
+        rest = budget.amount * (1 - config.scan_share)
+        return StagePlan(budget, budget.amount * config.scan_share, rest / 2, rest / 2)
+    scan = budget.amount * config.scan_share
+    final = min(final_need, budget.amount - scan)
+    plan = StagePlan(budget, scan, None, final)
+    if final < final_need:
+        plan.notes.append(f"the budget covers {final / final_need:.0%} of the final distillation's epochs")
+    return plan
+
+
+def race_allowance(plan: StagePlan, scan_spent: float) -> float | None:
+    """FLOPs the race may spend once the scan is done (None: no limit). Scan savings flow to the race."""
+    if plan.budget is None or plan.budget.kind == "seconds":
+        return plan.race
+    return max(0.0, plan.budget.amount - scan_spent - (plan.final or 0.0))
+
+
+def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config: SelectConfig) -> int:
+    """Epochs per trial such that every trial running to the end still fits the allowance (ASHA only ever
+    spends less). 0 means no race: not even one epoch for every candidate."""
+    if allowance is None:
+        return config.race_epochs
+    per_epoch = sum(trial_epoch_costs)
+    return int(min(config.race_epochs, math.floor(allowance / per_epoch))) if per_epoch > 0 else config.race_epochs
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    keep_distilled: bool
+    difference: float  # validation accuracy, distilled minus label-only
+    standard_error: float  # of that difference, paired over the validation images
+    message: str
+
+
+def guard(distilled_correct: np.ndarray, labels_correct: np.ndarray, z: float, teacher: str) -> GuardDecision:
+    """Keep the distilled student only if it beats the label-only one on the validation split by more than
+    z paired standard errors: sqrt(b + c) / n, with b and c the images only one of the two gets right."""
+    distilled_correct, labels_correct = np.asarray(distilled_correct, bool), np.asarray(labels_correct, bool)
+    n = len(distilled_correct)
+    if n == 0 or len(labels_correct) != n:
+        raise SelkdError("guard: expected both students' results on the same, non-empty validation split")
+    b = int((distilled_correct & ~labels_correct).sum())
+    c = int((~distilled_correct & labels_correct).sum())
+    difference, error = (b - c) / n, math.sqrt(b + c) / n
+    accuracies = f"validation accuracy {distilled_correct.mean():.3f} vs {labels_correct.mean():.3f} label-only"
+    if difference > z * error and difference > 0:
+        return GuardDecision(True, difference, error, f"kept the student distilled from {teacher}: {accuracies}, "
+                             f"{difference:+.3f} > {z:g} x {error:.3f} (noise)")
+    return GuardDecision(False, difference, error, f"kept the LABEL-ONLY student: distillation from {teacher} was "
+                         f"not better within noise ({accuracies}, {difference:+.3f} <= {z:g} x {error:.3f})")
