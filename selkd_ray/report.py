@@ -6,15 +6,19 @@ from pathlib import Path
 
 def ranking_table(rows: list[dict], scorer_names: list[str], limit: int | None = None) -> str:
     widths = [max(8, len(n)) for n in scorer_names]
-    header = f"{'rank':>4}  {'teacher':<16} {'arch':<18} {'status':<7} " + " ".join(
+    name_width = max([16] + [len(row["teacher_id"]) for row in rows])
+    arch_width = max([18] + [len(row.get("architecture") or "") for row in rows])
+    header = f"{'rank':>4}  {'teacher':<{name_width}} {'arch':<{arch_width}} {'status':<7} " + " ".join(
         f"{n:>{w}}" for n, w in zip(scorer_names, widths))
     lines = [header, "-" * len(header)]
     for row in rows[:limit] if limit else rows:
         if row["status"] == "failed":
-            lines.append(f"{'-':>4}  {row['teacher_id']:<16} {row['architecture'] or '?':<18} failed  {row['error']}")
+            lines.append(f"{'-':>4}  {row['teacher_id']:<{name_width}} {row['architecture'] or '?':<{arch_width}} failed  "
+                         f"{row['error']}")
             continue
         scores = " ".join(f"{row.get(f'score_{n}', float('nan')):>{w}.4f}" for n, w in zip(scorer_names, widths))
-        lines.append(f"{row['rank']:>4}  {row['teacher_id']:<16} {row['architecture']:<18} {row['status']:<7} {scores}")
+        lines.append(f"{row['rank']:>4}  {row['teacher_id']:<{name_width}} {row['architecture']:<{arch_width}} "
+                     f"{row['status']:<7} {scores}")
     return "\n".join(lines)
 
 

@@ -58,7 +58,8 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
     trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base), {"cpu": 1})
     tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(trials)},
                        tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
-                                                   max_concurrent_trials=cpu_slots(), time_budget_s=time_budget_s),
+                                                   max_concurrent_trials=cpu_slots(), time_budget_s=time_budget_s,
+                                                   reuse_actors=True),
                        run_config=tune.RunConfig(storage_path=str(Path(storage).resolve()), name=name, verbose=0))
     grid = tuner.fit()
     results = []

@@ -1,0 +1,77 @@
+"""The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from selkd_cli.main import app
+from selkd_ray.config import DistillConfig, ScanConfig
+from selkd_ray.io.results import read_selection
+from selkd_ray.pipeline import epoch_costs, select_student
+from selkd_ray.selection import SelectConfig
+
+runner = CliRunner()
+SCAN = ScanConfig(scorers=("leep",), probe_per_class=10)
+
+
+def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_session, tiny_zoo, target_task,
+                                                                              tmp_path):
+    """The random-label teacher is pinned to the top of the shortlist and the budget leaves nothing for a race,
+    so it goes straight to distillation: the guard must not hand back a student worse than label-only."""
+    distill = DistillConfig(epochs=8)
+    distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, distill))
+    budget = 8 * (distilled_epoch + labels_epoch) / 0.95  # the final stage and the scan's share, nothing more
+    config = SelectConfig(SCAN, distill, budget=f"{budget:.6g}", pinned=("random",), shortlist=2, scan_share=0.05)
+    result = select_student(tiny_zoo, target_task, tmp_path, config)
+    assert "no budget left for a race" in result.summary and result.trials == []
+    assert result.teacher == "random"  # forced to the top, distilled without a race
+    assert sum(s["flops"] for s in result.stages) <= budget
+    stages = {s["candidate"]: s for s in result.stages}
+    distilled, labels = stages["final random"], stages["final labels-only"]
+    assert result.val_accuracy >= labels["val_accuracy"]  # never worse on the split the guard may look at
+    if result.kept == "labels-only":
+        assert result.test_accuracy == labels["test_accuracy"] and "LABEL-ONLY" in result.message
+    else:  # kept only when it won on validation by more than noise
+        assert distilled["val_accuracy"] > labels["val_accuracy"] and "kept the student distilled" in result.message
+    assert result.test_accuracy >= labels["test_accuracy"] - 0.05
+    decision = [row for row in read_selection(result.selection_path) if row["kind"] == "decision"]
+    assert decision[0]["kept"] == result.kept and decision[0]["candidate"] == "random"
+
+
+def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session, tiny_zoo, target_task, task_path,
+                                                                    tmp_path):
+    distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2)))
+    budget = 2 * (distilled_epoch + labels_epoch) + 2 * (2 * distilled_epoch + labels_epoch) / 0.8 + 1e9
+    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                 "--scorer", "leep", "--probe-per-class", "10", "--shortlist", "2", "--epochs", "2",
+                                 "--race-epochs", "2", "--budget", f"{budget:.6g}", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    trials = document["trials"]
+    assert sorted(t["candidate"] for t in trials) == ["labels-only", "own-classes", "random"]
+    assert sum(t["status"] == "winner" for t in trials) == 1 and all(t["epochs"] >= 1 for t in trials)
+    names = [s["candidate"] for s in document["stages"]]
+    assert names[:2] == ["scan", "race"] and "final labels-only" in names
+    assert sum(s["flops"] for s in document["stages"]) <= budget  # scan + race + final within the one budget
+    winner = next(t for t in trials if t["status"] == "winner")
+    assert document["teacher"] == winner["candidate"]
+    assert document["kept"] in ("distilled", "labels-only")
+
+    report = runner.invoke(app, ["report", "--out", str(tmp_path)])
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "report.html").read_text()
+    assert "Selection: race and guard" in page and "spent against budget by stage" in page
+
+
+def test_a_budget_too_small_for_the_final_distillation_is_one_line(tiny_zoo, task_path, tmp_path):
+    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                 "--budget", "1000"])
+    assert result.exit_code == 2
+    line, = result.output.strip().splitlines()
+    assert line.startswith("error: --budget: 1e+03 FLOPs leaves 800 FLOPs for the final distillation")
+
+
+@pytest.mark.parametrize("grid", ["1,x", "-1"])
+def test_a_bad_lambda_grid_is_one_line(tiny_zoo, task_path, tmp_path, grid):
+    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--lambda-grid", grid])
+    assert result.exit_code == 2 and result.output.startswith("error: --lambda-grid:")

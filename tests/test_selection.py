@@ -1,0 +1,70 @@
+"""The selection arithmetic without Ray: the guard, the shortlist, the budget split, the race's epochs."""
+import numpy as np
+import pytest
+
+from selkd_ray.budget import Budget
+from selkd_ray.errors import SelkdError
+from selkd_ray.selection import (LABELS_ONLY, SelectConfig, StagePlan, candidates, guard, plan_stages,
+                                 race_allowance, race_epochs, shortlist)
+
+
+def test_guard_keeps_the_distilled_student_only_beyond_noise():
+    labels = np.array([1] * 80 + [0] * 20, bool)
+    better = labels.copy()
+    better[80:95] = True  # 15 images only the distilled student gets right: b=15, c=0
+    decision = guard(better, labels, 1.0, "good")
+    assert decision.keep_distilled and decision.difference == pytest.approx(0.15)
+    assert decision.standard_error == pytest.approx(np.sqrt(15) / 100)
+    assert "kept the student distilled from good" in decision.message
+
+    noisy = labels.copy()
+    noisy[80:83] = True  # b=3
+    noisy[0:1] = False  # c=1: +0.02 against a standard error of 0.02
+    decision = guard(noisy, labels, 1.0, "noisy")
+    assert not decision.keep_distilled and decision.difference == pytest.approx(0.02)
+    assert decision.message.startswith("kept the LABEL-ONLY student: distillation from noisy was not better")
+    assert not guard(labels, labels, 0.0, "same").keep_distilled  # a tie keeps the simpler student
+    worse = labels.copy()
+    worse[:30] = False
+    assert not guard(worse, labels, 0.0, "bad").keep_distilled
+
+
+def test_guard_needs_the_same_validation_images():
+    with pytest.raises(SelkdError, match="same, non-empty validation split"):
+        guard(np.ones(3, bool), np.ones(4, bool), 1.0, "t")
+
+
+def test_shortlist_puts_pinned_teachers_first():
+    ranked = ["a", "b", "c", "d"]
+    assert shortlist(ranked, 2) == ["a", "b"]
+    assert shortlist(ranked, 2, ("d",)) == ["d", "a"]
+    assert shortlist(ranked, 1, ("c", "d")) == ["c", "d"]
+    with pytest.raises(SelkdError, match="--teacher: zz not among the scan's ranked teachers"):
+        shortlist(ranked, 2, ("zz",))
+
+
+def test_candidates_race_every_lambda_and_a_label_only_reference():
+    pool = candidates(["a", "b"], (0.3, 1.0))
+    assert [(c.teacher_id, c.lam) for c in pool] == [("a", 0.3), ("a", 1.0), ("b", 0.3), ("b", 1.0), (LABELS_ONLY, 0.0)]
+    assert pool[0].name == "a (lambda 0.3)" and pool[-1].name == LABELS_ONLY
+
+
+def test_a_flops_budget_is_split_scan_then_final_then_race():
+    config = SelectConfig(scan_share=0.2)
+    plan = plan_stages(Budget("flops", 1000.0), config, final_need=500.0)
+    assert (plan.scan, plan.final) == (200.0, 500.0) and not plan.notes
+    assert race_allowance(plan, scan_spent=50.0) == 450.0  # what the scan did not spend goes to the race
+    tight = plan_stages(Budget("flops", 1000.0), config, final_need=2000.0)
+    assert tight.final == 800.0 and "40%" in tight.notes[0]
+    assert race_allowance(tight, scan_spent=200.0) == 0.0
+    assert plan_stages(None, config, 500.0) == StagePlan(None)
+    timed = plan_stages(Budget("seconds", 100.0), config, final_need=1e12)
+    assert (timed.scan, timed.race, timed.final) == (20.0, 40.0, 40.0)
+
+
+def test_race_epochs_fit_every_trial_running_to_the_end():
+    config = SelectConfig(race_epochs=6)
+    assert race_epochs(None, [10.0, 10.0], config) == 6
+    assert race_epochs(100.0, [10.0, 10.0, 5.0], config) == 4  # 4 x 25 <= 100
+    assert race_epochs(1000.0, [10.0], config) == 6  # capped by the configured most
+    assert race_epochs(20.0, [10.0, 10.0, 5.0], config) == 0  # not one epoch each: no race
