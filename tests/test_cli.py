@@ -14,13 +14,33 @@ from selkd_ray.records import Task
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [["demo"], ["zoo", "index"], ["scan"], ["distill"], ["scorers"]])
-def test_every_command_has_help(command):
+COMMANDS = [["demo"], ["zoo", "index"], ["scan"], ["select"], ["distill"], ["history"], ["report"], ["scorers"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
-    assert "Usage" in result.output
-    if command != ["scorers"]:
-        assert "Example: selkd" in result.output
+    assert "Usage" in result.output and "Example: selkd" in result.output
+
+
+def test_every_command_is_covered_and_exit_codes_are_documented():
+    from typer.main import get_command
+
+    group = get_command(app)
+    names = {name for name in group.commands if name != "zoo"} | {"zoo " + n for n in group.commands["zoo"].commands}
+    assert names == {" ".join(c) for c in COMMANDS}
+    assert "Exit codes: 0 success; 1" in runner.invoke(app, ["--help"]).output
+
+
+def test_quiet_and_json_keep_progress_off_stdout(ray_session, tiny_zoo, task_path, tmp_path):
+    quiet = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                "--scorer", "leep", "--probe-per-class", "4", "--quiet"])
+    assert quiet.exit_code == 0 and "round 1/1" not in quiet.output and "scored" not in quiet.stderr
+    assert quiet.stdout.splitlines()[2].split()[:2] == ["1", "own-classes"]
+    as_json = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                  "--scorer", "leep", "--probe-per-class", "4", "--json"])
+    assert json.loads(as_json.stdout)["cached"] == 3
 
 
 def test_scorers_lists_the_registry():

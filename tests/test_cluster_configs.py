@@ -32,7 +32,7 @@ def selkd_commands(node) -> list[list[str]]:
 def test_there_are_configs_for_each_way_of_running():
     names = {p.name for p in FILES}
     assert {"cluster-launcher.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob-scan.yaml",
-            "scheduled-scan-cronjob.yaml", "runtime-env.yaml"} <= names
+            "scheduled-scan-cronjob.yaml", "kuberay-raycronjob-scan.yaml", "runtime-env.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

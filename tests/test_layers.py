@@ -8,7 +8,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selkd_ray"
 
 def test_core_modules_import_without_ray():
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import selkd_ray.api, selkd_ray.scores, selkd_ray.losses, selkd_ray.io.cache, selkd_ray.demo.run\n"
+            "import selkd_ray.api, selkd_ray.scores, selkd_ray.losses, selkd_ray.io.cache, selkd_ray.demo.run, "
+            "selkd_ray.pipeline, selkd_ray.selection, selkd_ray.html_report\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr

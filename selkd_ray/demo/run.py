@@ -8,7 +8,10 @@ from typing import Callable
 from ..api import DistillResult, cost_from_scan, distill, scan
 from ..config import DistillConfig, ScanConfig
 from ..io.tasks import load_task, write_task
+from ..html_report import write_report
+from ..pipeline import validation_correct
 from ..report import ranking_plot, ranking_table
+from ..selection import guard
 from . import pretrained
 from .data import target_task
 from .zoo import RECIPES, build_zoo
@@ -55,12 +58,16 @@ def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(
                                  cost_matrix=cost, address=address, name=f"{role}-seed{distill_config.seed}",
                                  progress=progress)
     plot = ranking_plot(result.rows, config.scorers[0], out_dir / "ranking.png")
-    summary = summarise(result.rows, list(config.scorers), students, top, bottom, out_dir, plot, result.scores_path)
+    guarded = guard(validation_correct(task, students["top"]), validation_correct(task, students["labels-only"]),
+                    1.0, top["teacher_id"]).message
+    html = write_report(out_dir / "scan")
+    summary = summarise(result.rows, list(config.scorers), students, top, bottom, out_dir, plot, result.scores_path,
+                        guarded, html)
     (out_dir / "report.txt").write_text(summary + "\n")
     return DemoResult(out_dir, result.rows, students, reused, result.cached, summary)
 
 
-def summarise(rows, scorers, students, top, bottom, out_dir, plot, scores_path) -> str:
+def summarise(rows, scorers, students, top, bottom, out_dir, plot, scores_path, guard_message, html) -> str:
     acc = {role: s.test_accuracy for role, s in students.items()}
     beats = acc["top"] > acc["labels-only"] and acc["top"] > acc["bottom"]
     verdict = ("as the paper claims, the top-ranked teacher's student beats both the label-only and the "
@@ -72,8 +79,9 @@ def summarise(rows, scorers, students, top, bottom, out_dir, plot, scores_path) 
              f"  from top-ranked teacher    {top['teacher_id']:<14} {acc['top']:.3f}",
              f"  from bottom-ranked teacher {bottom['teacher_id']:<14} {acc['bottom']:.3f}",
              f"  from labels alone          {'':<14} {acc['labels-only']:.3f}",
-             f"Verdict: {verdict}.", "",
-             f"Outputs: scores {scores_path}", f"         ranking plot {plot}",
+             f"Verdict: {verdict}.",
+             f"Guard (validation split, as `selkd select` decides): {guard_message}", "",
+             f"Outputs: scores {scores_path}", f"         ranking plot {plot}", f"         HTML report {html}",
              *[f"         {role} student {s.student_dir}" for role, s in students.items()],
              f"         this report {out_dir / 'report.txt'}"]
     return "\n".join(lines)

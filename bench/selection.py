@@ -6,8 +6,8 @@ benchmark's, cached), then `select_student` under its defaults. Compared with (a
 student), (b) the top-scored teacher's student without race or guard, (c) label-only: regret to the oracle,
 the worst case against label-only, and the pipeline's training FLOPs against one distillation's.
 
-    .venv/bin/python bench/select.py            # 12 demo teachers, 3 targets, 1 seed
-    .venv/bin/python bench/select.py --quick    # 4 teachers, 1 target, 2 epochs: checks the script
+    .venv/bin/python bench/selection.py            # 12 demo teachers, 3 targets, 1 seed
+    .venv/bin/python bench/selection.py --quick    # 4 teachers, 1 target, 2 epochs: checks the script
 """
 from __future__ import annotations
 
