@@ -70,7 +70,7 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     started = time.perf_counter()
     scanned = scan(zoo_dir, task, out_dir, scan_config, address=address, progress=progress)
     stages = [{"kind": "stage", "candidate": "scan", "flops": float(scanned.flops), "seconds": scanned.seconds}]
-    ranked = [row for row in scanned.ranked]
+    ranked = scanned.ranked
     if not ranked:
         raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
     paths = {row["teacher_id"]: row["path"] for row in ranked}
@@ -123,7 +123,7 @@ def race(task, out_dir, config, plan, scanned, short, paths, stages, progress, d
     trials = [{"candidate": c.teacher_id, "lam": c.lam, "loss": "ce" if c.teacher_id == LABELS_ONLY else "ot"}
               for c in pool]
     results = run_race(data, trials, config.distill, epochs, config.grace_epochs, config.reduction_factor,
-                       out_dir / "race", f"race-{scanned.rows[0]['probe_hash'][:8]}-{int(time.time())}",
+                       out_dir / "race", f"race-{scanned.ranked[0]['probe_hash'][:8]}-{int(time.time())}",
                        plan.race if plan.budget is not None and plan.budget.kind == "seconds" else None)
     finished = [r for r in results if r.epochs == max(r.epochs for r in results)]
     best = max(finished, key=lambda r: (r.best_val_accuracy, r.candidate == LABELS_ONLY))

@@ -91,9 +91,10 @@ def plan_stages(budget: Budget | None, config: SelectConfig, final_need: float) 
 
 
 def race_allowance(plan: StagePlan, scan_spent: float) -> float | None:
-    """FLOPs the race may spend once the scan is done (None: no limit). Scan savings flow to the race."""
+    """FLOPs the race may spend once the scan is done (None: no FLOPs limit; a seconds budget limits the race
+    by Tune's time budget instead). Scan savings flow to the race."""
     if plan.budget is None or plan.budget.kind == "seconds":
-        return plan.race
+        return None
     return max(0.0, plan.budget.amount - scan_spent - (plan.final or 0.0))
 
 

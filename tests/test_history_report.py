@@ -64,7 +64,7 @@ def test_selkd_history_prints_a_table_and_json(scanned):
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("scanned at") and len(lines) == 2 + 3
     assert "own-classes" in lines[-1]
-    rows = json.loads(runner.invoke(app, ["history", "--out", str(out), "--json"]).output)
+    rows = json.loads(runner.invoke(app, ["history", "--out", out.as_uri(), "--json"]).stdout)  # a filesystem URI
     assert [r["zoo_size"] for r in rows] == [3, 3, 4]
 
 

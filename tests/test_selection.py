@@ -57,6 +57,7 @@ def test_a_flops_budget_is_split_scan_then_final_then_race():
     tight = plan_stages(Budget("flops", 1000.0), config, final_need=2000.0)
     assert tight.final == 800.0 and "40%" in tight.notes[0]
     assert race_allowance(tight, scan_spent=200.0) == 0.0
+    assert race_allowance(plan_stages(Budget("seconds", 100.0), config, 1.0), 5.0) is None  # Tune's time budget
     assert plan_stages(None, config, 500.0) == StagePlan(None)
     timed = plan_stages(Budget("seconds", 100.0), config, final_need=1e12)
     assert (timed.scan, timed.race, timed.final) == (20.0, 40.0, 40.0)
