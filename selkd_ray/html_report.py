@@ -54,12 +54,13 @@ def selection_section(selection: list[dict]) -> str:
         warn = " warn" if decision.get("kept") == "labels-only" else ""
         parts.append(f'<p class="verdict{warn}">{html.escape(decision.get("message") or "")}</p>')
     if trials:
-        parts.append(table(trials, ["candidate", "lam", "epochs", "val_accuracy", "status", "flops"],
-                           left=("candidate", "status")))
+        parts.append(table([{**t, "lambda": t["lam"]} for t in trials],
+                           ["candidate", "lambda", "epochs", "val_accuracy", "status", "flops"], left=("candidate", "status")))
     stages = [row for row in selection if row["kind"] == "stage"]
     if stages:
         budget = next((row["budget"] for row in stages if row.get("budget")), None)
-        parts.append(table(stages, ["candidate", "flops", "seconds", "budget"], left=("candidate",)))
+        parts.append(table([{**r, "stage": r["candidate"]} for r in stages],
+                           ["stage", "flops", "seconds", "val_accuracy", "test_accuracy", "budget"], left=("stage",)))
         parts.append(image(figure_png(spending_figure([(r["candidate"], float(r["flops"])) for r in stages],
                                                       budget)), "spent against budget by stage"))
     return "\n".join(parts)

@@ -125,11 +125,15 @@ def race(task, out_dir, config, plan, scanned, short, paths, stages, progress, d
     results = run_race(data, trials, config.distill, epochs, config.grace_epochs, config.reduction_factor,
                        out_dir / "race", f"race-{scanned.ranked[0]['probe_hash'][:8]}-{int(time.time())}",
                        plan.race if plan.budget is not None and plan.budget.kind == "seconds" else None)
-    finished = [r for r in results if r.epochs == max(r.epochs for r in results)]
+    ran = [r for r in results if not r.error]
+    if not ran:
+        raise SelkdError(f"race: every trial failed ({results[0].error})")
+    finished = [r for r in ran if r.epochs == max(r.epochs for r in ran)]
     best = max(finished, key=lambda r: (r.best_val_accuracy, r.candidate == LABELS_ONLY))
     rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
              "val_accuracy": r.best_val_accuracy, "flops": r.flops,
-             "status": "winner" if r is best else "finished" if r in finished else "stopped early"}
+             "status": "winner" if r is best else "finished" if r in finished else
+             f"failed: {r.error}" if r.error else "stopped early"}
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
     stages.append({"kind": "stage", "candidate": "race", "flops": forward + sum(r.flops for r in results),
                    "seconds": time.perf_counter() - started})

@@ -27,6 +27,7 @@ class TrialResult:
     epochs: int  # epochs it ran before finishing or being stopped
     best_val_accuracy: float
     flops: float
+    error: str = ""  # why the trial failed ('' when it ran)
 
 
 def race_trial(space: dict, data: dict, base: dict) -> None:
@@ -67,7 +68,8 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
         trial = result.config["trial"]
         frame = result.metrics_dataframe
         ran = frame is not None and len(frame) > 0
+        error = str(result.error).strip().splitlines()[-1][:300] if result.error else ""
         results.append(TrialResult(trial["candidate"], float(trial["lam"]), int(frame["epoch"].max()) if ran else 0,
                                    float(frame[METRIC].max()) if ran else 0.0,
-                                   float(frame["flops"].max()) if ran else 0.0))
+                                   float(frame["flops"].max()) if ran else 0.0, error))
     return results
