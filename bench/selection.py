@@ -30,8 +30,9 @@ from selkd_ray.demo.data import DIGIT_NAMES, target_task
 from selkd_ray.demo.zoo import RECIPES
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.io.atomic import write_table
-from selkd_ray.pipeline import epoch_costs, select_student
-from selkd_ray.selection import SelectConfig
+from selkd_ray.api import DistillResult
+from selkd_ray.pipeline import epoch_costs, select_student, validation_correct
+from selkd_ray.selection import LABELS_ONLY, SelectConfig, guard
 
 
 def plan(seeds: int, epochs: int) -> Plan:
@@ -58,7 +59,8 @@ def run(out: Path, bench: Plan, shortlist: int, race_epochs: int, say=print) -> 
             top = result.scan.ranked[0]["teacher_id"]
             distilled_epoch, _ = epoch_costs(task, config)
             training = sum(s["flops"] for s in result.stages if s["candidate"] != "scan")
-            rows.append({"target": target, "seed": seed, "pipeline": result.test_accuracy, "kept": result.kept,
+            rows.append({"target": target, "seed": seed, **guard_sweep(task, result),
+                         "pipeline": result.test_accuracy, "kept": result.kept,
                          "winner": result.teacher, "oracle": oracle, "top_scored": accuracy[(target, seed, top)],
                          "top_teacher": top, "labels_only": accuracy[(target, seed, "labels-only")],
                          "cost_ratio": training / (bench.student.epochs * distilled_epoch)})
@@ -71,12 +73,31 @@ def run(out: Path, bench: Plan, shortlist: int, race_epochs: int, say=print) -> 
     return text
 
 
+GUARD_Z = (0.0, 0.5, 1.0, 2.0)
+
+
+def guard_sweep(task, result) -> dict:
+    """The test accuracy the pipeline would return under other guard margins: the guard needs only the two
+    final students' validation results, so every z is decided on the same students."""
+    stages = {s["candidate"]: s for s in result.stages}
+    if result.teacher == LABELS_ONLY:  # the label-only reference won the race: no guard to sweep
+        return {f"z{z:g}": result.test_accuracy for z in GUARD_Z}
+    students = Path(result.student_dir).parent
+    labels = DistillResult(students / "final-labels-only", None, stages["final labels-only"]["test_accuracy"],
+                           0.0, [], "")
+    distilled = DistillResult(students / f"final-{result.teacher}", None,
+                              stages[f"final {result.teacher}"]["test_accuracy"], 0.0, [], result.teacher)
+    right = validation_correct(task, distilled), validation_correct(task, labels)
+    return {f"z{z:g}": distilled.test_accuracy if guard(*right, z, result.teacher).keep_distilled
+            else labels.test_accuracy for z in GUARD_Z}
+
+
 def report(rows: list[dict], bench: Plan, shortlist: int, race_epochs: int, seconds: float) -> str:
     header = f"{'target':<22} {'seed':>4} {'pipeline':>9} {'kept':<12} {'oracle':>7} {'top-scored':>10} {'labels':>7} {'cost':>6}"
     lines = [f"Selection benchmark, {datetime.date.today().isoformat()}, on {machine()}",
              f"{len(bench.recipes)} teachers, {SPLITS['train']} labels per class, students {bench.student.student} for "
              f"{bench.student.epochs} epochs; pipeline: leep scan, shortlist {shortlist}, race {race_epochs} epochs "
-             f"(ASHA), guard z=1", header, "-" * len(header)]
+             f"(ASHA), guard z={SelectConfig().guard_z:g}", header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r['target']:<22} {r['seed']:>4} {r['pipeline']:>9.3f} {r['kept']:<12} {r['oracle']:>7.3f} "
                      f"{r['top_scored']:>10.3f} {r['labels_only']:>7.3f} {r['cost_ratio']:>5.2f}x")
@@ -86,6 +107,9 @@ def report(rows: list[dict], bench: Plan, shortlist: int, race_epochs: int, seco
     lines += [f"regret to the oracle: pipeline {regret.mean():+.3f} (max {regret.max():+.3f}); top-scored teacher "
               f"without race or guard {top_regret.mean():+.3f} (max {top_regret.max():+.3f})",
               f"pipeline against label-only: mean {versus_labels.mean():+.3f}, worst {versus_labels.min():+.3f}",
+              "guard margin z (distilled kept only if it beats label-only on validation by z standard errors): " +
+              "; ".join(f"z={z:g}: regret {np.mean([r['oracle'] - r[f'z{z:g}'] for r in rows]):+.3f}, worst against "
+                        f"label-only {min(r[f'z{z:g}'] - r['labels_only'] for r in rows):+.3f}" for z in GUARD_Z),
               f"training cost against one distillation: mean {np.mean([r['cost_ratio'] for r in rows]):.2f}x, "
               f"max {max(r['cost_ratio'] for r in rows):.2f}x; wall time {seconds:.0f} s"]
     return "\n".join(lines)

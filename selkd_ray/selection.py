@@ -32,7 +32,7 @@ class SelectConfig:
     reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
     race: bool = True  # False: the top teacher goes straight to distillation
     scan_share: float = 0.2  # at most this share of the budget for the scan
-    guard_z: float = 1.0  # keep the distilled student only if it wins by more than z standard errors
+    guard_z: float = 0.5  # keep the distilled student only if it wins by more than z standard errors (bench/selection.py)
 
 
 @dataclass(frozen=True)

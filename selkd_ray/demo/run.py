@@ -11,7 +11,7 @@ from ..io.tasks import load_task, write_task
 from ..html_report import write_report
 from ..pipeline import validation_correct
 from ..report import ranking_plot, ranking_table
-from ..selection import guard
+from ..selection import SelectConfig, guard
 from . import pretrained
 from .data import target_task
 from .zoo import RECIPES, build_zoo
@@ -59,7 +59,7 @@ def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(
                                  progress=progress)
     plot = ranking_plot(result.rows, config.scorers[0], out_dir / "ranking.png")
     guarded = guard(validation_correct(task, students["top"]), validation_correct(task, students["labels-only"]),
-                    1.0, top["teacher_id"]).message
+                    SelectConfig().guard_z, top["teacher_id"]).message
     html = write_report(out_dir / "scan")
     summary = summarise(result.rows, list(config.scorers), students, top, bottom, out_dir, plot, result.scores_path,
                         guarded, html)
