@@ -18,9 +18,9 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_
                                                                               tmp_path):
     """The random-label teacher is pinned to the top of the shortlist and the budget leaves nothing for a race,
     so it goes straight to distillation: the guard must not hand back a student worse than label-only."""
-    distill = DistillConfig(epochs=8)
+    distill = DistillConfig(epochs=6)
     distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, distill))
-    budget = 8 * (distilled_epoch + labels_epoch) / 0.95  # the final stage and the scan's share, nothing more
+    budget = 6 * (distilled_epoch + labels_epoch) / 0.95  # the final stage and the scan's share, nothing more
     config = SelectConfig(SCAN, distill, budget=f"{budget:.6g}", pinned=("random",), shortlist=2, scan_share=0.05)
     result = select_student(tiny_zoo, target_task, tmp_path, config)
     assert "no budget left for a race" in result.summary and result.trials == []
@@ -41,14 +41,14 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_
 def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session, tiny_zoo, target_task, task_path,
                                                                     tmp_path):
     distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2)))
-    budget = 2 * (distilled_epoch + labels_epoch) + 2 * (2 * distilled_epoch + labels_epoch) / 0.8 + 1e9
+    budget = 2 * (distilled_epoch + labels_epoch) + 2 * (distilled_epoch + labels_epoch) / 0.8 + 1e9
     result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
-                                 "--scorer", "leep", "--probe-per-class", "10", "--shortlist", "2", "--epochs", "2",
+                                 "--scorer", "leep", "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2",
                                  "--race-epochs", "2", "--budget", f"{budget:.6g}", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     trials = document["trials"]
-    assert sorted(t["candidate"] for t in trials) == ["labels-only", "own-classes", "random"]
+    assert sorted(t["candidate"] for t in trials) == ["labels-only", "own-classes"]
     assert sum(t["status"] == "winner" for t in trials) == 1 and all(t["epochs"] >= 1 for t in trials)
     names = [s["candidate"] for s in document["stages"]]
     assert names[:2] == ["scan", "race"] and "final labels-only" in names
