@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,8 @@ from .io.cache import PredictionCache
 from .io.results import write_selection
 from .progress import Progress, quiet
 from .records import ProbeSet, Task
-from .selection import (LABELS_ONLY, Candidate, SelectConfig, candidates, guard, plan_stages, race_allowance,
-                        race_epochs, shortlist)
+from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, guard, plan_stages,
+                        race_allowance, race_epochs, shortlist)
 from .training import epoch_flops
 
 
@@ -38,6 +38,23 @@ class SelectResult:
     scan: ScanResult
     selection_path: Path | str
     summary: str
+
+
+@dataclass
+class Selection:
+    """What the stages of one selection share: inputs, the plan, the scan's results, and the stage rows as
+    each stage appends its own."""
+
+    task: Task
+    out_dir: Path
+    config: SelectConfig
+    plan: StagePlan
+    scanned: ScanResult
+    paths: dict[str, str]  # teacher id -> folder, for every ranked teacher
+    progress: Progress
+    distilled_epoch: int  # training FLOPs of one epoch with a teacher, and of one label-only epoch
+    labels_epoch: int
+    stages: list[dict] = field(default_factory=list)
 
 
 def budget_text(amount: float, budget: Budget) -> str:
@@ -69,19 +86,18 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
         scan_config = replace(scan_config, budget=budget_text(plan.scan, budget), eta=scan_config.eta or 3)
     started = time.perf_counter()
     scanned = scan(zoo_dir, task, out_dir, scan_config, address=address, progress=progress)
-    stages = [{"kind": "stage", "candidate": "scan", "flops": float(scanned.flops), "seconds": scanned.seconds}]
     ranked = scanned.ranked
     if not ranked:
         raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
-    paths = {row["teacher_id"]: row["path"] for row in ranked}
-    short = shortlist([row["teacher_id"] for row in ranked], config.shortlist, config.pinned)
-    winner, trials, race_note = race(task, out_dir, config, plan, scanned, short, paths, stages, progress,
-                                     distilled_epoch, labels_epoch)
+    run = Selection(task, out_dir, config, plan, scanned, {row["teacher_id"]: row["path"] for row in ranked},
+                    progress, distilled_epoch, labels_epoch)
+    stages = run.stages
+    stages.append({"kind": "stage", "candidate": "scan", "flops": float(scanned.flops), "seconds": scanned.seconds})
+    winner, trials, race_note = race(run, shortlist([row["teacher_id"] for row in ranked], config.shortlist,
+                                                    config.pinned))
     if race_note:
         progress(race_note)
-    decision = final_stage(task, out_dir, config, plan, scanned, winner, paths, stages, progress,
-                           distilled_epoch, labels_epoch)
-    kept, student, message = decision
+    kept, student, message = final_stage(run, winner)
     total = sum(s["flops"] for s in stages)
     for stage in stages:
         stage["budget"] = budget.amount if budget is not None and budget.kind == "flops" else None
@@ -95,14 +111,16 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
                         student.val_accuracy, message, stages, trials, scanned, selection_path, summary)
 
 
-def race(task, out_dir, config, plan, scanned, short, paths, stages, progress, distilled_epoch, labels_epoch):
+def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     """(the winning candidate, the trial rows, a note when there was no race)."""
+    task, out_dir, config, plan, scanned, paths, progress = (run.task, run.out_dir, run.config, run.plan,
+                                                             run.scanned, run.paths, run.progress)
     top = Candidate(short[0], config.distill.lam)
     if not config.race:
         return top, [], f"no race (--no-race): the scan's top teacher {short[0]} goes straight to distillation"
     allowance = race_allowance(plan, scanned.flops)
     pool = candidates(short, config.lambdas)
-    costs = [labels_epoch if c.teacher_id == LABELS_ONLY else distilled_epoch for c in pool]
+    costs = [run.labels_epoch if c.teacher_id == LABELS_ONLY else run.distilled_epoch for c in pool]
     epochs = race_epochs(allowance, costs, config)
     if epochs < 1:
         return top, [], (f"no budget left for a race ({allowance or 0:.3g} FLOPs for {len(pool)} candidates): the "
@@ -135,7 +153,7 @@ def race(task, out_dir, config, plan, scanned, short, paths, stages, progress, d
              "status": "winner" if r is best else "finished" if r in finished else
              f"failed: {r.error}" if r.error else "stopped early"}
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
-    stages.append({"kind": "stage", "candidate": "race", "flops": forward + sum(r.flops for r in results),
+    run.stages.append({"kind": "stage", "candidate": "race", "flops": forward + sum(r.flops for r in results),
                    "seconds": time.perf_counter() - started})
     for row in rows:
         progress(f"race: {row['candidate']:<24} lambda {row['lam']:<4g} {row['epochs']} epochs, best validation "
@@ -143,11 +161,14 @@ def race(task, out_dir, config, plan, scanned, short, paths, stages, progress, d
     return Candidate(best.candidate, best.lam), rows, ""
 
 
-def final_stage(task, out_dir, config, plan, scanned, winner, paths, stages, progress, distilled_epoch, labels_epoch):
-    """Distil the winner in full, train the label-only reference, keep the one the guard picks."""
+def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, str]:
+    """Distil the winner in full, train the label-only reference, keep the one the guard picks:
+    (what was kept, that student, the decision in words)."""
+    task, config, plan, paths, progress = run.task, run.config, run.plan, run.paths, run.progress
+    out_dir, stages = run.out_dir, run.stages
     students = out_dir / "students"
     cache = out_dir / "cache"
-    share = distilled_epoch / (distilled_epoch + labels_epoch)
+    share = run.distilled_epoch / (run.distilled_epoch + run.labels_epoch)
     limit = lambda part: {} if plan.final is None else (  # noqa: E731
         {"max_flops": plan.final * part} if plan.budget.kind == "flops" else {"max_seconds": plan.final * part})
     if winner.teacher_id == LABELS_ONLY:
@@ -157,7 +178,7 @@ def final_stage(task, out_dir, config, plan, scanned, winner, paths, stages, pro
         stages.append(stage_row("final labels-only", labels, time.perf_counter() - started))
         return LABELS_ONLY, labels, ("kept the LABEL-ONLY student: the label-only reference won the race, so no "
                                      f"shortlisted teacher helped (validation accuracy {labels.val_accuracy:.3f})")
-    cost = cost_from_scan(scanned.scores_path, winner.teacher_id, task.num_classes)
+    cost = cost_from_scan(run.scanned.scores_path, winner.teacher_id, task.num_classes)
     # The two students are independent: two Ray Train runs side by side (one worker each) instead of in turn.
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as runs:
