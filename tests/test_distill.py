@@ -30,11 +30,6 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     assert again.run_name == result.run_name and again.history == result.history  # the finished run, reused
 
 
-def test_label_only_student_needs_no_teacher(ray_session, target_task, tmp_path):
-    result = distill(target_task, None, tmp_path, DistillConfig(epochs=1), name="labels")
-    assert result.teacher == "" and len(result.history) == 1
-
-
 def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task, tmp_path):
     # learning rate 0: only batch-norm statistics move, so validation accuracy soon stops improving
     frozen = DistillConfig(epochs=8, learning_rate=0.0, weight_decay=0.0, patience=1)
