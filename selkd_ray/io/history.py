@@ -42,6 +42,6 @@ def read_history(where: "str | Path | Location") -> list[dict]:
 
 def append_history(row: dict, where: "str | Path | Location") -> "Path | str":
     """Add one scan's row (the caller holds the scan lock, so appends never race)."""
-    rows = read_history(where) + [{name: row.get(name) for name in SCHEMA.names}]
+    rows = read_history(where) + [row]
     return write_table(pa.Table.from_pylist([{n: r.get(n) for n in SCHEMA.names} for r in rows], schema=SCHEMA),
                        where)
