@@ -214,7 +214,7 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
 def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    task: Path = typer.Option(..., help="Task: Parquet table or ImageFolder tree."),
                    out: Path = typer.Option(Path("selkd-output/select"), help="Output folder (scan, race, students, selection.parquet)."),
-                   budget: Optional[str] = typer.Option(None, help="The whole pipeline's budget (scan + race + final distillation): FLOPs (5e13) or wall time (20min)."),
+                   budget: Optional[str] = typer.Option(None, help="The whole pipeline's budget (scan, teachers' outputs, race, final distillation): FLOPs (5e13) or wall time (20min)."),
                    shortlist: int = typer.Option(3, help="Top-K teachers of the scan that enter the race."),
                    teacher: list[str] = typer.Option([], help="Teacher id to put at the top of the shortlist (repeatable)."),
                    race_epochs: int = typer.Option(6, help="Most epochs a race trial runs (ASHA stops weak trials earlier)."),

@@ -49,6 +49,14 @@ def student_images(task: Task) -> ProbeSet:
     return ProbeSet(images, labels, task.label_names, content_hash(images, "student-images"))
 
 
+def needs_teacher_outputs(teacher: TeacherSpec | None, config: DistillConfig, cost: np.ndarray | None) -> bool:
+    """Whether the distillation needs the teacher's outputs on the student images before training: not for labels
+    only, nor when augmenting with a known cost matrix (the workers then run the teacher online)."""
+    if teacher is None or config.loss == "ce":
+        return False
+    return not config.augment or (cost is None and config.loss == "ot")
+
+
 def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig, cost: np.ndarray | None,
                  teacher_probs: TeacherProbs = local_teacher_probs) -> StudentData:
     """Arrays for the student loop: train + unlabelled images, the teacher's outputs on them (or the teacher
@@ -65,8 +73,7 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
         if config.loss == "kl" and teacher.label_names != task.label_names:
             raise SelkdError(f"--loss kl: teacher {teacher.teacher_id} labels {list(teacher.label_names)} differ "
                              f"from the task's {list(task.label_names)}; use --loss ot across label spaces")
-        needs_outputs = not config.augment or (cost is None and config.loss == "ot")
-        probs = teacher_probs(teacher, pool) if needs_outputs else None
+        probs = teacher_probs(teacher, pool) if needs_teacher_outputs(teacher, config, cost) else None
         if cost is None and config.loss == "ot":
             labelled = pool.labels >= 0
             cost = conditional_cost(probs[labelled].astype(np.float64), pool.labels[labelled], task.num_classes)

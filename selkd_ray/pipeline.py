@@ -7,21 +7,22 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from .api import DistillResult, ScanResult, as_task, cached_teacher_probs, cost_from_scan, distill, scan
 from .budget import Budget, parse_budget
-from .distillation import local_teacher_probs, student_data, teacher_spec
+from .distillation import local_teacher_probs, needs_teacher_outputs, student_data, student_images, teacher_spec
 from .errors import SelkdError
 from .io.cache import PredictionCache
 from .io.results import write_selection
 from .progress import Progress, quiet
-from .records import ProbeSet, Task
-from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, guard, plan_stages,
-                        race_allowance, race_epochs, shortlist)
-from .training import epoch_flops
+from .records import ProbeSet, Task, TeacherSpec
+from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
+                        plan_stages, race_allowance, race_epochs, require_final_epoch, shortlist)
+from .training import StudentData, epoch_flops
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,50 @@ class Selection:
     distilled_epoch: int  # training FLOPs of one epoch with a teacher, and of one label-only epoch
     labels_epoch: int
     stages: list[dict] = field(default_factory=list)
+    teachers: dict[str, tuple[TeacherSpec, np.ndarray | None]] = field(default_factory=dict)
+
+    @property
+    def spent(self) -> float:
+        """FLOPs charged so far, every stage's."""
+        return sum(stage["flops"] for stage in self.stages)
+
+    @cached_property
+    def cache(self) -> PredictionCache:
+        return PredictionCache(self.out_dir / "cache")
+
+    @cached_property
+    def student_images(self) -> ProbeSet:
+        return student_images(self.task)
+
+    def teacher(self, teacher_id: str) -> tuple[TeacherSpec, np.ndarray | None]:
+        """(the teacher's spec, its cost matrix from the scan)."""
+        if teacher_id not in self.teachers:
+            self.teachers[teacher_id] = (teacher_spec(self.paths[teacher_id]),
+                                         cost_from_scan(self.scanned.scores_path, teacher_id, self.task.num_classes))
+        return self.teachers[teacher_id]
+
+    def outputs_flops(self, teacher_ids: list[str]) -> float:
+        """FLOPs of the forward passes that give these teachers' outputs on the student images: charged once,
+        when first computed, so outputs already in the cache are free."""
+        images, total = self.student_images, 0.0
+        for teacher_id in teacher_ids:
+            spec, cost = self.teacher(teacher_id)
+            key = (spec.content_hash, images.probe_hash, spec.preprocessing_key)
+            if needs_teacher_outputs(spec, self.config.distill, cost) and key not in self.cache:
+                total += spec.flops_per_sample * len(images)
+        return total
+
+    def teacher_data(self, teacher_ids: list[str]) -> dict[str, StudentData]:
+        """Each teacher's student data, running (on a runner actor) the teachers whose outputs are not cached
+        yet; what those forward passes cost is charged as its own stage."""
+        started, flops, data = time.perf_counter(), self.outputs_flops(teacher_ids), {}
+        for teacher_id in teacher_ids:
+            spec, cost = self.teacher(teacher_id)
+            data[teacher_id] = student_data(self.task, spec, self.config.distill, cost,
+                                            lambda spec, images: cached_teacher_probs(spec, images, self.cache))
+        self.stages.append({"kind": "stage", "candidate": "teacher outputs", "flops": flops,
+                            "seconds": time.perf_counter() - started})
+        return data
 
 
 def budget_text(amount: float, budget: Budget) -> str:
@@ -76,9 +121,8 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     distilled_epoch, labels_epoch = epoch_costs(task, config)
     final_need = config.distill.epochs * (distilled_epoch + labels_epoch)
     plan = plan_stages(budget, config, final_need)
-    if budget is not None and budget.kind == "flops" and (plan.final or 0) < distilled_epoch + labels_epoch:
-        raise SelkdError(f"--budget: {budget} leaves {plan.final or 0:.3g} FLOPs for the final distillation; one "
-                         f"epoch of it and of its label-only reference needs {distilled_epoch + labels_epoch:.3g}")
+    if budget is not None:
+        require_final_epoch(budget, plan.final or 0.0, distilled_epoch + labels_epoch)
     for note in plan.notes:
         progress(f"budget: {note}")
     scan_config = config.scan
@@ -98,7 +142,7 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     if race_note:
         progress(race_note)
     kept, student, message = final_stage(run, winner)
-    total = sum(s["flops"] for s in stages)
+    total = run.spent
     for stage in stages:
         stage["budget"] = budget.amount if budget is not None and budget.kind == "flops" else None
     rows = trials + stages + [{"kind": "decision", "candidate": winner.teacher_id, "lam": winner.lam,
@@ -112,27 +156,31 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
 
 
 def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
-    """(the winning candidate, the trial rows, a note when there was no race)."""
-    task, out_dir, config, plan, scanned, paths, progress = (run.task, run.out_dir, run.config, run.plan,
-                                                             run.scanned, run.paths, run.progress)
+    """(the winning candidate, the trial rows, a note when there was no race). Whatever happens, the winner's
+    outputs on the student images are computed (and charged) here, before the final stage's share is fixed."""
+    config, plan, progress = run.config, run.plan, run.progress
     top = Candidate(short[0], config.distill.lam)
-    if not config.race:
-        return top, [], f"no race (--no-race): the scan's top teacher {short[0]} goes straight to distillation"
-    allowance = race_allowance(plan, scanned.flops)
     pool = candidates(short, config.lambdas)
-    costs = [run.labels_epoch if c.teacher_id == LABELS_ONLY else run.distilled_epoch for c in pool]
-    epochs = race_epochs(allowance, costs, config)
-    if epochs < 1:
-        return top, [], (f"no budget left for a race ({allowance or 0:.3g} FLOPs for {len(pool)} candidates): the "
-                         f"scan's top teacher {short[0]} goes straight to distillation")
-    cache = PredictionCache(out_dir / "cache")
-    data, forward = {LABELS_ONLY: student_data(task, None, config.distill, None)}, 0.0
-    for teacher_id in short:
-        spec = teacher_spec(paths[teacher_id])
-        cost = cost_from_scan(scanned.scores_path, teacher_id, task.num_classes)
-        data[teacher_id] = student_data(task, spec, config.distill, cost,
-                                        lambda s, images: cached_teacher_probs(s, images, cache))
-        forward += spec.flops_per_sample * len(data[teacher_id].images)
+    epochs = config.race_epochs
+    note = f"no race (--no-race): the scan's top teacher {short[0]} goes straight to distillation"
+    if config.race:
+        costs = [run.labels_epoch if c.teacher_id == LABELS_ONLY else run.distilled_epoch for c in pool]
+        allowance = race_allowance(plan, run.spent + run.outputs_flops(short))
+        epochs = race_epochs(allowance, costs, config)
+        note = ("" if epochs >= 1 else
+                f"no budget left for a race ({allowance or 0:.3g} FLOPs for {len(pool)} candidates once the "
+                f"shortlist's outputs on the student images are paid): the scan's top teacher {short[0]} goes "
+                "straight to distillation")
+    if note:
+        run.teacher_data([short[0]])
+        return top, [], note
+    data = {LABELS_ONLY: student_data(run.task, None, config.distill, None), **run.teacher_data(short)}
+    seconds = None
+    if plan.budget is not None and plan.budget.kind == "seconds":  # the outputs' wall time comes out of the race's
+        seconds = plan.race - run.stages[-1]["seconds"]  # the "teacher outputs" row just appended
+        if seconds <= 0:
+            return top, [], (f"no time left for a race after the shortlist's outputs on the student images: the "
+                             f"scan's top teacher {short[0]} goes straight to distillation")
     progress(f"race: {len(pool)} candidates ({', '.join(c.name for c in pool)}), up to {epochs} epochs each, "
              f"ASHA (grace {config.grace_epochs}, reduction {config.reduction_factor})")
     from .distributed.race import run_race
@@ -141,8 +189,8 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     trials = [{"candidate": c.teacher_id, "lam": c.lam, "loss": "ce" if c.teacher_id == LABELS_ONLY else "ot"}
               for c in pool]
     results = run_race(data, trials, config.distill, epochs, config.grace_epochs, config.reduction_factor,
-                       out_dir / "race", f"race-{scanned.ranked[0]['probe_hash'][:8]}-{int(time.time())}",
-                       plan.race if plan.budget is not None and plan.budget.kind == "seconds" else None)
+                       run.out_dir / "race", f"race-{run.scanned.ranked[0]['probe_hash'][:8]}-{int(time.time())}",
+                       seconds)
     ran = [r for r in results if not r.error]
     if not ran:
         raise SelkdError(f"race: every trial failed ({results[0].error})")
@@ -153,8 +201,8 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
              "status": "winner" if r is best else "finished" if r in finished else
              f"failed: {r.error}" if r.error else "stopped early"}
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
-    run.stages.append({"kind": "stage", "candidate": "race", "flops": forward + sum(r.flops for r in results),
-                   "seconds": time.perf_counter() - started})
+    run.stages.append({"kind": "stage", "candidate": "race", "flops": float(sum(r.flops for r in results)),
+                       "epochs": epochs, "seconds": time.perf_counter() - started})
     for row in rows:
         progress(f"race: {row['candidate']:<24} lambda {row['lam']:<4g} {row['epochs']} epochs, best validation "
                  f"accuracy {row['val_accuracy']:.3f} ({row['status']})")
@@ -163,14 +211,17 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
 
 def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, str]:
     """Distil the winner in full, train the label-only reference, keep the one the guard picks:
-    (what was kept, that student, the decision in words)."""
-    task, config, plan, paths, progress = run.task, run.config, run.plan, run.paths, run.progress
-    out_dir, stages = run.out_dir, run.stages
-    students = out_dir / "students"
-    cache = out_dir / "cache"
+    (what was kept, that student, the decision in words). The stage gets whatever the budget has left."""
+    task, config, plan, progress = run.task, run.config, run.plan, run.progress
+    students, cache, stages = run.out_dir / "students", run.out_dir / "cache", run.stages
+    left = final_allowance(plan, run.spent)
+    one_epoch = run.labels_epoch + (0 if winner.teacher_id == LABELS_ONLY else run.distilled_epoch)
+    if left is not None:
+        require_final_epoch(plan.budget, left, one_epoch, f" after the scan, the race and the teachers' outputs "
+                                                          f"({run.spent:.3g} FLOPs)")
     share = run.distilled_epoch / (run.distilled_epoch + run.labels_epoch)
-    limit = lambda part: {} if plan.final is None else (  # noqa: E731
-        {"max_flops": plan.final * part} if plan.budget.kind == "flops" else {"max_seconds": plan.final * part})
+    limit = lambda part: {} if left is None else (  # noqa: E731
+        {"max_flops": left * part} if plan.budget.kind == "flops" else {"max_seconds": left * part})
     if winner.teacher_id == LABELS_ONLY:
         started = time.perf_counter()
         labels = distill(task, None, students, replace(config.distill, **limit(1.0)), name="final-labels-only",
@@ -178,11 +229,11 @@ def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, 
         stages.append(stage_row("final labels-only", labels, time.perf_counter() - started))
         return LABELS_ONLY, labels, ("kept the LABEL-ONLY student: the label-only reference won the race, so no "
                                      f"shortlisted teacher helped (validation accuracy {labels.val_accuracy:.3f})")
-    cost = cost_from_scan(run.scanned.scores_path, winner.teacher_id, task.num_classes)
+    _, cost = run.teacher(winner.teacher_id)
     # The two students are independent: two Ray Train runs side by side (one worker each) instead of in turn.
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as runs:
-        distilled_run = runs.submit(distill, task, paths[winner.teacher_id], students,
+        distilled_run = runs.submit(distill, task, run.paths[winner.teacher_id], students,
                                     replace(config.distill, lam=winner.lam, **limit(share)), cost_matrix=cost,
                                     name=f"final-{winner.teacher_id}", progress=progress, cache_dir=cache)
         labels_run = runs.submit(distill, task, None, students, replace(config.distill, **limit(1 - share)),

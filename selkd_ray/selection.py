@@ -90,12 +90,31 @@ def plan_stages(budget: Budget | None, config: SelectConfig, final_need: float) 
     return plan
 
 
-def race_allowance(plan: StagePlan, scan_spent: float) -> float | None:
-    """FLOPs the race may spend once the scan is done (None: no FLOPs limit; a seconds budget limits the race
-    by Tune's time budget instead). Scan savings flow to the race."""
+def race_allowance(plan: StagePlan, spent: float) -> float | None:
+    """FLOPs the race's training may spend, `spent` being everything charged before it: the scan and the
+    shortlisted teachers' forward passes over the student images (None: no FLOPs limit; a seconds budget limits
+    the race by Tune's time budget instead). Scan savings flow to the race."""
     if plan.budget is None or plan.budget.kind == "seconds":
         return None
-    return max(0.0, plan.budget.amount - scan_spent - (plan.final or 0.0))
+    return max(0.0, plan.budget.amount - spent - (plan.final or 0.0))
+
+
+def final_allowance(plan: StagePlan, spent: float) -> float | None:
+    """What the final stage may spend, `spent` being everything charged before it (scan, teacher outputs,
+    race): a FLOPs budget's remainder (the race never eats the reserve, a race's savings flow here), a seconds
+    budget's fixed share, or None without a budget."""
+    if plan.budget is None:
+        return None
+    if plan.budget.kind == "seconds":
+        return plan.final
+    return max(0.0, plan.budget.amount - spent)
+
+
+def require_final_epoch(budget: Budget, left: float, one_epoch: float, after: str = "") -> None:
+    """One epoch of the distilled student and of its label-only reference is the least a selection can end with."""
+    if budget.kind == "flops" and left < one_epoch:
+        raise SelkdError(f"--budget: {budget} leaves {left:.3g} FLOPs for the final distillation{after}; one "
+                         f"epoch of it and of its label-only reference needs {one_epoch:.3g}")
 
 
 def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config: SelectConfig) -> int:

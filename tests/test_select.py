@@ -1,17 +1,24 @@
 """The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
 
 from selkd_cli.main import app
 from selkd_ray.config import DistillConfig, ScanConfig
+from selkd_ray.distillation import student_images, teacher_spec
 from selkd_ray.io.results import read_selection
 from selkd_ray.pipeline import epoch_costs, select_student
 from selkd_ray.selection import SelectConfig
 
 runner = CliRunner()
 SCAN = ScanConfig(scorers=("leep",), probe_per_class=10)
+
+
+def outputs_flops(zoo, teacher_id, task) -> float:
+    """A teacher's forward pass over the student images: what its outputs for distillation cost."""
+    return float(teacher_spec(zoo / teacher_id).flops_per_sample * len(student_images(task)))
 
 
 def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_session, tiny_zoo, target_task,
@@ -25,8 +32,10 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_
     result = select_student(tiny_zoo, target_task, tmp_path, config)
     assert "no budget left for a race" in result.summary and result.trials == []
     assert result.teacher == "random"  # forced to the top, distilled without a race
-    assert sum(s["flops"] for s in result.stages) <= budget
     stages = {s["candidate"]: s for s in result.stages}
+    assert list(stages) == ["scan", "teacher outputs", "final random", "final labels-only"]
+    assert stages["teacher outputs"]["flops"] == outputs_flops(tiny_zoo, "random", target_task)  # charged
+    assert sum(s["flops"] for s in result.stages) <= float(f"{budget:.6g}")
     distilled, labels = stages["final random"], stages["final labels-only"]
     assert result.val_accuracy >= labels["val_accuracy"]  # never worse on the split the guard may look at
     if result.kept == "labels-only":
@@ -41,18 +50,25 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_
 def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session, tiny_zoo, target_task, task_path,
                                                                     tmp_path):
     distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2)))
-    budget = 2 * (distilled_epoch + labels_epoch) + 2 * (distilled_epoch + labels_epoch) / 0.8 + 1e9
+    one_epoch, outputs = distilled_epoch + labels_epoch, outputs_flops(tiny_zoo, "own-classes", target_task)
+    # The final stage (2 epochs), the teacher's outputs (0.27 of an epoch here), a race of 2.9 epochs less the
+    # scan's spending (0.04): 2 race epochs, where forgetting the outputs would have allowed 3.
+    budget = float(f"{4.9 * one_epoch + outputs:.6g}")
     result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
                                  "--scorer", "leep", "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2",
-                                 "--race-epochs", "2", "--budget", f"{budget:.6g}", "--json"])
+                                 "--race-epochs", "5", "--budget", f"{budget:.6g}", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     trials = document["trials"]
     assert sorted(t["candidate"] for t in trials) == ["labels-only", "own-classes"]
     assert sum(t["status"] == "winner" for t in trials) == 1 and all(t["epochs"] >= 1 for t in trials)
-    names = [s["candidate"] for s in document["stages"]]
-    assert names[:2] == ["scan", "race"] and "final labels-only" in names
-    assert sum(s["flops"] for s in document["stages"]) <= budget  # scan + race + final within the one budget
+    stages = {s["candidate"]: s for s in document["stages"]}
+    assert list(stages)[:3] == ["scan", "teacher outputs", "race"] and "final labels-only" in stages
+    assert stages["teacher outputs"]["flops"] == outputs  # the shortlisted teacher's outputs, paid before the race
+    # the race's epochs are chosen from what is left once the scan, the outputs and the final stage are paid
+    epochs = min(5, math.floor((budget - stages["scan"]["flops"] - outputs - 2 * one_epoch) / one_epoch))
+    assert stages["race"]["epochs"] == epochs == 2 and all(t["epochs"] <= epochs for t in trials)
+    assert sum(s["flops"] for s in document["stages"]) <= budget  # scan + outputs + race + final: one budget
     winner = next(t for t in trials if t["status"] == "winner")
     assert document["teacher"] == winner["candidate"]
     assert document["kept"] in ("distilled", "labels-only")

@@ -48,11 +48,11 @@ SELECTION_COLUMNS = [
     ("kind", pa.string()),  # trial (one race candidate) / stage (what a stage spent) / decision (the guard)
     ("candidate", pa.string()),  # teacher id, 'labels-only', or the stage's name
     ("lam", pa.float64()),  # weight of the OT term for a trial
-    ("epochs", pa.int32()),  # epochs the trial ran before it finished or was stopped
+    ("epochs", pa.int32()),  # epochs the trial ran before it finished or was stopped; the race row: the most allowed
     ("val_accuracy", pa.float64()),
     ("test_accuracy", pa.float64()),
     ("status", pa.string()),  # winner / finished / stopped early; kept / rejected for a decision
-    ("flops", pa.float64()),  # training (or forward, for the scan) FLOPs spent
+    ("flops", pa.float64()),  # training FLOPs spent (forward FLOPs for the scan and the teacher outputs)
     ("seconds", pa.float64()),
     ("budget", pa.float64()),  # the whole pipeline's FLOPs budget, on stage rows
     ("kept", pa.string()),  # on the decision row: 'distilled' or 'labels-only'
