@@ -89,14 +89,17 @@ class Selection:
                 total += spec.flops_per_sample * len(images)
         return total
 
+    def outputs(self, spec: TeacherSpec, images: ProbeSet) -> np.ndarray:
+        """A teacher's outputs on the student images, from the cache or a runner actor (which caches them)."""
+        return cached_teacher_probs(spec, images, self.cache)
+
     def teacher_data(self, teacher_ids: list[str]) -> dict[str, StudentData]:
         """Each teacher's student data, running (on a runner actor) the teachers whose outputs are not cached
         yet; what those forward passes cost is charged as its own stage."""
         started, flops, data = time.perf_counter(), self.outputs_flops(teacher_ids), {}
         for teacher_id in teacher_ids:
             spec, cost = self.teacher(teacher_id)
-            data[teacher_id] = student_data(self.task, spec, self.config.distill, cost,
-                                            lambda spec, images: cached_teacher_probs(spec, images, self.cache))
+            data[teacher_id] = student_data(self.task, spec, self.config.distill, cost, self.outputs)
         self.stages.append({"kind": "stage", "candidate": "teacher outputs", "flops": flops,
                             "seconds": time.perf_counter() - started})
         return data
