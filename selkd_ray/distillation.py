@@ -88,8 +88,10 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
 
 def run_name(name: str, config: DistillConfig, teacher: TeacherSpec | None, task: Task,
              cost: np.ndarray | None) -> str:
-    """`name` plus a key of everything that decides the run: the same inputs resume the same run."""
-    key = content_hash(*(f"{k}={v}" for k, v in sorted(asdict(config).items())),
+    """`name` plus a key of everything that decides the run: the same inputs resume the same run. The budgets
+    (`max_flops`, `max_seconds`) are limits, not inputs: a run started again with a larger one continues."""
+    decides = {k: v for k, v in asdict(config).items() if k not in ("max_flops", "max_seconds")}
+    key = content_hash(*(f"{k}={v}" for k, v in sorted(decides.items())),
                        teacher.content_hash if teacher else "labels-only", task.content_hash,
                        np.asarray(cost if cost is not None else [], dtype=np.float64))
     return f"{name}-{key[:12]}"

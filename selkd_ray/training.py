@@ -161,10 +161,24 @@ def initial_state() -> dict:
             "seconds": 0.0, "stopped": ""}
 
 
+BUDGET_STOPS = ("FLOPs budget", "time budget")  # how a stop for budget begins: a later, larger budget lifts it
+
+
+def budget_stop(state: dict, config: DistillConfig, flops_per_epoch: int) -> str:
+    """Why the next epoch may not start under the FLOPs and time budgets ('' when it may)."""
+    if config.max_flops and state["flops"] + flops_per_epoch > config.max_flops:
+        return f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
+    done = len(state["history"])
+    if config.max_seconds and done and state["seconds"] + state["seconds"] / done > config.max_seconds:
+        return f"time budget: another epoch would pass {config.max_seconds:.0f} s"
+    return ""
+
+
 def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, config: DistillConfig,
                device: torch.device, labelled_loader, all_loader, state: dict | None = None,
                after_epoch: Callable[[dict], None] | None = None, rank: int = 0, world_size: int = 1) -> dict:
-    """Train from `state` (resume) to the end: `config.epochs`, the FLOPs budget, or early stopping.
+    """Train from `state` (resume) to the end: `config.epochs`, the FLOPs or time budget, or early stopping.
+    A resumed run that stopped early stays stopped, unless it stopped for a budget that has since grown.
 
     Keeps the best-validation weights; `after_epoch(state)` is the hook for reporting and checkpoints. FLOPs
     count every worker's steps; a budget is checked before each epoch (the caller checks the first)."""
@@ -173,7 +187,10 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
     teacher = OnlineTeacher(data.teacher, device) if teacher_runs_online(data, config) else None
     flops_per_epoch = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
     generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
-    for epoch in range(state["epoch"] + 1, config.epochs):
+    if state["stopped"].startswith(BUDGET_STOPS):  # resumed with a budget that may have grown since
+        state["stopped"] = budget_stop(state, config, flops_per_epoch)
+    first = config.epochs if state["stopped"] else state["epoch"] + 1  # an early-stopped run stays stopped
+    for epoch in range(first, config.epochs):
         if hasattr(all_loader.sampler, "set_epoch"):
             all_loader.sampler.set_epoch(epoch)
         generator.manual_seed(config.seed * 7919 + rank * 104729 + epoch)
@@ -191,11 +208,8 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
             state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
         if config.patience and epoch - state["best_epoch"] >= config.patience:
             state["stopped"] = f"early stop: no validation gain for {config.patience} epochs"
-        if config.max_flops and epoch + 1 < config.epochs and state["flops"] + flops_per_epoch > config.max_flops:
-            state["stopped"] = f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
-        if config.max_seconds and epoch + 1 < config.epochs and \
-                state["seconds"] + state["seconds"] / (len(state["history"])) > config.max_seconds:
-            state["stopped"] = f"time budget: another epoch would pass {config.max_seconds:.0f} s"
+        if epoch + 1 < config.epochs:
+            state["stopped"] = budget_stop(state, config, flops_per_epoch) or state["stopped"]
         if after_epoch is not None:
             after_epoch(state)
         if state["stopped"]:

@@ -38,6 +38,8 @@ def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task,
     assert result.stopped.startswith("early stop") and len(accuracies) < 8
     assert result.best_epoch == int(np.argmax(accuracies)) and len(accuracies) - 1 - result.best_epoch == 1
     assert [row["best"] for row in result.history].count(True) == 1
+    again = distill(target_task, tiny_zoo / "own-classes", tmp_path, frozen, name="frozen")
+    assert again.history == result.history and again.stopped == result.stopped  # stays stopped: no extra epoch
 
 
 def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, target_task, tmp_path):
@@ -47,6 +49,10 @@ def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, targ
     result = distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=6, max_flops=2.5 * one_epoch))
     assert len(result.history) == 2 and result.flops <= 2.5 * one_epoch
     assert result.stopped.startswith("FLOPs budget")
+    more = distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=6, max_flops=4.5 * one_epoch))
+    assert more.run_name == result.run_name  # the budget is a limit, not an input: the same run continues
+    assert [row["loss"] for row in more.history[:2]] == [row["loss"] for row in result.history]  # not retrained
+    assert len(more.history) == 4 and more.flops <= 4.5 * one_epoch
     with pytest.raises(SelkdError, match="does not cover one epoch"):
         distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(max_flops=one_epoch / 2))
 
