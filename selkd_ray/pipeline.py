@@ -14,12 +14,13 @@ import numpy as np
 
 from .api import DistillResult, ScanResult, as_task, cached_teacher_probs, cost_from_scan, distill, scan
 from .budget import Budget, parse_budget
-from .distillation import local_teacher_probs, needs_teacher_outputs, student_data, student_images, teacher_spec
+from .distillation import (local_teacher_probs, needs_teacher_outputs, run_name, student_data, student_images,
+                           teacher_spec)
 from .errors import SelkdError
 from .io.cache import PredictionCache
 from .io.results import write_selection
 from .progress import Progress, quiet
-from .records import ProbeSet, Task, TeacherSpec
+from .records import ProbeSet, Task, TeacherSpec, content_hash
 from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
                         plan_stages, race_allowance, race_epochs, require_final_epoch, shortlist)
 from .training import StudentData, epoch_flops
@@ -184,16 +185,19 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
         if seconds <= 0:
             return top, [], (f"no time left for a race after the shortlist's outputs on the student images: the "
                              f"scan's top teacher {short[0]} goes straight to distillation")
-    progress(f"race: {len(pool)} candidates ({', '.join(c.name for c in pool)}), up to {epochs} epochs each, "
-             f"ASHA (grace {config.grace_epochs}, reduction {config.reduction_factor})")
+    name = race_name(run, short)
+    if (run.out_dir / "race" / name).is_dir():
+        progress(f"race: {name} ran before; its finished trials stand and unfinished ones run again")
+    else:
+        progress(f"race: {len(pool)} candidates ({', '.join(c.name for c in pool)}), up to {epochs} epochs "
+                 f"each, ASHA (grace {config.grace_epochs}, reduction {config.reduction_factor})")
     from .distributed.race import run_race
 
     started = time.perf_counter()
     trials = [{"candidate": c.teacher_id, "lam": c.lam, "loss": "ce" if c.teacher_id == LABELS_ONLY else "ot"}
               for c in pool]
     results = run_race(data, trials, config.distill, epochs, config.grace_epochs, config.reduction_factor,
-                       run.out_dir / "race", f"race-{run.scanned.ranked[0]['probe_hash'][:8]}-{int(time.time())}",
-                       seconds)
+                       run.out_dir / "race", name, seconds)
     ran = [r for r in results if not r.error]
     if not ran:
         raise SelkdError(f"race: every trial failed ({results[0].error})")
@@ -205,11 +209,22 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
              f"failed: {r.error}" if r.error else "stopped early"}
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
     run.stages.append({"kind": "stage", "candidate": "race", "flops": float(sum(r.flops for r in results)),
-                       "epochs": epochs, "seconds": time.perf_counter() - started})
+                       "epochs": max(r.epochs for r in results), "seconds": time.perf_counter() - started})
     for row in rows:
         progress(f"race: {row['candidate']:<24} lambda {row['lam']:<4g} {row['epochs']} epochs, best validation "
                  f"accuracy {row['val_accuracy']:.3f} ({row['status']})")
     return Candidate(best.candidate, best.lam), rows, ""
+
+
+def race_name(run: Selection, short: list[str]) -> str:
+    """A key of what the race is (each trial's distillation run key, the lambdas, the most epochs asked for,
+    the scheduler): the same race started again, after a kill say, is restored instead of rerun. The epochs
+    the budget allowed are a limit, not part of the key, as for a distillation run's budget."""
+    config = run.config
+    runs = [run_name("race", config.distill, spec, run.task, cost) for spec, cost in map(run.teacher, short)]
+    key = content_hash(*runs, f"lambdas={config.lambdas} race_epochs={config.race_epochs} "
+                              f"grace={config.grace_epochs} reduction={config.reduction_factor}")
+    return f"race-{key[:12]}"
 
 
 def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, str]:

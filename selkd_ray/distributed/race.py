@@ -50,18 +50,23 @@ def race_trial(space: dict, data: dict, base: dict) -> None:
 def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillConfig, epochs: int,
              grace: int, reduction_factor: int, storage: str | Path, name: str,
              time_budget_s: float | None = None) -> list[TrialResult]:
-    """Run every trial ({'candidate', 'lam', 'loss'}) for at most `epochs` epochs; ASHA stops the weak."""
+    """Run every trial ({'candidate', 'lam', 'loss'}) for at most `epochs` epochs; ASHA stops the weak.
+    `name` must key every input: a race started again under its name is restored, not rerun."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables: progress goes through `progress`
     base = {**dataclasses.asdict(config), "epochs": epochs, "patience": None, "max_flops": None,
             "num_workers": 1, "augment": False}
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(grace, epochs),
                               reduction_factor=reduction_factor)
     trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base), {"cpu": 1})
-    tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(trials)},
-                       tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
-                                                   max_concurrent_trials=cpu_slots(), time_budget_s=time_budget_s,
-                                                   reuse_actors=True),
-                       run_config=tune.RunConfig(storage_path=str(Path(storage).resolve()), name=name, verbose=0))
+    experiment = Path(storage).resolve() / name
+    if tune.Tuner.can_restore(experiment):  # the same race again: finished trials stand, unfinished ones rerun
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, restart_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(trials)},
+                           tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                                                       max_concurrent_trials=cpu_slots(),
+                                                       time_budget_s=time_budget_s, reuse_actors=True),
+                           run_config=tune.RunConfig(storage_path=str(experiment.parent), name=name, verbose=0))
     grid = tuner.fit()
     results = []
     for result in grid:

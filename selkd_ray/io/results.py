@@ -48,7 +48,7 @@ SELECTION_COLUMNS = [
     ("kind", pa.string()),  # trial (one race candidate) / stage (what a stage spent) / decision (the guard)
     ("candidate", pa.string()),  # teacher id, 'labels-only', or the stage's name
     ("lam", pa.float64()),  # weight of the OT term for a trial
-    ("epochs", pa.int32()),  # epochs the trial ran before it finished or was stopped; the race row: the most allowed
+    ("epochs", pa.int32()),  # epochs the trial ran before it finished or was stopped; the race row: the longest trial's
     ("val_accuracy", pa.float64()),
     ("test_accuracy", pa.float64()),
     ("status", pa.string()),  # winner / finished / stopped early; kept / rejected for a decision
