@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from selkd_ray.config import ScanConfig
+from selkd_ray.progress import Step
 
 EPILOG = ("Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming "
           "the file or field and what was expected).")
@@ -119,9 +120,8 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
 
 class Display:
     """Progress for people: a live bar on a terminal (done / total, status) with the log lines above it;
-    plain log lines on stderr otherwise; nothing with --quiet. Takes `Step`s, scan events and strings."""
-
-    LOGGED = ("round", "note", "failed")  # scan event kinds that also print a line under a bar
+    plain log lines on stderr otherwise; nothing with --quiet. Takes `Step`s (a scan's events are Steps) and
+    plain strings."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet, self.bar, self.task = quiet, None, None
@@ -133,22 +133,19 @@ class Display:
                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
                                 console=Console(stderr=True), transient=False)
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Step | str) -> None:
         if self.quiet:
             return
         message = str(event)
-        if self.bar is None or not hasattr(event, "done"):
+        if self.bar is None or not isinstance(event, Step):
             if message:
                 say(message) if self.bar is None else self.bar.console.print(message)
             return
-        stage = getattr(event, "stage", "scan")
-        counts = getattr(event, "counts", "") or (f"failed {event.failed}, cached {event.cached}; {event.spent}"
-                                                  if hasattr(event, "spent") else "")
-        if message and (not hasattr(event, "kind") or event.kind in self.LOGGED):
+        if message and event.logged:
             self.bar.console.print(message)
-        if self.task is None or self.bar.tasks[self.task].description != stage:
-            self.task = self.bar.add_task(stage, total=None, counts="")
-        self.bar.update(self.task, completed=event.done, total=event.total or None, counts=counts)
+        if self.task is None or self.bar.tasks[self.task].description != event.stage:
+            self.task = self.bar.add_task(event.stage, total=None, counts="")
+        self.bar.update(self.task, completed=event.done, total=event.total or None, counts=event.counts)
 
     def __enter__(self) -> "Display":
         if self.bar is not None:

@@ -18,6 +18,7 @@ class Step:
     total: int
     message: str = ""  # the log line ('' for a bar-only update)
     counts: str = ""  # short status beside the bar
+    logged: bool = True  # False: under a live bar, the message is not printed as a log line too
 
     def __str__(self) -> str:
         return self.message

@@ -18,6 +18,7 @@ from .budget import Ledger, parse_budget, probe_sizes, survivors
 from .config import ScanConfig
 from .io.cache import PredictionCache
 from .io.fs import Location
+from .progress import Step
 from .probe import make_probe
 from .records import Predictions, ProbeSet, Task, TeacherSpec
 from .runner import Scoring
@@ -25,20 +26,17 @@ from .scores import needs_label_embeddings
 
 
 @dataclass(frozen=True)
-class ScanEvent:
+class ScanEvent(Step):
     """One step of a scan, for progress bars and logs; str() is the log line."""
 
-    kind: str  # scored / cached / failed / dropped / skipped / round / note
-    teacher_id: str
-    message: str
-    done: int  # teachers settled so far (scored, cached, failed, dropped, skipped) in the current round
-    total: int  # teachers in the current round
-    failed: int
-    cached: int
-    spent: str  # the ledger, in words
+    kind: str = ""  # scored / cached / failed / dropped / skipped / round / note
+    teacher_id: str = ""
+    failed: int = 0
+    cached: int = 0
+    spent: str = ""  # the ledger, in words
 
-    def __str__(self) -> str:
-        return self.message
+
+LOGGED = ("round", "note", "failed")  # event kinds that also print a line under a live bar
 
 
 Events = Callable[[ScanEvent], None]
@@ -60,8 +58,10 @@ class Tally:
             self.done += 1
         self.failed += kind == "failed"
         self.cached += kind == "cached"
-        self.events(ScanEvent(kind, teacher_id, message, self.done, self.total, self.failed, self.cached,
-                              self.ledger.describe()))
+        spent = self.ledger.describe()
+        self.events(ScanEvent("scan", self.done, self.total, message,
+                              f"failed {self.failed}, cached {self.cached}; {spent}", kind in LOGGED, kind,
+                              teacher_id, self.failed, self.cached, spent))
 
 
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,

@@ -116,3 +116,30 @@ def test_bad_budget_is_one_line(tiny_zoo, task_path, tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["error: --budget: 'plenty' is not a budget; expected FLOPs like 2e9 "
                                                   "or 2G, or seconds like 300s, 5min, 1h"]
+
+
+def test_the_live_bar_draws_steps_and_logs_only_what_is_logged():
+    """On a terminal: every Step moves the bar; only logged messages (and plain strings) print as lines."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from selkd_cli.main import Display
+    from selkd_ray.progress import Step
+    from selkd_ray.scanning import ScanEvent
+
+    out = io.StringIO()
+    display = Display()
+    display.bar = Progress(TextColumn("{task.description} {task.completed}/{task.total} {task.fields[counts]}"),
+                           console=Console(file=out, force_terminal=True, width=120, color_system=None,
+                                                           highlight=False))
+    with display:
+        display(ScanEvent("scan", 1, 3, "scored t1", "failed 0, cached 0; 5 FLOPs", False, "scored", "t1"))
+        display(ScanEvent("scan", 1, 3, "round 2: 3 teachers", "", True, "round"))
+        display(Step("distill", 2, 4, "student: epoch 2/4"))
+        display("a plain line")
+    text = out.getvalue()
+    assert "round 2: 3 teachers" in text and "student: epoch 2/4" in text and "a plain line" in text
+    assert "scored t1" not in text  # a bar-only update
+    assert "distill 2/4" in text and "scan 1/3" in text  # both stages drew their bars
