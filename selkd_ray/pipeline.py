@@ -18,6 +18,7 @@ from .distillation import (local_teacher_probs, needs_teacher_outputs, run_name,
                            teacher_spec)
 from .errors import SelkdError
 from .io.cache import PredictionCache
+from .io.lock import ScanLock
 from .io.results import write_selection
 from .progress import Progress, quiet
 from .records import ProbeSet, Task, TeacherSpec, content_hash
@@ -132,31 +133,37 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     scan_config = config.scan
     if budget is not None:
         scan_config = replace(scan_config, budget=budget_text(plan.scan, budget), eta=scan_config.eta or 3)
-    started = time.perf_counter()
-    scanned = scan(zoo_dir, task, out_dir, scan_config, address=address, progress=progress)
-    ranked = scanned.ranked
-    if not ranked:
-        raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
-    run = Selection(task, out_dir, config, plan, scanned, {row["teacher_id"]: row["path"] for row in ranked},
-                    progress, distilled_epoch, labels_epoch)
-    stages = run.stages
-    stages.append({"kind": "stage", "candidate": "scan", "flops": float(scanned.flops), "seconds": scanned.seconds})
-    winner, trials, race_note = race(run, shortlist([row["teacher_id"] for row in ranked], config.shortlist,
-                                                    config.pinned))
+    with ScanLock(out_dir):  # one writer of this output from the scan to the decision
+        started = time.perf_counter()
+        scanned = scan(zoo_dir, task, out_dir, scan_config, address=address, progress=progress)
+        if not scanned.ranked:
+            raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
+        run = Selection(task, out_dir, config, plan, scanned,
+                        {row["teacher_id"]: row["path"] for row in scanned.ranked}, progress, distilled_epoch,
+                        labels_epoch)
+        run.stages.append({"kind": "stage", "candidate": "scan", "flops": float(scanned.flops),
+                           "seconds": scanned.seconds})
+        return conclude(run, started)
+
+
+def conclude(run: Selection, started: float) -> SelectResult:
+    """After the scan: the race, the final stage and the guard, then `selection.parquet` and the summary."""
+    config, budget, stages = run.config, run.plan.budget, run.stages
+    ranked_ids = [row["teacher_id"] for row in run.scanned.ranked]
+    winner, trials, race_note = race(run, shortlist(ranked_ids, config.shortlist, config.pinned))
     if race_note:
-        progress(race_note)
+        run.progress(race_note)
     kept, student, message = final_stage(run, winner)
-    total = run.spent
     for stage in stages:
         stage["budget"] = budget.amount if budget is not None and budget.kind == "flops" else None
     rows = trials + stages + [{"kind": "decision", "candidate": winner.teacher_id, "lam": winner.lam,
                                "val_accuracy": student.val_accuracy, "test_accuracy": student.test_accuracy,
-                               "status": "kept", "kept": kept, "message": message, "flops": float(total),
+                               "status": "kept", "kept": kept, "message": message, "flops": run.spent,
                                "seconds": time.perf_counter() - started}]
-    selection_path = write_selection(rows, out_dir / "selection.parquet")
+    selection_path = write_selection(rows, run.out_dir / "selection.parquet")
     summary = describe(stages, budget, trials, race_note, message, student)
     return SelectResult(student.student_dir, kept, winner.teacher_id, winner.lam, student.test_accuracy,
-                        student.val_accuracy, message, stages, trials, scanned, selection_path, summary)
+                        student.val_accuracy, message, stages, trials, run.scanned, selection_path, summary)
 
 
 def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:

@@ -9,7 +9,7 @@ from helpers.killing import kill_cli_midway
 from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import ScanConfig
 from selkd_ray.errors import SelkdError
-from selkd_ray.io.lock import LOCK_FILE
+from selkd_ray.io.lock import LOCK_FILE, ScanLock
 
 
 def flops_per_sample(zoo):
@@ -69,13 +69,23 @@ def test_a_second_scan_on_the_same_output_fails_clearly(ray_session, tiny_zoo, t
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(SelkdError, match="another scan is writing this output"):
+        with pytest.raises(SelkdError, match="another scan or selection is writing this output"):
             scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     finally:
         holder.kill()
         holder.wait()
     result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert result.ran == 3 and (tmp_path / LOCK_FILE).exists()
+
+
+def test_the_lock_is_reentrant_in_one_process_and_held_until_the_outermost_exit(tmp_path):
+    try_lock = [sys.executable, "-c", f"from selkd_ray.io.lock import ScanLock\nwith ScanLock({str(tmp_path)!r}): pass"]
+    with ScanLock(tmp_path):
+        with ScanLock(tmp_path):  # a selection's scan takes its lock again
+            pass
+        other = subprocess.run(try_lock, capture_output=True, text=True)
+        assert other.returncode != 0 and "another scan or selection is writing this output" in other.stderr
+    assert subprocess.run(try_lock, capture_output=True, text=True).returncode == 0  # released
 
 
 def test_a_scan_killed_midway_resumes_from_the_cache(ray_session, wide_zoo, task_path, tmp_path):

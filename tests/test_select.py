@@ -1,5 +1,7 @@
 """The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
 import json
+import subprocess
+import sys
 import math
 
 import pytest
@@ -106,3 +108,18 @@ def test_a_budget_too_small_for_the_final_distillation_is_one_line(tiny_zoo, tas
 def test_a_bad_lambda_grid_is_one_line(tiny_zoo, task_path, tmp_path, grid):
     result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--lambda-grid", grid])
     assert result.exit_code == 2 and result.output.startswith("error: --lambda-grid:")
+
+
+def test_a_selection_on_an_output_another_process_writes_is_one_line(tiny_zoo, task_path, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time\nfrom selkd_ray.io.lock import ScanLock\n"
+                               f"with ScanLock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2
+    line, = result.output.strip().splitlines()
+    assert "another scan or selection is writing this output (pid" in line
