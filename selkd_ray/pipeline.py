@@ -23,7 +23,8 @@ from .io.results import write_selection
 from .progress import Progress, quiet
 from .records import ProbeSet, Task, TeacherSpec, content_hash
 from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
-                        plan_stages, race_allowance, race_epochs, require_final_epoch, shortlist)
+                        plan_stages, race_allowance, race_epochs, race_winner, require_final_epoch,
+                        shortlist)
 from .training import StudentData, epoch_flops
 
 
@@ -209,7 +210,11 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     if not ran:
         raise SelkdError(f"race: every trial failed ({results[0].error})")
     finished = [r for r in ran if r.epochs == max(r.epochs for r in ran)]
-    best = max(finished, key=lambda r: (r.best_val_accuracy, r.candidate == LABELS_ONLY))
+    order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
+    finished.sort(key=lambda r: order[(r.candidate, r.lam)])
+    winner = race_winner([(Candidate(r.candidate, r.lam), r.best_val_accuracy) for r in finished],
+                         len(run.task.split("val")[1]), config.guard_z)
+    best = next(r for r in finished if (r.candidate, r.lam) == (winner.teacher_id, winner.lam))
     rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
              "val_accuracy": r.best_val_accuracy, "flops": r.flops,
              "status": "winner" if r is best else "finished" if r in finished else

@@ -32,7 +32,7 @@ class SelectConfig:
     reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
     race: bool = True  # False: the top teacher goes straight to distillation
     scan_share: float = 0.2  # at most this share of the budget for the scan
-    guard_z: float = 0.5  # keep the distilled student only if it wins by more than z standard errors (bench/selection.py)
+    guard_z: float = 0.5  # noise margin (standard errors): for the guard, and for overtaking in the race
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,21 @@ def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config:
         return config.race_epochs
     per_epoch = sum(trial_epoch_costs)
     return int(min(config.race_epochs, math.floor(allowance / per_epoch))) if per_epoch > 0 else config.race_epochs
+
+
+def race_winner(finished: list[tuple[Candidate, float]], num_val: int, z: float) -> Candidate:
+    """The race's winner among the trials that ran longest, given as (candidate, best validation accuracy) in
+    the scan's order (shortlist order, label-only last): the first whose accuracy is within z standard errors of
+    the best one's. A better-ranked teacher is overtaken only by a lead beyond noise (sqrt(p1 q1 + p2 q2) / sqrt n,
+    unpaired: a trial keeps no per-image results), as the guard keeps a distilled student only beyond noise."""
+    if not finished or num_val <= 0:
+        raise SelkdError("race: expected finished trials and a non-empty validation split")
+    best = max(accuracy for _, accuracy in finished)
+    for candidate, accuracy in finished:
+        error = math.sqrt((best * (1 - best) + accuracy * (1 - accuracy)) / num_val)
+        if best - accuracy <= z * error:
+            return candidate
+    raise AssertionError("unreachable: the best trial is within noise of itself")
 
 
 @dataclass(frozen=True)

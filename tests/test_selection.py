@@ -4,8 +4,9 @@ import pytest
 
 from selkd_ray.budget import Budget
 from selkd_ray.errors import SelkdError
-from selkd_ray.selection import (LABELS_ONLY, SelectConfig, StagePlan, candidates, final_allowance, guard,
-                                 plan_stages, race_allowance, race_epochs, require_final_epoch, shortlist)
+from selkd_ray.selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
+                                 plan_stages, race_allowance, race_epochs, race_winner, require_final_epoch,
+                                 shortlist)
 
 
 def test_guard_keeps_the_distilled_student_only_beyond_noise():
@@ -87,3 +88,14 @@ def test_a_final_stage_below_one_epoch_is_refused_in_one_line():
     with pytest.raises(SelkdError, match=r"^--budget: 1e\+03 FLOPs leaves 299 FLOPs for the final distillation "
                                          r"after the outputs; one epoch .* needs 300$"):
         require_final_epoch(Budget("flops", 1000.0), 299.0, 300.0, " after the outputs")
+
+
+def test_the_race_winner_overtakes_a_better_ranked_teacher_only_beyond_noise():
+    top, second, labels = Candidate("top", 1.0), Candidate("second", 1.0), Candidate(LABELS_ONLY, 0.0)
+    # 80 validation images: 0.863 against 0.838 is two images, well within noise: the scan's order stands
+    assert race_winner([(top, 0.838), (second, 0.863), (labels, 0.30)], 80, 0.5) == top
+    assert race_winner([(top, 0.70), (second, 0.95), (labels, 0.30)], 80, 0.5) == second  # a real lead
+    assert race_winner([(top, 0.838), (second, 0.863)], 80, 0.0) == second  # z 0: the best on validation
+    assert race_winner([(top, 0.40), (labels, 0.90)], 60, 0.5) == labels  # no teacher helped
+    with pytest.raises(SelkdError, match="race: expected finished trials"):
+        race_winner([], 80, 0.5)
