@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,42 +16,79 @@ from pathlib import Path
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+PORTS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+         "ray-client-server-port", "runtime-env-agent-port", "node-manager-port", "object-manager-port")
 
 
-def wait_for(host: str, port: int, timeout: float) -> None:
+def free_ports(host: str, names: tuple[str, ...]) -> dict[str, int]:
+    """One free port per name, all distinct: every socket stays bound until all are chosen."""
+    probes = [socket.socket() for _ in names]
+    try:
+        for probe in probes:
+            probe.bind((host, 0))
+        return {name: probe.getsockname()[1] for name, probe in zip(names, probes)}
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+class HeadExited(RuntimeError):
+    """`ray start` ended before its dashboard listened (a port taken between choosing and binding, say)."""
+
+
+def wait_for(host: str, port: int, timeout: float, process: subprocess.Popen, log: Path) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if process.poll() is not None:
+            raise HeadExited(f"ray start exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.5)
-    raise TimeoutError(f"nothing listens at {host}:{port} after {timeout:.0f} s")
+    raise TimeoutError(f"nothing listens at {host}:{port} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def start_head(host: str, env: dict, num_cpus: int, timeout: float, log: Path) -> tuple[subprocess.Popen, int]:
+    """(the `ray start --head --block` process, its dashboard port) once the dashboard listens."""
+    ports = free_ports(host, PORTS)
+    command = [RAY, "start", "--head", "--block", f"--node-ip-address={host}", f"--dashboard-host={host}",
+               "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats",
+               *(f"--{name}={port}" for name, port in ports.items())]
+    with open(log, "w") as output:
+        head = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(host, ports["dashboard-port"], timeout, head, log)
+    except BaseException:
+        stop(head)
+        raise
+    return head, ports["dashboard-port"]
+
+
+def stop(head: subprocess.Popen) -> None:
+    # The head's processes share its session; SIGKILL ends them at once (SIGTERM took ~30 s to drain).
+    try:
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the whole group is gone already
+        pass
+    head.wait()
 
 
 @contextmanager
 def ray_head(host: str, env: dict, num_cpus: int = 2, timeout: float = 120):
-    """Yields the dashboard's HTTP address (what `ray job submit --address` takes)."""
-    ports = {name: free_port(host) for name in ("port", "dashboard-port", "dashboard-agent-listen-port",
-                                                "dashboard-agent-grpc-port", "metrics-export-port",
-                                                "ray-client-server-port", "runtime-env-agent-port",
-                                                "node-manager-port", "object-manager-port")}
-    command = [RAY, "start", "--head", "--block", f"--node-ip-address={host}", f"--dashboard-host={host}",
-               "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats",
-               *(f"--{name}={port}" for name, port in ports.items())]
-    head = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    """Yields the dashboard's HTTP address (what `ray job submit --address` takes). A head that exits at start
+    (its ports are chosen free, then bound by ray: another process can take one between) is started once more
+    on fresh ports; errors quote the head's output."""
+    log = Path(tempfile.mkstemp(prefix="ray-head-", suffix=".log")[1])
     try:
-        wait_for(host, ports["dashboard-port"], timeout)
-        yield f"http://{host}:{ports['dashboard-port']}"
+        head, port = start_head(host, env, num_cpus, timeout, log)
+    except HeadExited:
+        head, port = start_head(host, env, num_cpus, timeout, log)
+    try:
+        yield f"http://{host}:{port}"
     finally:
-        # The head's processes share its session; SIGKILL ends them at once (SIGTERM took ~30 s to drain).
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
+        stop(head)
+        log.unlink(missing_ok=True)
         recorded = Path("/tmp/ray/ray_current_cluster")  # `ray start` records its address for later ray.init()s
         if recorded.is_file() and recorded.read_text().startswith(f"{host}:"):
             recorded.unlink()
