@@ -15,7 +15,7 @@ from .budget import parse_budget, probe_sizes
 from .config import LOSSES, DistillConfig, ScanConfig
 from .distillation import run_name, student_data, teacher_spec
 from .errors import SelkdError
-from .io.cache import PredictionCache
+from .io.cache import PredictionCache, prediction_key
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.embeddings import EmbeddingCache
 from .io.fs import Location
@@ -211,7 +211,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
 def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionCache) -> np.ndarray:
     """The teacher's outputs on the student's images, run once by a runner actor and cached like probe
     predictions (keyed by teacher hash, image-set hash, preprocessing)."""
-    cached = cache.get(spec.content_hash, images.probe_hash, spec.preprocessing_key)
+    cached = cache.get(*prediction_key(spec, images))
     if cached is not None:
         return cached.probs
     from .distributed.scan import RunnerPool
@@ -220,7 +220,7 @@ def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionC
         result = next(iter(pool.run([spec], images)))
     if result.error:
         raise SelkdError(result.error)
-    cache.put(spec.content_hash, images.probe_hash, spec.preprocessing_key, result.predictions)
+    cache.put(*prediction_key(spec, images), result.predictions)
     return result.predictions.probs
 
 

@@ -17,7 +17,7 @@ from .budget import Budget, parse_budget
 from .distillation import (local_teacher_probs, needs_teacher_outputs, run_name, student_data, student_images,
                            teacher_spec)
 from .errors import SelkdError
-from .io.cache import PredictionCache
+from .io.cache import PredictionCache, prediction_key
 from .io.lock import ScanLock
 from .io.results import write_selection
 from .progress import Progress, quiet
@@ -87,8 +87,8 @@ class Selection:
         images, total = self.student_images, 0.0
         for teacher_id in teacher_ids:
             spec, cost = self.teacher(teacher_id)
-            key = (spec.content_hash, images.probe_hash, spec.preprocessing_key)
-            if needs_teacher_outputs(spec, self.config.distill, cost) and key not in self.cache:
+            cached = prediction_key(spec, images) in self.cache
+            if needs_teacher_outputs(spec, self.config.distill, cost) and not cached:
                 total += spec.flops_per_sample * len(images)
         return total
 
@@ -212,9 +212,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     finished = [r for r in ran if r.epochs == max(r.epochs for r in ran)]
     order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
-    winner = race_winner([(Candidate(r.candidate, r.lam), r.best_val_accuracy) for r in finished],
-                         len(run.task.split("val")[1]), config.guard_z)
-    best = next(r for r in finished if (r.candidate, r.lam) == (winner.teacher_id, winner.lam))
+    best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.split("val")[1]), config.guard_z)
     rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
              "val_accuracy": r.best_val_accuracy, "flops": r.flops,
              "status": "winner" if r is best else "finished" if r in finished else

@@ -16,7 +16,7 @@ import numpy as np
 from .assessment import assess
 from .budget import Ledger, parse_budget, probe_sizes, survivors
 from .config import ScanConfig
-from .io.cache import PredictionCache
+from .io.cache import PredictionCache, prediction_key
 from .io.fs import Location
 from .progress import Step
 from .probe import make_probe
@@ -111,7 +111,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                 scored.append(rows[spec.teacher_id])
                 tally.emit("cached", spec.teacher_id, f"cached  {spec.teacher_id}  {scorers[0]}={reused['score']:.4f}")
                 continue
-            cached = cache.get(spec.content_hash, probe.probe_hash, spec.preprocessing_key)
+            cached = cache.get(*prediction_key(spec, probe))
             if cached is None:
                 pending.append(spec)
             else:
@@ -137,7 +137,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                     rows[spec.teacher_id] = failed_row(spec, result.error)
                     tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {result.error}")
                 else:
-                    cache.put(spec.content_hash, probe.probe_hash, spec.preprocessing_key, result.predictions)
+                    cache.put(*prediction_key(spec, probe), result.predictions)
                     settle(spec, result.predictions, "scored", result.node, result.assessment)
         ledger.seconds = time.perf_counter() - started
         ledger.close_round()

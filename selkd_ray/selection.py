@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from .config import DistillConfig, ScanConfig
 from .errors import SelkdError
 
 LABELS_ONLY = "labels-only"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -126,19 +128,19 @@ def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config:
     return int(min(config.race_epochs, math.floor(allowance / per_epoch))) if per_epoch > 0 else config.race_epochs
 
 
-def race_winner(finished: list[tuple[Candidate, float]], num_val: int, z: float) -> Candidate:
-    """The race's winner among the trials that ran longest, given as (candidate, best validation accuracy) in
-    the scan's order (shortlist order, label-only last): the first whose accuracy is within z standard errors of
-    the best one's. A better-ranked teacher is overtaken only by a lead beyond noise (sqrt(p1 q1 + p2 q2) / sqrt n,
+def race_winner(finished: list[tuple[T, float]], num_val: int, z: float) -> T:
+    """The race's winner among the trials that ran longest, given as (trial, best validation accuracy) in the
+    scan's order (shortlist order, label-only last): the first whose accuracy is within z standard errors of the
+    best one's. A better-ranked teacher is overtaken only by a lead beyond noise (sqrt(p1 q1 + p2 q2) / sqrt n,
     unpaired: a trial keeps no per-image results), as the guard keeps a distilled student only beyond noise."""
     if not finished or num_val <= 0:
         raise SelkdError("race: expected finished trials and a non-empty validation split")
     best = max(accuracy for _, accuracy in finished)
-    for candidate, accuracy in finished:
-        error = math.sqrt((best * (1 - best) + accuracy * (1 - accuracy)) / num_val)
-        if best - accuracy <= z * error:
-            return candidate
-    raise AssertionError("unreachable: the best trial is within noise of itself")
+
+    def within_noise(accuracy: float) -> bool:
+        return best - accuracy <= z * math.sqrt((best * (1 - best) + accuracy * (1 - accuracy)) / num_val)
+
+    return next(trial for trial, accuracy in finished if within_noise(accuracy))  # the best one always is
 
 
 @dataclass(frozen=True)

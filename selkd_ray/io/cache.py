@@ -10,13 +10,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..records import Predictions
+from ..records import Predictions, ProbeSet, TeacherSpec
 from .atomic import read_table, write_table
 from .fs import Location
 
 
 def rows_to_array(table: pa.Table, column: str) -> np.ndarray:
     return np.stack(table.column(column).to_numpy(zero_copy_only=False)).astype(np.float32)
+
+
+def prediction_key(spec: TeacherSpec, images: ProbeSet) -> tuple[str, str, str]:
+    """What keys a teacher's outputs on an image set: its content hash, the set's hash, its preprocessing."""
+    return spec.content_hash, images.probe_hash, spec.preprocessing_key
 
 
 class PredictionCache:
