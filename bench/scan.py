@@ -38,7 +38,8 @@ from selkd_ray.demo.zoo import MORE_RECIPES, RECIPES, train_teacher  # noqa: E40
 from selkd_ray.distributed.runtime import connect  # noqa: E402
 from selkd_ray.distributed.tasks import map_unordered  # noqa: E402
 from selkd_ray.io.atomic import write_table  # noqa: E402
-from selkd_ray.models import WEIGHTS_FILE, load_teacher, predict, save_teacher  # noqa: E402
+from selkd_ray.forward import ForwardPath  # noqa: E402
+from selkd_ray.models import WEIGHTS_FILE, load_teacher, save_teacher  # noqa: E402
 from selkd_ray.probe import make_probe  # noqa: E402
 
 
@@ -80,10 +81,10 @@ def efficiency(out: Path, sizes: Sizes) -> dict:
     torch.set_num_threads(1)
     bare = 0.0
     for spec in specs:
-        model = load_teacher(spec)
-        predict(model, probe.images[:8], spec.input_size, spec.mean, spec.std)  # warm-up, as the actor's first call
+        forward = ForwardPath.for_teacher(spec, torch.device("cpu"))
+        forward.outputs(probe.images[:8])  # warm-up, as the actor's first call
         started = time.perf_counter()
-        predict(model, probe.images, spec.input_size, spec.mean, spec.std)
+        forward.outputs(probe.images)
         bare += time.perf_counter() - started
     torch.set_num_threads(threads)
     walls = {}

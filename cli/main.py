@@ -21,6 +21,7 @@ app.add_typer(zoo_app, name="zoo")
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
+GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")
 JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
 
 
@@ -120,7 +121,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
 
 class Display:
     """Progress for people: a live bar on a terminal (done / total, status) with the log lines above it;
-    plain log lines on stderr otherwise; nothing with --quiet. Takes `Step`s (a scan's events are Steps) and
+    plain log lines on stderr otherwise; with --quiet only warnings (on stderr). Takes `Step`s (a scan's events are Steps) and
     plain strings."""
 
     def __init__(self, quiet: bool = False) -> None:
@@ -134,9 +135,11 @@ class Display:
                                 console=Console(stderr=True), transient=False)
 
     def __call__(self, event: Step | str) -> None:
-        if self.quiet:
-            return
         message = str(event)
+        if self.quiet:
+            if message.startswith("warning:"):  # a fallback the user must hear of, even with --quiet / --json
+                say(message)
+            return
         if self.bar is None or not isinstance(event, Step):
             if message:
                 say(message) if self.bar is None else self.bar.console.print(message)
@@ -163,7 +166,7 @@ def scan_json(result) -> dict:
     return {"scores": str(result.scores_path), "catalogue": str(result.catalogue_path), "ran": result.ran,
             "cached": result.cached, "failed": result.failed, "dropped": result.dropped,
             "skipped": result.skipped, "flops": result.flops, "seconds": result.seconds, "spent": result.spent,
-            "teachers": rows}
+            "runners": list(result.runners), "teachers": rows}
 
 
 @app.command("distill")
@@ -177,6 +180,7 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
                     epochs: int = typer.Option(30), lam: float = typer.Option(1.0, "--lambda"),
                     tau: float = typer.Option(2.0), eps: float = typer.Option(0.05), seed: int = typer.Option(0),
                     workers: int = typer.Option(1, help="Ray Train workers."),
+                    gpus: int = GPUS,
                     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a validation gain."),
                     max_flops: Optional[float] = typer.Option(None, help="Training FLOPs budget (e.g. 5e12)."),
                     augment: bool = typer.Option(False, help="Randomly shift images; the teacher then runs online in the workers."),
@@ -192,7 +196,7 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
     target = as_task(task)
     cost = cost_from_scan(scan_scores, teacher.name, target.num_classes) if scan_scores and teacher else None
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
-                           num_workers=workers, patience=patience, max_flops=max_flops, augment=augment)
+                           patience=patience, max_flops=max_flops, augment=augment, **gpu_workers(gpus, workers))
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
     with Display(quiet or json_output) as progress:
         result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=progress,
@@ -222,6 +226,8 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    probe_per_class: int = typer.Option(20, help="Probe images per target class."),
                    epochs: int = typer.Option(30, help="Epochs of the final distillation."),
                    seed: int = typer.Option(0, help="Probe and student seed."),
+                   gpus: int = GPUS,
+                   trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
                    json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
     it beats label-only on the validation split: a student never worse than training on labels alone.
@@ -239,8 +245,12 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
         raise SelkdError(f"--lambda-grid: '{lambda_grid}' is not a comma-separated list of numbers") from None
     if not lambdas or min(lambdas) < 0:
         raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{lambda_grid}'")
-    config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed), DistillConfig(epochs=epochs, seed=seed),
-                          budget, shortlist, tuple(teacher), race_epochs, lambdas, race=race, guard_z=guard_z)
+    if trials_per_gpu < 1:
+        raise SelkdError(f"--trials-per-gpu: expected at least 1, got {trials_per_gpu}")
+    config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed),
+                          DistillConfig(epochs=epochs, seed=seed, **gpu_workers(gpus, 1)), budget, shortlist,
+                          tuple(teacher), race_epochs, lambdas, race=race, guard_z=guard_z,
+                          trials_per_gpu=trials_per_gpu)
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:
@@ -251,6 +261,17 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                                "selection": str(result.selection_path)}, default=float))
         return
     typer.echo(result.summary)
+
+
+def gpu_workers(gpus: int, workers: int) -> dict:
+    """DistillConfig's worker fields for --gpus N (N Ray Train workers, one GPU each) beside --workers."""
+    from selkd_ray.errors import SelkdError
+
+    if gpus < 0 or workers < 1:
+        raise SelkdError(f"--gpus / --workers: expected --gpus >= 0 and --workers >= 1, got {gpus} and {workers}")
+    if gpus and workers not in (1, gpus):
+        raise SelkdError(f"--workers {workers} with --gpus {gpus}: each GPU runs one worker; give one of them")
+    return {"num_workers": gpus or workers, "use_gpu": gpus > 0}
 
 
 def distill_json(result) -> dict:

@@ -47,6 +47,7 @@ class ScanResult:
     seconds: float = 0.0
     round_flops: tuple[int, ...] = ()  # cumulative FLOPs at the end of each halving round
     history_path: Path | str | None = None  # history.parquet: one row per scan of this output
+    runners: tuple[dict, ...] = ()  # where each runner actor ran (node, resources, GPUs, device), when any ran
 
     @property
     def ranked(self) -> list[dict]:
@@ -102,7 +103,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     with ScanLock(out_dir):
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
         task = as_task(task)
-        pool = runners
+        pool, placements = runners, []
 
         def run_teachers(pending, probe, admit, scoring):
             nonlocal pool
@@ -112,6 +113,10 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
 
                 connect(address)
                 pool = RunnerPool(config.max_actors, len(pending))
+            if not placements:
+                placements.extend(pool.placements())
+                for warning in sorted({p["warning"] for p in placements if p["warning"]}):
+                    progress(f"warning: runner actors: {warning}")
             return pool.run(pending, probe, admit, scoring)
 
         scores_location = out_dir / "scores.parquet"
@@ -132,7 +137,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         new = sum(spec.content_hash not in known for spec in specs)
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
                                  out_dir / "history.parquet")
-    return replace(result, history_path=history)
+    return replace(result, history_path=history, runners=tuple(placements))
 
 
 def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config: ScanConfig, budget,
@@ -174,7 +179,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     The teacher's outputs on the student's images are computed by a runner actor and cached (`cache_dir`,
     default OUT/cache; pass a scan's cache to share it), unless `config.augment` makes it run online in the
     workers. Starting the same distillation again resumes its run from the latest checkpoint."""
-    from .distributed.runtime import connect
+    from .distributed.runtime import check_gpu_workers, connect
     from .distributed.train import fit_student
 
     if config.loss not in LOSSES:
@@ -184,6 +189,9 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     if spec is None:
         config = replace(config, loss="ce")
     connect(address)
+    if config.use_gpu and (warning := check_gpu_workers(config.num_workers)):
+        progress(f"warning: {warning}")
+        config = replace(config, use_gpu=False)
     out_dir = Path(out_dir).resolve()
     cache = PredictionCache(cache_dir or out_dir / "cache")
     data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache))

@@ -14,7 +14,7 @@ import numpy as np
 from .config import DistillConfig
 from .costs import conditional_cost
 from .errors import SelkdError
-from .models import load_teacher, predict
+from .forward import ForwardPath, choose_device, softmax
 from .records import ProbeSet, Task, TeacherSpec, content_hash
 from .training import StudentData
 from .zoo import index_teacher
@@ -31,10 +31,10 @@ def teacher_spec(folder: str | Path) -> TeacherSpec:
 
 
 def local_teacher_probs(spec: TeacherSpec, images: ProbeSet) -> np.ndarray:
-    """The teacher's softmax outputs computed right here (inside a benchmark task, say)."""
-    logits, _ = predict(load_teacher(spec), images.images, spec.input_size, spec.mean, spec.std)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    return (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    """The teacher's softmax outputs computed right here (inside a benchmark task, say), on this process's
+    device, through the one forward path."""
+    logits, _ = ForwardPath.for_teacher(spec, choose_device().device).outputs(images.images)
+    return softmax(logits)
 
 
 def logits_from_probs(probs: np.ndarray) -> np.ndarray:

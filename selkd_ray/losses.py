@@ -35,13 +35,14 @@ def sinkhorn_distillation_loss(teacher_logits: torch.Tensor, student_logits: tor
     finite for small eps and near one-hot predictions.
     """
     dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
-    teacher = with_floor(F.softmax(teacher_logits.detach().to(dtype) / tau, dim=1))
+    teacher = with_floor(F.softmax(teacher_logits.detach().to(student_logits.device, dtype) / tau, dim=1))
     student = with_floor(F.softmax(student_logits.to(dtype) / tau, dim=1))
     batch = student.shape[0]
     cost = cost.to(student)
     method = method or sinkhorn_method(cost, eps, dtype)
-    result = solve_batch(cost.expand(batch, *cost.shape), reg=eps, a=teacher, b=student.detach(), method=method,
-                         grad="detach", max_iter=max_iter, tol=1e-4)
+    with student.device:  # POT's plain batched solver makes its scaling vectors on the default device
+        result = solve_batch(cost.expand(batch, *cost.shape), reg=eps, a=teacher, b=student.detach(),
+                             method=method, grad="detach", max_iter=max_iter, tol=1e-4)
     _, student_potential = result.potentials  # log-domain: g / eps; plain: the scaling exp(g / eps)
     if method == "sinkhorn":
         student_potential = torch.log(student_potential)

@@ -7,15 +7,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
+from timm.data import resolve_model_data_config
 from timm.models import load_checkpoint, save_for_hf
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import SelkdError, fail
-from .preprocess import to_model_input
-from .records import Predictions, TeacherSpec
+from .errors import fail
+from .records import Preprocessing, TeacherSpec
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -50,24 +49,43 @@ def read_teacher_config(folder: Path) -> dict:
     input_size = pretrained_cfg.get("input_size", [3, 224, 224])
     if not (isinstance(input_size, list) and len(input_size) == 3):
         raise fail(f"{path}: pretrained_cfg.input_size", f"expected [channels, height, width], got {input_size!r}")
-    mean = pretrained_cfg.get("mean", [0.485, 0.456, 0.406])
-    std = pretrained_cfg.get("std", [0.229, 0.224, 0.225])
+    overlay = {key: tuple(value) if isinstance(value, list) else value
+               for key, value in pretrained_cfg.items() if key in DATA_CONFIG_KEYS}
     return {"architecture": architecture, "num_classes": num_classes, "label_names": tuple(map(str, label_names)),
-            "input_size": tuple(int(v) for v in input_size), "mean": tuple(map(float, mean)),
-            "std": tuple(map(float, std)), "model_args": config.get("model_args") or {}}
+            "input_size": tuple(int(v) for v in input_size), "data_config": overlay,
+            "model_args": config.get("model_args") or {}}
 
 
-def build_model(architecture: str, num_classes: int, in_chans: int, model_args: dict | None = None) -> torch.nn.Module:
+DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def build_model(architecture: str, num_classes: int, in_chans: int, model_args: dict | None = None,
+                data_config: dict | None = None) -> torch.nn.Module:
+    """A timm model with random weights; `data_config` overlays its pretrained_cfg (the folder's own)."""
     args = dict(model_args or {})
     args.update(num_classes=num_classes, in_chans=in_chans)
-    return timm.create_model(architecture, pretrained=False, **args)
+    return timm.create_model(architecture, pretrained=False, pretrained_cfg_overlay=data_config or None, **args)
 
 
-def describe(config: dict) -> tuple[int, int]:
-    """(parameter count, forward FLOPs per sample) of an architecture, without loading weights."""
-    model = build_model(config["architecture"], config["num_classes"], config["input_size"][0], config["model_args"])
+def data_config(model: torch.nn.Module) -> Preprocessing:
+    """The model's preprocessing as timm resolves it (input size, interpolation, crop_pct, mean/std)."""
+    resolved = resolve_model_data_config(model)
+    return Preprocessing(tuple(int(v) for v in resolved["input_size"]), tuple(map(float, resolved["mean"])),
+                         tuple(map(float, resolved["std"])), str(resolved["interpolation"]),
+                         float(resolved["crop_pct"]), str(resolved.get("crop_mode") or "center"))
+
+
+def describe(config: dict) -> tuple[int, int, Preprocessing]:
+    """(parameter count, forward FLOPs per sample, preprocessing) of a teacher folder's model, without loading
+    its weights."""
+    try:
+        model = build_model(config["architecture"], config["num_classes"], config["input_size"][0],
+                            config["model_args"], config["data_config"])
+        preprocessing = data_config(model)
+    except (TypeError, ValueError) as err:
+        raise fail(f"{config['architecture']}: config", f"timm cannot build it ({str(err).splitlines()[0][:200]})") from None
     params = sum(p.numel() for p in model.parameters())
-    return params, count_flops(model.eval(), config["input_size"])
+    return params, count_flops(model.eval(), preprocessing.input_size), preprocessing
 
 
 def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int]) -> int:
@@ -118,7 +136,8 @@ def imagenet_label_names() -> tuple[str, ...]:
 def load_teacher(spec: TeacherSpec) -> torch.nn.Module:
     """Build the architecture and load the weights file: a corrupt or missing file raises SelkdError."""
     config = read_teacher_config(Path(spec.path))
-    model = build_model(spec.architecture, spec.num_classes, spec.input_size[0], config["model_args"])
+    model = build_model(spec.architecture, spec.num_classes, spec.input_size[0], config["model_args"],
+                        config["data_config"])
     weights = Path(spec.path) / WEIGHTS_FILE
     try:
         load_checkpoint(model, str(weights), strict=True)
@@ -127,43 +146,14 @@ def load_teacher(spec: TeacherSpec) -> torch.nn.Module:
     return model.eval()
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, input_size: tuple[int, int, int], mean: tuple[float, ...],
-            std: tuple[float, ...], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (n, C), penultimate features (n, d)) for uint8 images, in batches, on the model's device."""
-    device = next(model.parameters()).device
-    logits, features = [], []
-    for start in range(0, len(images), batch_size):
-        x = to_model_input(images[start:start + batch_size], input_size, mean, std).to(device)
-        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
-        features.append(pooled.cpu())
-        logits.append(model.get_classifier()(pooled).cpu())
-    return torch.cat(logits).numpy(), torch.cat(features).numpy()
-
-
-def classifier_rows(model: torch.nn.Module) -> np.ndarray | None:
-    """The weight rows (C, d) of the model's classifier where it is one linear layer, else None."""
-    head = model.get_classifier()
-    weight = getattr(head, "weight", None)
-    if isinstance(head, torch.nn.Linear) and weight is not None:
-        return weight.detach().float().numpy().copy()
-    return None
-
-
-def teacher_predictions(spec: TeacherSpec, model: torch.nn.Module, images: np.ndarray) -> Predictions:
-    logits, features = predict(model, images, spec.input_size, spec.mean, spec.std)
-    if not (np.isfinite(logits).all() and np.isfinite(features).all()):
-        raise SelkdError(f"{spec.path}: teacher gives non-finite outputs on the probe set")
-    probs = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
-    return Predictions(probs=probs.astype(np.float32), features=features.astype(np.float32),
-                       classifier=classifier_rows(model))
-
-
 def save_teacher(model: torch.nn.Module, folder: Path, label_names: tuple[str, ...],
-                 input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> Path:
-    """Write a teacher folder (model.safetensors + config.json) with timm's own saver, atomically."""
+                 input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...],
+                 interpolation: str = "bilinear", crop_pct: float = 1.0) -> Path:
+    """Write a teacher folder (model.safetensors + config.json) with timm's own saver, atomically. The
+    defaults (the whole image, bilinear) are how the demo's teachers and every student were trained."""
     model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "input_size": tuple(input_size),
-                            "mean": tuple(mean), "std": tuple(std), "num_classes": len(label_names)}
+                            "mean": tuple(mean), "std": tuple(std), "num_classes": len(label_names),
+                            "interpolation": interpolation, "crop_pct": crop_pct, "crop_mode": "center"}
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

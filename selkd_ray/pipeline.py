@@ -205,7 +205,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     trials = [{"candidate": c.teacher_id, "lam": c.lam, "loss": "ce" if c.teacher_id == LABELS_ONLY else "ot"}
               for c in pool]
     results = run_race(data, trials, config.distill, epochs, config.grace_epochs, config.reduction_factor,
-                       run.out_dir / "race", name, seconds)
+                       run.out_dir / "race", name, seconds, config.trials_per_gpu)
     ran = [r for r in results if not r.error]
     if not ran:
         raise SelkdError(f"race: every trial failed ({results[0].error})")
@@ -214,7 +214,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
     best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.split("val")[1]), config.guard_z)
     rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
-             "val_accuracy": r.best_val_accuracy, "flops": r.flops,
+             "val_accuracy": r.best_val_accuracy, "flops": r.flops, "gpu": r.gpu, "device": r.device,
              "status": "winner" if r is best else "finished" if r in finished else
              f"failed: {r.error}" if r.error else "stopped early"}
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]

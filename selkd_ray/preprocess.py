@@ -1,25 +1,7 @@
-"""Turn stored uint8 images into the tensor a given model expects (channels, size, normalisation)."""
+"""Training-time augmentation of stored uint8 images (the model's input itself comes from `forward.model_input`)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-
-
-def to_model_input(images: np.ndarray | torch.Tensor, input_size: tuple[int, int, int],
-                   mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 (n, C, H, W) -> float (n, C', H', W'), grey<->RGB converted, resized and normalised."""
-    x = torch.as_tensor(images).float().div_(255.0)
-    channels, height, width = input_size
-    if x.shape[1] == 1 and channels == 3:
-        x = x.expand(-1, 3, -1, -1)
-    elif x.shape[1] == 3 and channels == 1:
-        x = x.mean(1, keepdim=True)
-    if tuple(x.shape[2:]) != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    mean_t = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean_t) / std_t
 
 
 def random_shift(images: torch.Tensor, padding: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:

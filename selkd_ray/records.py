@@ -8,6 +8,24 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """How images become a model's input, in timm's data-config terms (what `create_transform` takes)."""
+
+    input_size: tuple[int, int, int]  # (channels, height, width)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0  # resize to size / crop_pct, then crop the centre: 1.0 keeps the whole image
+    crop_mode: str = "center"
+
+    @property
+    def key(self) -> str:
+        """What decides the input tensor: part of the prediction cache key."""
+        return (f"{'x'.join(map(str, self.input_size))}|{self.mean}|{self.std}|{self.interpolation}|"
+                f"{self.crop_pct:g}|{self.crop_mode}")
+
+
+@dataclass(frozen=True)
 class TeacherSpec:
     """One teacher of the zoo, as the catalogue knows it."""
 
@@ -22,15 +40,22 @@ class TeacherSpec:
     param_count: int = 0
     flops_per_sample: int = 0  # forward FLOPs for one input
     error: str = ""  # non-empty: the teacher could not be indexed
+    interpolation: str = "bilinear"  # with crop_pct and crop_mode: timm's resolved data config
+    crop_pct: float = 1.0
+    crop_mode: str = "center"
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
 
     @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.input_size, self.mean, self.std, self.interpolation, self.crop_pct, self.crop_mode)
+
+    @property
     def preprocessing_key(self) -> str:
         """What decides the teacher's input tensor: part of the prediction cache key."""
-        return f"{'x'.join(map(str, self.input_size))}|{self.mean}|{self.std}"
+        return self.preprocessing.key
 
 
 @dataclass(frozen=True)

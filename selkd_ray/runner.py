@@ -13,7 +13,7 @@ import torch
 
 from .assessment import assess
 from .errors import SelkdError
-from .models import load_teacher, teacher_predictions
+from .forward import ForwardPath, choose_device, teacher_predictions
 from .records import ProbeSet, TeacherResult, TeacherSpec
 
 
@@ -31,23 +31,24 @@ class TeacherRunner:
     Scoring is left to the driver: it is cheap maths, and cached and fresh predictions then take one path.
     """
 
-    def __init__(self, num_threads: int | None = None) -> None:
+    def __init__(self, num_threads: int | None = None, assigned_gpus: int | None = None) -> None:
+        """`assigned_gpus`: the GPUs the scheduler gave this runner (None outside Ray: CUDA if present)."""
         if num_threads:
             torch.set_num_threads(num_threads)
         self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self.prefetched: dict[str, Future] = {}
-        # an actor given a GPU (num_gpus=1) sees exactly that one as cuda:0
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.placement_choice = choose_device(assigned_gpus)
+        self.device = self.placement_choice.device
 
     def prefetch(self, spec: TeacherSpec | None) -> None:
         """Start loading `spec` in the background; a load error surfaces when the teacher is run."""
         if spec is not None and spec.path not in self.prefetched:
             self.prefetched[spec.path] = self.loader.submit(self.load, spec)
 
-    def load(self, spec: TeacherSpec) -> torch.nn.Module:
-        return load_teacher(spec).to(self.device)
+    def load(self, spec: TeacherSpec) -> ForwardPath:
+        return ForwardPath.for_teacher(spec, self.device)
 
-    def model(self, spec: TeacherSpec) -> torch.nn.Module:
+    def forward(self, spec: TeacherSpec) -> ForwardPath:
         future = self.prefetched.pop(spec.path, None)
         return future.result() if future is not None else self.load(spec)
 
@@ -56,9 +57,9 @@ class TeacherRunner:
         """Run `spec` on the probe and, given `scoring`, assess it here too (so N runners score in parallel)."""
         started = time.perf_counter()
         try:
-            model = self.model(spec)
+            forward = self.forward(spec)
             self.prefetch(upcoming)
-            raw = replace(teacher_predictions(spec, model, probe.images), seconds=time.perf_counter() - started)
+            raw = replace(teacher_predictions(spec, forward, probe.images), seconds=time.perf_counter() - started)
             assessment = assess(spec, raw, probe, scoring.scorers, scoring.label_embeddings) if scoring else None
             return TeacherResult(spec.teacher_id, raw, assessment=assessment)
         except SelkdError as err:

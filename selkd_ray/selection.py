@@ -35,6 +35,7 @@ class SelectConfig:
     race: bool = True  # False: the top teacher goes straight to distillation
     scan_share: float = 0.2  # at most this share of the budget for the scan
     guard_z: float = 0.5  # noise margin (standard errors): for the guard, and for overtaking in the race
+    trials_per_gpu: int = 4  # race trials sharing one GPU where the cluster has GPUs (each takes 1/this)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ the validation split, the FLOPs budget, the best-validation weights and a resuma
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -15,10 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .config import DistillConfig
+from .forward import ForwardPath, host_state, model_input, place, to_device
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
-from .models import build_model, count_flops, load_teacher
-from .preprocess import random_shift, to_model_input
-from .records import TeacherSpec
+from .models import build_model, count_flops
+from .preprocess import random_shift
+from .records import Preprocessing, TeacherSpec
 
 
 @dataclass
@@ -38,17 +38,10 @@ class StudentData:
     teacher: TeacherSpec | None = None  # run online inside the workers (with augmentation) when set
     teacher_flops: int = 0  # the teacher's forward FLOPs per sample, for the budget when it runs online
 
-
-class OnlineTeacher:
-    """The teacher run inside a worker on each (augmented) batch, so its targets follow the augmentation."""
-
-    def __init__(self, spec: TeacherSpec, device: torch.device) -> None:
-        self.spec, self.model = spec, load_teacher(spec).to(device)
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = to_model_input(images, self.spec.input_size, self.spec.mean, self.spec.std)
-        return self.model(x.to(next(self.model.parameters()).device))
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The student's input: the task's images at their own size (the whole image), normalised."""
+        return Preprocessing(self.input_size, self.mean, self.std)
 
 
 def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batch: tuple, config: DistillConfig,
@@ -67,18 +60,14 @@ def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batc
     return loss + config.lam * term
 
 
-def inputs(data: StudentData, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return to_model_input(images, data.input_size, data.mean, data.std)
-
-
 def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, labelled_loader,
-                all_loader, config: DistillConfig, device: torch.device, teacher: OnlineTeacher | None = None,
+                all_loader, config: DistillConfig, device: torch.device, teacher: ForwardPath | None = None,
                 generator: torch.Generator | None = None) -> float:
     """One pass over `all_loader`, each step paired with a fresh labelled minibatch. Returns the mean loss.
 
     With `config.augment` both minibatches are randomly shifted; an online teacher sees the same images."""
     student.train()
-    cost = torch.as_tensor(data.cost, dtype=torch.float32, device=device) if data.cost is not None else None
+    cost = to_device(data.cost.astype(np.float32), device) if data.cost is not None else None
     labelled_iter = iter(labelled_loader)
     losses = []
     for images, t_logits in all_loader:
@@ -89,10 +78,9 @@ def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data
             x_lab, y_lab = next(labelled_iter)
         if config.augment:
             x_lab, images = random_shift(x_lab, generator=generator), random_shift(images, generator=generator)
-        if teacher is not None:
-            t_logits = teacher(images)
-        labelled = (inputs(data, x_lab).to(device), y_lab.to(device))
-        batch = (inputs(data, images).to(device), t_logits.to(device))
+        t_logits = teacher.logits(images) if teacher is not None else to_device(t_logits, device)
+        labelled = (model_input(x_lab, data.preprocessing, device), to_device(y_lab, device))
+        batch = (model_input(images, data.preprocessing, device), t_logits)
         loss = step_loss(student, data, labelled, batch, config, cost)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -101,16 +89,13 @@ def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data
     return float(np.mean(losses)) if losses else 0.0
 
 
-@torch.no_grad()
 def evaluate(student: torch.nn.Module, data: StudentData, images: np.ndarray, labels: np.ndarray,
-             device: torch.device | str = "cpu", batch_size: int = 512) -> float:
-    """Top-1 accuracy."""
-    student.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = inputs(data, images[start:start + batch_size]).to(device)
-        correct += int((student(x).argmax(1).cpu().numpy() == labels[start:start + batch_size]).sum())
-    return correct / max(len(labels), 1)
+             device: torch.device | str = "cpu") -> float:
+    """Top-1 accuracy, through the one forward path."""
+    if len(labels) == 0:
+        return 0.0
+    logits, _ = ForwardPath(student, data.preprocessing, torch.device(device)).outputs(images)
+    return float((logits.argmax(1) == labels).mean())
 
 
 def loaders(data: StudentData, config: DistillConfig, rank: int = 0):
@@ -184,7 +169,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
     count every worker's steps; a budget is checked before each epoch (the caller checks the first)."""
     state = state or initial_state()
     module = getattr(student, "module", student)
-    teacher = OnlineTeacher(data.teacher, device) if teacher_runs_online(data, config) else None
+    teacher = ForwardPath.for_teacher(data.teacher, device) if teacher_runs_online(data, config) else None
     flops_per_epoch = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
     generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
     if state["stopped"].startswith(BUDGET_STOPS):  # resumed with a budget that may have grown since
@@ -205,7 +190,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
                                  "seconds": seconds})
         if val > state["best_val"]:
             state["best_val"], state["best_epoch"] = val, epoch
-            state["best_model"] = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+            state["best_model"] = host_state(module)
         if config.patience and epoch - state["best_epoch"] >= config.patience:
             state["stopped"] = f"early stop: no validation gain for {config.patience} epochs"
         if epoch + 1 < config.epochs:
@@ -214,7 +199,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
             after_epoch(state)
         if state["stopped"]:
             break
-    state["final_model"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    state["final_model"] = host_state(module)
     return state
 
 
@@ -223,7 +208,7 @@ def fit_plain(data: StudentData, config: DistillConfig, device: str = "cpu") -> 
 
     Returns the same state as the Ray Train job: best-validation weights and a per-epoch history."""
     student, optimizer = new_student(data, config)
-    student.to(device)
+    student = place(student, torch.device(device))
     labelled_loader, all_loader = loaders(data, config)
     state = fit_epochs(student, optimizer, data, config, torch.device(device), labelled_loader, all_loader)
     return {**state, "model": state["best_model"] or state["final_model"]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from pathlib import Path
 
 from .errors import SelkdError, fail
@@ -42,12 +43,12 @@ def index_teacher(folder: Path) -> tuple[TeacherSpec, int, int]:
                 label_names=(), input_size=(0, 0, 0), mean=(), std=())
     try:
         config = read_teacher_config(folder)
-        base.update(architecture=config["architecture"], label_names=config["label_names"],
-                    input_size=config["input_size"], mean=config["mean"], std=config["std"])
+        base.update(architecture=config["architecture"], label_names=config["label_names"])
         if stat is None:
             raise fail(str(weights), "missing; expected the teacher's weights in safetensors format")
-        params, flops = describe(config)
-        base.update(content_hash=file_sha256(weights), param_count=params, flops_per_sample=flops)
+        params, flops, preprocessing = describe(config)
+        base.update(content_hash=file_sha256(weights), param_count=params, flops_per_sample=flops,
+                    **asdict(preprocessing))
         return TeacherSpec(**base), size, mtime
     except SelkdError as err:
         return TeacherSpec(**base, error=str(err)), size, mtime

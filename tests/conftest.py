@@ -15,6 +15,18 @@ if not bootstrap.exists():
     bootstrap.write_text("{}\n")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run wherever torch sees a CUDA device and are skipped, with the reason, elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch sees none here (bench/gpu.py runs these on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray

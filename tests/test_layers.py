@@ -23,5 +23,16 @@ def test_only_the_distributed_layer_imports_ray_and_only_io_imports_pyarrow():
             assert "import ray" not in text and "from ray" not in text, relative
         if not relative.startswith("io/"):
             assert "import pyarrow" not in text, relative
-        if relative not in ("models.py",):
+        if relative not in ("models.py", "forward.py"):
             assert "import timm" not in text and "from timm" not in text, relative
+
+
+def test_one_forward_path_runs_every_model_and_moves_every_tensor():
+    """Only forward.py runs a model's forward on images or moves tensors between host and device."""
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative == "forward.py":
+            continue
+        text = path.read_text()
+        for marker in ("forward_features(", "forward_head(", ".cpu()", ".cuda(", "pin_memory", ".numpy()"):
+            assert marker not in text, (relative, marker)

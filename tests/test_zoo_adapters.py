@@ -3,12 +3,16 @@ import json
 
 import numpy as np
 import timm
+import torch
 from timm.models import save_for_hf
 
 from selkd_ray.api import index_zoo
 from selkd_ray.demo.pretrained import INPUT_SIZE, TEACHER_ID, save_imagenet_teacher
 from selkd_ray.errors import SelkdError
-from selkd_ray.models import load_teacher, load_weights_in_order, teacher_predictions
+from selkd_ray.forward import ForwardPath, teacher_predictions
+from selkd_ray.models import load_weights_in_order
+
+CPU = torch.device("cpu")
 
 
 def test_a_folder_written_by_timm_save_for_hf_is_a_teacher(tmp_path):
@@ -24,7 +28,7 @@ def test_a_folder_written_by_timm_save_for_hf_is_a_teacher(tmp_path):
     assert spec.label_names == ("a", "b", "c", "d") and spec.input_size == (1, 28, 28)
     assert spec.mean == (0.5,) and spec.std == (0.25,) and spec.flops_per_sample > 0
     images = np.random.default_rng(0).integers(0, 255, (5, 1, 28, 28), dtype=np.uint8)
-    probs = teacher_predictions(spec, load_teacher(spec), images).probs
+    probs = teacher_predictions(spec, ForwardPath.for_teacher(spec, CPU), images).probs
     assert probs.shape == (5, 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
@@ -35,7 +39,7 @@ def test_the_packaged_imagenet_teacher_runs_on_grey_digits(tmp_path, target_task
     assert spec.input_size == INPUT_SIZE and spec.label_names[:2] == ("tench", "goldfish")
     assert len(set(spec.label_names)) == 1000
     images, _ = target_task.split("train")
-    probs = teacher_predictions(spec, load_teacher(spec), images[:8]).probs
+    probs = teacher_predictions(spec, ForwardPath.for_teacher(spec, CPU), images[:8]).probs
     assert probs.shape == (8, 1000)
     assert probs.max() > 5 / 1000  # real weights: far from the uniform output of an untrained head
 

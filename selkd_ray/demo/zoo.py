@@ -9,9 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..forward import model_input
 from ..models import WEIGHTS_FILE, build_model, save_teacher
-from ..preprocess import to_model_input
 from ..progress import Step
+from ..records import Preprocessing
 from .data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, mnist, pools
 
 ARCHITECTURES = ("test_resnet", "test_efficientnet")
@@ -77,7 +78,7 @@ def train_classifier(architecture: str, images: np.ndarray, labels: np.ndarray, 
     torch.manual_seed(seed)
     model = build_model(architecture, num_classes, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    x_all = to_model_input(images, (1, 28, 28), MNIST_MEAN, MNIST_STD)
+    x_all = model_input(images, Preprocessing((1, 28, 28), MNIST_MEAN, MNIST_STD), torch.device("cpu"))
     y_all = torch.from_numpy(labels)
     generator = torch.Generator().manual_seed(seed)
     model.train()

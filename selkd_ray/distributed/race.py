@@ -9,13 +9,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from ..config import DistillConfig
+from ..forward import choose_device, place
 from ..training import StudentData, fit_epochs, loaders, new_student
-from .runtime import cpu_slots
+from .runtime import cpu_slots, gpu_count
 
 METRIC = "best_val_accuracy"
 
@@ -28,6 +30,8 @@ class TrialResult:
     best_val_accuracy: float
     flops: float
     error: str = ""  # why the trial failed ('' when it ran)
+    gpu: float = 0.0  # the share of a GPU Ray gave the trial
+    device: str = "cpu"  # where it trained (cpu when its node declared a GPU that torch cannot use)
 
 
 def race_trial(space: dict, data: dict, base: dict) -> None:
@@ -36,20 +40,31 @@ def race_trial(space: dict, data: dict, base: dict) -> None:
     trial = space["trial"]
     config = DistillConfig(**{**base, "lam": trial["lam"], "loss": trial["loss"]})
     student_data: StudentData = data[trial["candidate"]]
+    gpu = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    device = choose_device(len(ray.get_gpu_ids())).device
     student, optimizer = new_student(student_data, config)
+    student = place(student, device)  # in place: the optimiser's parameters move with it
     labelled_loader, all_loader = loaders(student_data, config)
 
     def report(state: dict) -> None:
         tune.report({METRIC: state["best_val"], "val_accuracy": state["history"][-1]["val_accuracy"],
-                     "flops": float(state["flops"]), "epoch": state["epoch"] + 1})
+                     "flops": float(state["flops"]), "epoch": state["epoch"] + 1, "gpu": gpu,
+                     "device": str(device)})
 
-    fit_epochs(student, optimizer, student_data, config, torch.device("cpu"), labelled_loader, all_loader,
-               after_epoch=report)
+    fit_epochs(student, optimizer, student_data, config, device, labelled_loader, all_loader, after_epoch=report)
+
+
+def trial_resources(trials_per_gpu: int) -> dict[str, float]:
+    """One CPU slot per trial, plus 1/trials_per_gpu of a GPU where the cluster has GPUs, so several short
+    distillations share one device."""
+    if gpu_count() and trials_per_gpu >= 1:
+        return {"cpu": 1, "gpu": 1.0 / trials_per_gpu}
+    return {"cpu": 1}
 
 
 def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillConfig, epochs: int,
              grace: int, reduction_factor: int, storage: str | Path, name: str,
-             time_budget_s: float | None = None) -> list[TrialResult]:
+             time_budget_s: float | None = None, trials_per_gpu: int = 4) -> list[TrialResult]:
     """Run every trial ({'candidate', 'lam', 'loss'}) for at most `epochs` epochs; ASHA stops the weak.
     `name` must key every input: a race started again under its name is restored, not rerun."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables: progress goes through `progress`
@@ -57,7 +72,8 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
             "num_workers": 1, "augment": False}
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(grace, epochs),
                               reduction_factor=reduction_factor)
-    trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base), {"cpu": 1})
+    trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base),
+                                    trial_resources(trials_per_gpu))
     experiment = Path(storage).resolve() / name
     if tune.Tuner.can_restore(experiment):  # the same race again: finished trials stand, unfinished ones rerun
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, restart_errored=True)
@@ -76,5 +92,7 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
         error = str(result.error).strip().splitlines()[-1][:300] if result.error else ""
         results.append(TrialResult(trial["candidate"], float(trial["lam"]), int(frame["epoch"].max()) if ran else 0,
                                    float(frame[METRIC].max()) if ran else 0.0,
-                                   float(frame["flops"].max()) if ran else 0.0, error))
+                                   float(frame["flops"].max()) if ran else 0.0, error,
+                                   float(frame["gpu"].iloc[-1]) if ran else 0.0,
+                                   str(frame["device"].iloc[-1]) if ran else ""))
     return results

@@ -53,3 +53,27 @@ def cpu_slots() -> int:
 
 def gpu_count() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
+
+
+@ray.remote(num_gpus=1, num_cpus=0)
+def cuda_visible() -> bool:
+    """Whether torch sees CUDA on a node Ray schedules a GPU task on."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_gpu_workers(workers: int, timeout: float = 120.0) -> str:
+    """Before a Ray Train run on `workers` GPUs: a one-line error when the cluster has fewer GPUs; a warning
+    (the run then falls back to CPU workers) when a GPU node has no CUDA that torch can use; '' when fine."""
+    declared = gpu_count()
+    if declared < workers:
+        raise SelkdError(f"--gpus: {workers} GPU worker(s) asked for, but the cluster has {declared} GPU(s)")
+    try:
+        usable = ray.get(cuda_visible.remote(), timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise SelkdError(f"--gpus: no GPU of the cluster became free within {timeout:.0f} s") from None
+    if usable:
+        return ""
+    return (f"the cluster declares {declared} GPU(s) but torch sees no CUDA device on a GPU node: training on "
+            f"{workers} CPU worker(s) instead")

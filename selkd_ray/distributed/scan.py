@@ -23,7 +23,15 @@ ACTOR_PREFIX = "selkd-runner"
 
 
 class RunnerActor(TeacherRunner):
-    """The plain runner plus the node it runs on."""
+    """The plain runner on the device Ray gave it, plus the node it runs on."""
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        super().__init__(num_threads, assigned_gpus=len(ray.get_gpu_ids()))
+
+    def placement(self) -> dict:
+        """Where this runner runs: its node, the GPUs Ray gave it, the torch device, any fallback warning."""
+        return {"node": ray.util.get_node_ip_address(), "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+                "device": str(self.device), "warning": self.placement_choice.warning}
 
     def run(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None,
             scoring: Scoring | None) -> TeacherResult:
@@ -95,6 +103,12 @@ class RunnerPool:
             yield result
         for spec in [reserved.pop(slot) for slot in list(reserved)] + list(queue):
             yield TeacherResult(spec.teacher_id, None, skipped=True)
+
+    def placements(self) -> list[dict]:
+        """Each runner's placement (see RunnerActor.placement) with the resources it holds."""
+        found = ray.get([actor.placement.remote() for actor in self.actors])
+        return [{**where, "resources": {k.removeprefix("num_").upper(): v for k, v in self.options.items()}}
+                for where in found]
 
     def ready(self) -> "RunnerPool":
         """Wait until every actor has started (imports done), e.g. before timing a scan."""

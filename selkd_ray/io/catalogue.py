@@ -22,6 +22,9 @@ CATALOGUE_SCHEMA = pa.schema([
     ("param_count", pa.int64()),
     ("flops_per_sample", pa.int64()),
     ("error", pa.string()),
+    ("interpolation", pa.string()),
+    ("crop_pct", pa.float64()),
+    ("crop_mode", pa.string()),
     ("file_size", pa.int64()),  # with file_mtime_ns: an unchanged file is not hashed again
     ("file_mtime_ns", pa.int64()),
 ])
@@ -34,9 +37,13 @@ def write_catalogue(entries: list[tuple[TeacherSpec, int, int]], path: "str | Pa
 
 
 def read_catalogue(path: "str | Path | Location") -> list[tuple[TeacherSpec, int, int]]:
+    """The catalogue's entries; one written before a column existed has none (every teacher is indexed anew)."""
     names = {f.name for f in fields(TeacherSpec)}
+    table = read_table(path)
+    if set(CATALOGUE_SCHEMA.names) - set(table.schema.names):
+        return []
     entries = []
-    for row in read_table(path).to_pylist():
+    for row in table.to_pylist():
         spec = {k: v for k, v in row.items() if k in names}
         for key in ("label_names", "input_size", "mean", "std"):
             spec[key] = tuple(spec[key] or ())

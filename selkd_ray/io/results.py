@@ -57,6 +57,8 @@ SELECTION_COLUMNS = [
     ("budget", pa.float64()),  # the whole pipeline's FLOPs budget, on stage rows
     ("kept", pa.string()),  # on the decision row: 'distilled' or 'labels-only'
     ("message", pa.string()),  # on the decision row: what happened, in words
+    ("gpu", pa.float64()),  # on trial rows: the share of a GPU the trial held
+    ("device", pa.string()),  # on trial rows: where it trained
 ]
 
 
