@@ -39,7 +39,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         os.environ.setdefault(key, value)
     if address:
         check_reachable(address)
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
         return False
     # address="local": always a new embedded instance, never a cluster that `ray start` left recorded on disk
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP, log_to_driver=False,

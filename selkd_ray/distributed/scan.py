@@ -107,8 +107,8 @@ class RunnerPool:
     def placements(self) -> list[dict]:
         """Each runner's placement (see RunnerActor.placement) with the resources it holds."""
         found = ray.get([actor.placement.remote() for actor in self.actors])
-        return [{**where, "resources": {k.removeprefix("num_").upper(): v for k, v in self.options.items()}}
-                for where in found]
+        held = {"GPU" if key == "num_gpus" else "CPU": amount for key, amount in self.options.items()}
+        return [{**where, "resources": held} for where in found]
 
     def ready(self) -> "RunnerPool":
         """Wait until every actor has started (imports done), e.g. before timing a scan."""

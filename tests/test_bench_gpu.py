@@ -1,0 +1,27 @@
+"""The prepared GPU check's --quick mode: the same script on the CPU, every step, under a minute of work."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu.py"
+
+
+def test_the_gpu_check_runs_quick_on_the_cpu(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((tmp_path / "gpu-bench.json").read_text())
+    assert figures["quick"] and figures["device"] == "cpu"
+    assert figures["tests"]["exit_code"] == 0 and "skipped" in figures["tests"]["summary"]  # no CUDA here
+    teachers = figures["scan"]["teachers"]
+    assert len(teachers) == 3 and {row["architecture"] for row in teachers} == {"test_resnet", "test_efficientnet",
+                                                                               "test_vit"}
+    assert all(row["load_s"] > 0 and row["copy_s"] >= 0 and row["run_s"] > 0 and row["bytes"] > 0 for row in teachers)
+    scan = figures["scan"]
+    assert scan["probe_images"] == 50 and scan["scan_wall_s"] > 0 and 0 < scan["share_of_limit"]
+    assert scan["limit_s"] >= max(row["bytes"] for row in teachers) / scan["read_bandwidth_bytes_s"]
+    assert figures["step"]["ot_over_ce"] > 1.0  # the OT term adds work to the same step
+    assert "(c) distillation step" in done.stdout and "of it" in done.stdout
