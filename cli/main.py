@@ -108,7 +108,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     from selkd_ray.api import scan
     from selkd_ray.report import ranking_table, scan_summary
 
-    eta = eta or (3 if budget else None)
+    eta = eta if eta is not None else (3 if budget else None)
     config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe)
     with Display(quiet or json_output) as progress:
         result = scan(zoo, task, out, config, address=address, progress=progress)
@@ -245,8 +245,6 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
         raise SelkdError(f"--lambda-grid: '{lambda_grid}' is not a comma-separated list of numbers") from None
     if not lambdas or min(lambdas) < 0:
         raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{lambda_grid}'")
-    if trials_per_gpu < 1:
-        raise SelkdError(f"--trials-per-gpu: expected at least 1, got {trials_per_gpu}")
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed),
                           DistillConfig(epochs=epochs, seed=seed, **gpu_workers(gpus, 1)), budget, shortlist,
                           tuple(teacher), race_epochs, lambdas, race=race, guard_z=guard_z,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .budget import parse_budget, probe_sizes
-from .config import LOSSES, DistillConfig, ScanConfig
+from .config import DistillConfig, ScanConfig
 from .distillation import run_name, student_data, teacher_spec
 from .errors import SelkdError
 from .io.cache import PredictionCache, prediction_key
@@ -182,8 +182,6 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     from .distributed.runtime import check_gpu_workers, connect
     from .distributed.train import fit_student
 
-    if config.loss not in LOSSES:
-        raise SelkdError(f"--loss: '{config.loss}' is not one of {', '.join(LOSSES)}")
     task = as_task(task)
     spec = teacher_spec(teacher) if teacher is not None else None
     if spec is None:

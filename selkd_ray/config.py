@@ -3,7 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import SelkdError
+
 LOSSES = ("ot", "kl", "ce")
+
+
+def at_least(flag: str, value: float | None, minimum: float, strictly: bool = False) -> None:
+    """A one-line error naming the option when `value` (None: not set) is below `minimum` (or equal, if
+    `strictly`): a zero or a negative count must never fall back to another value without a word."""
+    if value is not None and (value < minimum or (strictly and value == minimum)):
+        bound = f"> {minimum:g}" if strictly else f">= {minimum:g}"
+        raise SelkdError(f"{flag}: expected a value {bound}, got {value:g}")
 
 
 @dataclass(frozen=True)
@@ -17,6 +27,14 @@ class ScanConfig:
     budget: str | None = None  # FLOPs ('2e9', '2G') or wall time ('300s', '5min'); None: no limit
     eta: int | None = None  # successive halving: keep the best 1/eta each round (None: one round, full probe)
     min_probe: int | None = None  # images per class in the first halving round (default 2)
+
+    def __post_init__(self) -> None:
+        if not self.scorers:
+            raise SelkdError("--scorer: expected at least one scorer")
+        at_least("--probe-per-class", self.probe_per_class, 2)  # cross-fitting halves the probe of each class
+        at_least("--eta", self.eta, 2)
+        at_least("--min-probe", self.min_probe, 2)
+        at_least("--max-actors", self.max_actors, 1)
 
 
 @dataclass(frozen=True)
@@ -39,3 +57,15 @@ class DistillConfig:
     num_workers: int = 1  # Ray Train workers
     use_gpu: bool = False
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise SelkdError(f"--loss: '{self.loss}' is not one of {', '.join(LOSSES)}")
+        for flag, value in (("--epochs", self.epochs), ("--workers", self.num_workers),
+                            ("--patience", self.patience), ("batch_size", self.batch_size),
+                            ("labelled_batch_size", self.labelled_batch_size)):
+            at_least(flag, value, 1)
+        at_least("--lambda", self.lam, 0)
+        for flag, value in (("--tau", self.tau), ("--eps", self.eps), ("learning_rate", self.learning_rate),
+                            ("--max-flops", self.max_flops), ("max_seconds", self.max_seconds)):
+            at_least(flag, value, 0, strictly=True)

@@ -19,6 +19,7 @@ import torch
 from timm.data import create_transform
 
 from .errors import SelkdError
+from .models import load_teacher
 from .records import Predictions, Preprocessing, TeacherSpec
 
 CPU_BATCH = 256
@@ -122,8 +123,6 @@ class ForwardPath:
 
     @classmethod
     def for_teacher(cls, spec: TeacherSpec, device: torch.device) -> "ForwardPath":
-        from .models import load_teacher
-
         return cls(load_teacher(spec), spec.preprocessing, device)
 
     def autocast(self):

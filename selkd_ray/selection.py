@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 
 from .budget import Budget
-from .config import DistillConfig, ScanConfig
+from .config import DistillConfig, ScanConfig, at_least
 from .errors import SelkdError
 
 LABELS_ONLY = "labels-only"
@@ -36,6 +36,15 @@ class SelectConfig:
     scan_share: float = 0.2  # at most this share of the budget for the scan
     guard_z: float = 0.5  # noise margin (standard errors): for the guard, and for overtaking in the race
     trials_per_gpu: int = 4  # race trials sharing one GPU where the cluster has GPUs (each takes 1/this)
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--shortlist", self.shortlist), ("--race-epochs", self.race_epochs),
+                            ("--trials-per-gpu", self.trials_per_gpu), ("grace_epochs", self.grace_epochs)):
+            at_least(flag, value, 1)
+        at_least("reduction_factor", self.reduction_factor, 2)
+        at_least("--guard-z", self.guard_z, 0)
+        if not self.lambdas or min(self.lambdas) < 0:
+            raise SelkdError(f"--lambda-grid: expected non-negative numbers, got {self.lambdas}")
 
 
 @dataclass(frozen=True)
