@@ -19,7 +19,7 @@ from .io.cache import PredictionCache, prediction_key
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.embeddings import EmbeddingCache
 from .io.fs import Location
-from .io.history import append_history
+from .io.history import append_history, read_history
 from .io.lock import ScanLock
 from .io.results import read_scores, write_metrics, write_scores
 from .io.tasks import load_task
@@ -101,6 +101,10 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     out_dir = Location(out_dir)  # a local folder or a pyarrow filesystem URI
     with ScanLock(out_dir):
+        # every table this scan will read or append to is read first: a bad one stops it before any work
+        scores_location = out_dir / "scores.parquet"
+        previous = read_scores(scores_location) if scores_location.is_file() else []
+        read_history(out_dir / "history.parquet")
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
         task = as_task(task)
         pool, placements = runners, []
@@ -119,8 +123,6 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                     progress(f"warning: runner actors: {warning}")
             return pool.run(pending, probe, admit, scoring)
 
-        scores_location = out_dir / "scores.parquet"
-        previous = read_scores(scores_location) if scores_location.is_file() else []
         try:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
                                     lambda: label_embeddings(specs, task, out_dir / "cache"), previous)

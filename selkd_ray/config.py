@@ -66,6 +66,7 @@ class DistillConfig:
                             ("labelled_batch_size", self.labelled_batch_size)):
             at_least(flag, value, 1)
         at_least("--lambda", self.lam, 0)
-        for flag, value in (("--tau", self.tau), ("--eps", self.eps), ("learning_rate", self.learning_rate),
-                            ("--max-flops", self.max_flops), ("max_seconds", self.max_seconds)):
+        at_least("learning_rate", self.learning_rate, 0)  # 0 freezes the weights (a test of early stopping)
+        for flag, value in (("--tau", self.tau), ("--eps", self.eps), ("--max-flops", self.max_flops),
+                            ("max_seconds", self.max_seconds)):
             at_least(flag, value, 0, strictly=True)

@@ -8,3 +8,8 @@ class SelkdError(Exception):
 def fail(where: str, problem: str) -> SelkdError:
     """Build an error naming the file or field (`where`) and what was expected."""
     return SelkdError(f"{where}: {problem}")
+
+
+class UnreadableTable(SelkdError):
+    """A Parquet file the tool wrote (or should have) that cannot be read: an output table is an error, a cache
+    entry a miss."""

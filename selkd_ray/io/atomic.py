@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import UnreadableTable
 from .fs import Location
 
 
@@ -36,5 +37,13 @@ def write_table(table: pa.Table, where: "str | Path | Location") -> "Path | str"
 
 
 def read_table(where: "str | Path | Location") -> pa.Table:
+    """The table at `where`; a file that is not readable Parquet is an UnreadableTable naming it."""
     location = Location(where)
-    return pq.read_table(location.path, filesystem=location.fs)
+    try:
+        return pq.read_table(location.path, filesystem=location.fs)
+    except (pa.ArrowException, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise UnreadableTable(f"{location.native()}: not a readable Parquet table ({reason}); move it aside (or "
+                              "delete it) and run again to start it afresh") from None

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ..errors import UnreadableTable
 from ..records import Predictions, ProbeSet, TeacherSpec
 from .atomic import read_table, write_table
 from .fs import Location
@@ -41,15 +42,18 @@ class PredictionCache:
         path = self.path(teacher_hash, probe_hash, preprocessing)
         if not path.is_file():
             return None
-        table = read_table(path)
-        seconds = float((table.schema.metadata or {}).get(b"seconds", b"0"))
-        classifier_path = self.classifier_path(teacher_hash)
-        classifier = rows_to_array(read_table(classifier_path), "row") if classifier_path.is_file() else None
-        return Predictions(rows_to_array(table, "probs"), rows_to_array(table, "features"), seconds, classifier)
+        try:  # an unreadable entry is a miss: recomputed and rewritten
+            table = read_table(path)
+            seconds = float((table.schema.metadata or {}).get(b"seconds", b"0"))
+            classifier_path = self.classifier_path(teacher_hash)
+            classifier = rows_to_array(read_table(classifier_path), "row") if classifier_path.is_file() else None
+            return Predictions(rows_to_array(table, "probs"), rows_to_array(table, "features"), seconds, classifier)
+        except (UnreadableTable, KeyError, ValueError):
+            return None
 
     def put(self, teacher_hash: str, probe_hash: str, preprocessing: str, predictions: Predictions) -> "Path | str":
         """The classifier first, then the predictions: a predictions file means the entry is complete."""
-        if predictions.classifier is not None and not self.classifier_path(teacher_hash).is_file():
+        if predictions.classifier is not None and not self.readable(self.classifier_path(teacher_hash)):
             write_table(pa.table({"row": pa.array(list(predictions.classifier.astype(np.float32)))}),
                         self.classifier_path(teacher_hash))
         table = pa.table({"probs": pa.array(list(predictions.probs.astype(np.float32))),
@@ -58,4 +62,12 @@ class PredictionCache:
         return write_table(table, self.path(teacher_hash, probe_hash, preprocessing))
 
     def __contains__(self, key: tuple[str, str, str]) -> bool:
-        return self.path(*key).is_file()
+        """Whether the entry would be served (an unreadable file is not: it is recomputed, and charged)."""
+        return self.get(*key) is not None
+
+    @staticmethod
+    def readable(path: Location) -> bool:
+        try:
+            return path.is_file() and read_table(path) is not None
+        except UnreadableTable:
+            return False

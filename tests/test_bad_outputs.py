@@ -1,0 +1,50 @@
+"""Every file the tool reads can be bad: an unreadable output table stops a command in one line before any
+work, and is left as it was; an unreadable cache entry is a miss, recomputed and rewritten."""
+import pytest
+from typer.testing import CliRunner
+
+from selkd_cli.main import app
+from selkd_ray.api import scan
+from selkd_ray.config import ScanConfig
+from selkd_ray.io.atomic import read_table
+
+runner = CliRunner()
+GARBAGE = b"PAR1 this is not a parquet file"
+
+
+@pytest.mark.parametrize("table", ["scores.parquet", "history.parquet", "catalogue.parquet"])
+def test_an_unreadable_output_table_stops_the_scan_before_any_work(table, tiny_zoo, task_path, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / table).write_bytes(GARBAGE)
+    result = runner.invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out / table}: not a readable Parquet table")
+    assert "move it aside" in lines[0]
+    assert (out / table).read_bytes() == GARBAGE  # left as it was
+    assert not (out / "cache").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("command, table", [("history", "history.parquet"), ("report", "scores.parquet")])
+def test_reading_commands_name_an_unreadable_table(command, table, tmp_path):
+    (tmp_path / table).write_bytes(GARBAGE)
+    result = runner.invoke(app, [command, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / table}: not a readable Parquet table (")
+    assert lines[0].endswith("); move it aside (or delete it) and run again to start it afresh")
+    assert (tmp_path / table).read_bytes() == GARBAGE
+
+
+def test_an_unreadable_cache_entry_is_recomputed_and_rewritten(ray_session, tiny_zoo, target_task, tmp_path):
+    config = ScanConfig(scorers=("leep",), probe_per_class=6)
+    first = scan(tiny_zoo, target_task, tmp_path, config)
+    entries = sorted(p for p in (tmp_path / "cache").glob("*.parquet") if not p.name.startswith("label-"))
+    assert len(entries) == 3
+    entries[0].write_bytes(GARBAGE)
+    (tmp_path / "scores.parquet").unlink()  # the rescan then goes through the prediction cache
+    again = scan(tiny_zoo, target_task, tmp_path, config)
+    assert (again.ran, again.cached) == (1, 2)
+    assert [r["score"] for r in again.rows] == [r["score"] for r in first.rows]
+    assert read_table(entries[0]).num_rows == 18  # rewritten: 6 images x 3 classes
