@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -29,20 +30,64 @@ def say(message: str) -> None:
     typer.echo(message, err=True)
 
 
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
+
+
 def one_line_errors(command):
-    """Bad input ends in one line on stderr and exit code 2, never a traceback."""
+    """Bad input ends in one line on stderr and exit code 2, never a traceback; Ctrl-C or SIGTERM stops the
+    command within seconds, exit code 130 (see `stop_now`)."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         from selkd_ray.errors import SelkdError
 
+        previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread() else None
         try:
             return command(*args, **kwargs)
         except SelkdError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            stop_now()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return run
+
+
+def in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def interrupt(signum, frame) -> None:
+    """SIGTERM (a scheduler, `kill`, a container stop) stops a command exactly as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def stop_now(grace: float = 5.0) -> None:
+    """End the process at once, leaving what is written: every output is written whole and atomically (a
+    reader sees the old file or the new one), the lock goes with the process, and the same command resumes
+    (cached predictions, Ray Train checkpoints, finished race trials). Ray is shut down with a deadline, so
+    its own graceful aborts cannot hold the process for a minute."""
+    import os
+    import threading
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the shut-down
+    typer.echo("interrupted: stopping; what was written is kept, and the same command resumes from it", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            closing = threading.Thread(target=ray.shutdown, daemon=True)
+            closing.start()
+            closing.join(grace)
+    os._exit(INTERRUPTED)
 
 
 @app.command()
@@ -166,7 +211,7 @@ def scan_json(result) -> dict:
     return {"scores": str(result.scores_path), "catalogue": str(result.catalogue_path), "ran": result.ran,
             "cached": result.cached, "failed": result.failed, "dropped": result.dropped,
             "skipped": result.skipped, "flops": result.flops, "seconds": result.seconds, "spent": result.spent,
-            "runners": list(result.runners), "teachers": rows}
+            "runners": list(result.runners), "recomputed": list(result.recomputed), "teachers": rows}
 
 
 @app.command("distill")

@@ -18,7 +18,7 @@ from .errors import SelkdError
 from .io.cache import PredictionCache, prediction_key
 from .io.catalogue import read_catalogue, write_catalogue
 from .io.embeddings import EmbeddingCache
-from .io.fs import Location
+from .io.fs import Location, writable_folder
 from .io.history import append_history, read_history
 from .io.lock import ScanLock
 from .io.results import read_scores, write_metrics, write_scores
@@ -48,6 +48,7 @@ class ScanResult:
     round_flops: tuple[int, ...] = ()  # cumulative FLOPs at the end of each halving round
     history_path: Path | str | None = None  # history.parquet: one row per scan of this output
     runners: tuple[dict, ...] = ()  # where each runner actor ran (node, resources, GPUs, device), when any ran
+    recomputed: tuple[str, ...] = ()  # cache entries found bad (unreadable, another key's, failed checksum): "FILE (why)"
 
     @property
     def ranked(self) -> list[dict]:
@@ -99,7 +100,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         SCORERS.get(name)
     parse_budget(config.budget)
     probe_sizes(config.probe_per_class, config.min_probe, config.eta)
-    out_dir = Location(out_dir)  # a local folder or a pyarrow filesystem URI
+    out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
     with ScanLock(out_dir):
         # every table this scan will read or append to is read first: a bad one stops it before any work
         scores_location = out_dir / "scores.parquet"
@@ -123,9 +124,10 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                     progress(f"warning: runner actors: {warning}")
             return pool.run(pending, probe, admit, scoring)
 
+        cache = PredictionCache(out_dir / "cache")
         try:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
-                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous)
+                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache)
         finally:
             if pool is not None and pool is not runners:
                 pool.close()
@@ -139,7 +141,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         new = sum(spec.content_hash not in known for spec in specs)
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
                                  out_dir / "history.parquet")
-    return replace(result, history_path=history, runners=tuple(placements))
+    return replace(result, history_path=history, runners=tuple(placements), recomputed=tuple(cache.rejected))
 
 
 def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config: ScanConfig, budget,
@@ -188,11 +190,11 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     spec = teacher_spec(teacher) if teacher is not None else None
     if spec is None:
         config = replace(config, loss="ce")
+    out_dir = writable_folder(Path(out_dir).resolve()).native()
     connect(address)
     if config.use_gpu and (warning := check_gpu_workers(config.num_workers)):
         progress(f"warning: {warning}")
         config = replace(config, use_gpu=False)
-    out_dir = Path(out_dir).resolve()
     cache = PredictionCache(cache_dir or out_dir / "cache")
     data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache))
     if config.max_flops:
@@ -202,7 +204,9 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     name = name or f"student-{spec.teacher_id if spec else 'labels-only'}-{config.loss}-seed{config.seed}"
     run = run_name(name, config, spec, task, data.cost)
     started = time.perf_counter()
-    epochs = lambda done: progress(Step("distill", done, config.epochs, "", f"{name}: epoch {done}/{config.epochs}"))  # noqa: E731
+    def epochs(done: int) -> None:  # a line per epoch in a log; under a live bar, the bar moves
+        text = f"{name}: epoch {done}/{config.epochs}"
+        progress(Step("distill", done, config.epochs, text, text, logged=False))
     state = fit_student(data, config, str(out_dir / "runs"), run, on_epoch=epochs)
     student, test_accuracy = trained_student(task, data, config, state["model"])
     student_dir = save_teacher(student, out_dir / name, task.label_names, data.input_size, data.mean, data.std)
@@ -219,7 +223,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
 def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionCache) -> np.ndarray:
     """The teacher's outputs on the student's images, run once by a runner actor and cached like probe
     predictions (keyed by teacher hash, image-set hash, preprocessing)."""
-    cached = cache.get(*prediction_key(spec, images))
+    cached = cache.get(prediction_key(spec, images))
     if cached is not None:
         return cached.probs
     from .distributed.scan import RunnerPool
@@ -228,7 +232,7 @@ def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionC
         result = next(iter(pool.run([spec], images)))
     if result.error:
         raise SelkdError(result.error)
-    cache.put(*prediction_key(spec, images), result.predictions)
+    cache.put(prediction_key(spec, images), result.predictions)
     return result.predictions.probs
 
 

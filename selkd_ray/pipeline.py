@@ -18,6 +18,7 @@ from .distillation import (local_teacher_probs, needs_teacher_outputs, run_name,
                            teacher_spec)
 from .errors import SelkdError
 from .io.cache import PredictionCache, prediction_key
+from .io.fs import writable_folder
 from .io.lock import ScanLock
 from .io.results import write_selection
 from .progress import Progress, quiet
@@ -122,7 +123,7 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
                    config: SelectConfig = SelectConfig(), address: str | None = None,
                    progress: Progress = quiet) -> SelectResult:
     task = as_task(task)
-    out_dir = Path(out_dir).resolve()
+    out_dir = writable_folder(Path(out_dir).resolve()).native()
     budget = parse_budget(config.budget)
     distilled_epoch, labels_epoch = epoch_costs(task, config)
     final_need = config.distill.epochs * (distilled_epoch + labels_epoch)

@@ -57,6 +57,11 @@ class TeacherSpec:
         """What decides the teacher's input tensor: part of the prediction cache key."""
         return self.preprocessing.key
 
+    @property
+    def config_hash(self) -> str:
+        """What the config decides about the outputs beyond the weights: architecture and label names."""
+        return content_hash(self.architecture, "\n".join(self.label_names))
+
 
 @dataclass(frozen=True)
 class Task:

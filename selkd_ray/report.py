@@ -147,6 +147,9 @@ def scan_summary(result) -> str:
     skipped = [row["teacher_id"] for row in result.rows if row["status"] in ("skipped", "unfinished")]
     if skipped:
         lines.append(f"not run for lack of budget: {', '.join(skipped)}")
+    if result.recomputed:
+        lines.append(f"{len(result.recomputed)} bad cache entries recomputed and rewritten: "
+                     + "; ".join(result.recomputed))
     lines.append(f"scores: {result.scores_path}")
     return "\n".join(lines)
 

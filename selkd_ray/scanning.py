@@ -66,8 +66,9 @@ class Tally:
 
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
              run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None,
-             previous_rows: list[dict] = ()) -> tuple[list[dict], Ledger]:
-    """Every teacher's row (unranked) and the ledger. `run_teachers(specs, probe, admit, scoring)` runs and
+             previous_rows: list[dict] = (), cache: PredictionCache | None = None) -> tuple[list[dict], Ledger]:
+    """Every teacher's row (unranked) and the ledger (`cache`: default OUT/cache; its `rejected` lists the bad
+    entries this scan found, each recomputed). `run_teachers(specs, probe, admit, scoring)` runs and
     assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the
     pre-screen needs them; `previous_rows` (the last scores.parquet) answer unchanged teachers without reading
     their predictions."""
@@ -76,7 +77,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
     ledger = Ledger(parse_budget(config.budget))
     tally = Tally(events, ledger)
     started = time.perf_counter()
-    cache = PredictionCache(out_dir / "cache")
+    cache = cache or PredictionCache(out_dir / "cache")
     scorers = list(config.scorers)
     if label_embeddings is not None:
         label_embeddings = functools.cache(label_embeddings)  # read (or embed) the names once per scan
@@ -111,7 +112,10 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                 scored.append(rows[spec.teacher_id])
                 tally.emit("cached", spec.teacher_id, f"cached  {spec.teacher_id}  {scorers[0]}={reused['score']:.4f}")
                 continue
-            cached = cache.get(*prediction_key(spec, probe))
+            bad = len(cache.rejected)
+            cached = cache.get(prediction_key(spec, probe))
+            if len(cache.rejected) > bad:
+                tally.emit("note", spec.teacher_id, f"cache entry {cache.rejected[-1]}: recomputed")
             if cached is None:
                 pending.append(spec)
             else:
@@ -137,7 +141,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                     rows[spec.teacher_id] = failed_row(spec, result.error)
                     tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {result.error}")
                 else:
-                    cache.put(*prediction_key(spec, probe), result.predictions)
+                    cache.put(prediction_key(spec, probe), result.predictions)
                     settle(spec, result.predictions, "scored", result.node, result.assessment)
         ledger.seconds = time.perf_counter() - started
         ledger.close_round()

@@ -48,3 +48,31 @@ def test_an_unreadable_cache_entry_is_recomputed_and_rewritten(ray_session, tiny
     assert (again.ran, again.cached) == (1, 2)
     assert [r["score"] for r in again.rows] == [r["score"] for r in first.rows]
     assert read_table(entries[0]).num_rows == 18  # rewritten: 6 images x 3 classes
+
+
+def test_a_swapped_or_edited_cache_entry_is_not_served(ray_session, tiny_zoo, target_task, tmp_path):
+    """Entries carry their key and a checksum: another teacher's file under this name, or a file whose numbers
+    were edited, is a miss (recomputed, rewritten, listed in the summary), never served as this teacher's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from selkd_ray.report import scan_summary
+
+    config = ScanConfig(scorers=("leep",), probe_per_class=6)
+    first = scan(tiny_zoo, target_task, tmp_path, config)
+    entries = sorted(p for p in (tmp_path / "cache").glob("*.parquet") if not p.name.startswith("label-"))
+    swapped, edited = entries[0], entries[1]
+    swapped.write_bytes(entries[2].read_bytes())  # another teacher's predictions under this teacher's name
+    table = pq.read_table(edited)
+    probs = [[0.0] * len(row) for row in table.column("probs").to_pylist()]  # same metadata, other numbers
+    pq.write_table(table.set_column(0, "probs", pa.array(probs, table.schema.field("probs").type)), edited)
+    (tmp_path / "scores.parquet").unlink()
+    again = scan(tiny_zoo, target_task, tmp_path, config)
+    assert (again.ran, again.cached) == (2, 1)
+    assert [r["score"] for r in again.rows] == [r["score"] for r in first.rows]
+    reasons = dict(entry.rsplit(" (", 1) for entry in again.recomputed)
+    assert reasons == {str(swapped): "its teacher_hash, teacher_config is not this entry's)",
+                       str(edited): "its contents do not match their checksum)"}
+    assert "2 bad cache entries recomputed and rewritten" in scan_summary(again)
+    final = scan(tiny_zoo, target_task, tmp_path / "b", config, )  # a clean output: nothing to reject
+    assert final.recomputed == ()

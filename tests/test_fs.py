@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 from selkd_ray.api import scan
 from selkd_ray.config import ScanConfig
 from selkd_ray.io.atomic import read_table, write_table
-from selkd_ray.io.cache import PredictionCache
+from selkd_ray.io.cache import CacheKey, PredictionCache
 from selkd_ray.io.fs import Location
 from selkd_ray.records import Predictions
 import numpy as np
@@ -32,7 +32,8 @@ def test_non_local_filesystems_write_beside_then_move(tmp_path):
     cache = PredictionCache(remote / "cache")
     predictions = Predictions(np.full((2, 3), 1 / 3, np.float32), np.ones((2, 4), np.float32), 1.5,
                               np.eye(3, 4, dtype=np.float32))
-    cache.put("t" * 64, "p" * 64, "prep", predictions)
-    back = cache.get("t" * 64, "p" * 64, "prep")
+    key = CacheKey("t" * 64, "c" * 64, "p" * 64, "prep")
+    cache.put(key, predictions)
+    back = cache.get(key)
     assert np.array_equal(back.probs, predictions.probs) and np.array_equal(back.classifier, predictions.classifier)
-    assert back.seconds == 1.5 and cache.get("u" * 64, "p" * 64, "prep") is None
+    assert back.seconds == 1.5 and cache.get(CacheKey("u" * 64, "c" * 64, "p" * 64, "prep")) is None

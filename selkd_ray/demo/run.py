@@ -7,6 +7,7 @@ from typing import Callable
 
 from ..api import DistillResult, cost_from_scan, distill, scan
 from ..config import DistillConfig, ScanConfig
+from ..io.fs import writable_folder
 from ..io.tasks import load_task, write_task
 from ..html_report import write_report
 from ..pipeline import validation_correct
@@ -29,7 +30,7 @@ class DemoResult:
 
 def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(), address: str | None = None,
              progress: Callable[[str], None] = print) -> DemoResult:
-    out_dir = Path(out_dir).resolve()
+    out_dir = writable_folder(Path(out_dir).resolve()).native()
     zoo_dir, task_path = out_dir / "zoo", out_dir / "task.parquet"
     teachers = [r.teacher_id for r in RECIPES] + [pretrained.TEACHER_ID]
     reused = all((zoo_dir / t / "model.safetensors").is_file() for t in teachers) and task_path.is_file()

@@ -1,8 +1,11 @@
 """Connect to Ray: reuse a running one, join a cluster by address, or start an embedded local one."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 
 import ray
 
@@ -37,14 +40,28 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    if address:
-        check_reachable(address)
-        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
-        return False
-    # address="local": always a new embedded instance, never a cluster that `ray start` left recorded on disk
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP, log_to_driver=False,
-             configure_logging=True, logging_level="WARNING")
+    with own_sigterm_kept():
+        if address:
+            check_reachable(address)
+            ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+            return False
+        # address="local": always a new embedded instance, never a cluster `ray start` left recorded on disk
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
+                 log_to_driver=False, configure_logging=True, logging_level="WARNING")
     return True
+
+
+@contextlib.contextmanager
+def own_sigterm_kept():
+    """ray.init installs a native SIGTERM handler that aborts the process (exit -6, a stack dump): a caller's
+    own Python handler (the CLI's, which stops cleanly) is put back after it."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
 
 
 def cpu_slots() -> int:

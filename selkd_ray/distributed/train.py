@@ -82,6 +82,29 @@ class EpochWatcher:
         self.thread.join()
 
 
+def fit_interruptibly(trainer: TorchTrainer):
+    """`trainer.fit()` on a helper thread, the caller's thread waiting on it. Called from the main thread, fit()
+    would install Ray Train's own SIGINT handler, whose graceful abort kept a Ctrl-C'd `selkd distill` alive
+    for over a minute; this way Ctrl-C reaches the caller as KeyboardInterrupt at once (the CLI then shuts
+    Ray down, which ends the run's controller and workers; the checkpoints already written stay, and the
+    same command resumes from the last one)."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the waiting thread as it is
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def fit_student(data: StudentData, config: DistillConfig, storage_path: str, name: str,
                 max_failures: int = 2, on_epoch: Callable[[int], None] | None = None) -> dict:
     """Run (or resume) the TorchTrainer; return the last checkpoint's state: the best-validation weights
@@ -94,10 +117,10 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
     if on_epoch is None:
-        result = trainer.fit()
+        result = fit_interruptibly(trainer)
     else:
         with EpochWatcher(Path(storage_path) / name, on_epoch):
-            result = trainer.fit()
+            result = fit_interruptibly(trainer)
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as folder:

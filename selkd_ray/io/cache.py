@@ -1,10 +1,14 @@
-"""Probe predictions cached per (teacher hash, probe hash, preprocessing): a teacher never runs twice on a probe.
+"""Probe predictions cached per key (teacher, image set, preprocessing): a teacher never runs twice on a probe.
 
-Classifier rows depend on the teacher alone, so they are cached once per teacher hash beside the predictions.
+Every entry carries its own key and a checksum of its arrays in the Parquet metadata, checked on read: a file
+that is unreadable, truncated, edited, or belongs to another key (copied or swapped in by hand) is a miss,
+recomputed and rewritten, and counted in `rejected` so the summary can say so. Classifier rows depend on the
+teacher alone, so they are cached once per teacher beside the predictions, keyed and checked the same way.
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +19,46 @@ from ..records import Predictions, ProbeSet, TeacherSpec
 from .atomic import read_table, write_table
 from .fs import Location
 
+FORMAT = "selkd-cache-1"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that decides a teacher's outputs on an image set, and what they mean."""
+
+    teacher_hash: str  # the weights' content hash
+    teacher_config: str  # architecture and label names (the same weights under other names mean other things)
+    images_hash: str  # the probe's (or student image set's) content hash
+    preprocessing: str  # how images become the teacher's input
+
+    def stem(self) -> str:
+        digest = hashlib.sha256("|".join((self.teacher_config, self.preprocessing)).encode()).hexdigest()[:12]
+        return f"{self.teacher_hash[:24]}-{self.images_hash[:16]}-{digest}"
+
+    def metadata(self) -> dict[str, str]:
+        return {"format": FORMAT, **asdict(self)}
+
+
+def prediction_key(spec: TeacherSpec, images: ProbeSet) -> CacheKey:
+    """The one key of a teacher's outputs on an image set (scan, teacher outputs and the selection use it)."""
+    return CacheKey(spec.content_hash, spec.config_hash, images.probe_hash, spec.preprocessing_key)
+
 
 def rows_to_array(table: pa.Table, column: str) -> np.ndarray:
     return np.stack(table.column(column).to_numpy(zero_copy_only=False)).astype(np.float32)
 
 
-def prediction_key(spec: TeacherSpec, images: ProbeSet) -> tuple[str, str, str]:
-    """What keys a teacher's outputs on an image set: its content hash, the set's hash, its preprocessing."""
-    return spec.content_hash, images.probe_hash, spec.preprocessing_key
+def checksum(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array, np.float32)
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class Rejected(ValueError):
+    """A cache file that exists but is not this key's entry."""
 
 
 class PredictionCache:
@@ -30,44 +66,77 @@ class PredictionCache:
 
     def __init__(self, root: "str | Path | Location") -> None:
         self.root = Location(root)
+        self.rejected: list[str] = []  # "FILE (why)" for each entry found bad and treated as a miss
 
-    def path(self, teacher_hash: str, probe_hash: str, preprocessing: str) -> Location:
-        prep = hashlib.sha256(preprocessing.encode()).hexdigest()[:12]
-        return self.root / f"{teacher_hash[:24]}-{probe_hash[:16]}-{prep}.parquet"
+    def path(self, key: CacheKey) -> Location:
+        return self.root / f"{key.stem()}.parquet"
 
-    def classifier_path(self, teacher_hash: str) -> Location:
-        return self.root / "classifiers" / f"{teacher_hash[:24]}.parquet"
+    def classifier_path(self, key: CacheKey) -> Location:
+        return self.root / "classifiers" / f"{key.teacher_hash[:24]}.parquet"
 
-    def get(self, teacher_hash: str, probe_hash: str, preprocessing: str) -> Predictions | None:
-        path = self.path(teacher_hash, probe_hash, preprocessing)
+    def get(self, key: CacheKey) -> Predictions | None:
+        path = self.path(key)
         if not path.is_file():
             return None
-        try:  # an unreadable entry is a miss: recomputed and rewritten
-            table = read_table(path)
+        try:
+            table = checked(path, key.metadata(), ("probs", "features"))
             seconds = float((table.schema.metadata or {}).get(b"seconds", b"0"))
-            classifier_path = self.classifier_path(teacher_hash)
-            classifier = rows_to_array(read_table(classifier_path), "row") if classifier_path.is_file() else None
-            return Predictions(rows_to_array(table, "probs"), rows_to_array(table, "features"), seconds, classifier)
-        except (UnreadableTable, KeyError, ValueError):
+            probs, features = rows_to_array(table, "probs"), rows_to_array(table, "features")
+            return Predictions(probs, features, seconds, self.classifier(key))
+        except (UnreadableTable, Rejected, KeyError, ValueError) as err:
+            self.rejected.append(f"{path.native()} ({reason(err)})")
             return None
 
-    def put(self, teacher_hash: str, probe_hash: str, preprocessing: str, predictions: Predictions) -> "Path | str":
-        """The classifier first, then the predictions: a predictions file means the entry is complete."""
-        if predictions.classifier is not None and not self.readable(self.classifier_path(teacher_hash)):
-            write_table(pa.table({"row": pa.array(list(predictions.classifier.astype(np.float32)))}),
-                        self.classifier_path(teacher_hash))
-        table = pa.table({"probs": pa.array(list(predictions.probs.astype(np.float32))),
-                          "features": pa.array(list(predictions.features.astype(np.float32)))})
-        table = table.replace_schema_metadata({"seconds": str(predictions.seconds)})
-        return write_table(table, self.path(teacher_hash, probe_hash, preprocessing))
-
-    def __contains__(self, key: tuple[str, str, str]) -> bool:
-        """Whether the entry would be served (an unreadable file is not: it is recomputed, and charged)."""
-        return self.get(*key) is not None
-
-    @staticmethod
-    def readable(path: Location) -> bool:
+    def classifier(self, key: CacheKey) -> np.ndarray | None:
+        """The teacher's classifier rows, or None (absent or bad: the runner gives them again)."""
+        path = self.classifier_path(key)
+        if not path.is_file():
+            return None
         try:
-            return path.is_file() and read_table(path) is not None
-        except UnreadableTable:
+            return rows_to_array(checked(path, {"format": FORMAT, "teacher_hash": key.teacher_hash}, ("row",)), "row")
+        except (UnreadableTable, Rejected, KeyError, ValueError):
+            return None
+
+    def put(self, key: CacheKey, predictions: Predictions) -> "Path | str":
+        """The classifier first, then the predictions: a predictions file means the entry is complete."""
+        if predictions.classifier is not None and self.classifier(key) is None:
+            rows = predictions.classifier.astype(np.float32)
+            write_table(stamped(pa.table({"row": pa.array(list(rows))}),
+                                {"format": FORMAT, "teacher_hash": key.teacher_hash}, rows),
+                        self.classifier_path(key))
+        probs, features = predictions.probs.astype(np.float32), predictions.features.astype(np.float32)
+        table = pa.table({"probs": pa.array(list(probs)), "features": pa.array(list(features))})
+        table = stamped(table, {**key.metadata(), "seconds": str(predictions.seconds)}, probs, features)
+        return write_table(table, self.path(key))
+
+    def __contains__(self, key: CacheKey) -> bool:
+        """Whether the entry would be served (a bad file is not: it is recomputed, and charged)."""
+        path = self.path(key)
+        if not path.is_file():
             return False
+        try:
+            checked(path, key.metadata(), ("probs", "features"))
+            return True
+        except (UnreadableTable, Rejected, KeyError, ValueError):
+            return False
+
+
+def stamped(table: pa.Table, fields: dict[str, str], *arrays: np.ndarray) -> pa.Table:
+    return table.replace_schema_metadata({**fields, "checksum": checksum(*arrays)})
+
+
+def checked(path: Location, expected: dict[str, str], columns: tuple[str, ...]) -> pa.Table:
+    """The table at `path` if its metadata holds `expected` and its arrays match their checksum."""
+    table = read_table(path)
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    wrong = [name for name, value in expected.items() if metadata.get(name) != value]
+    if wrong:
+        raise Rejected(f"its {', '.join(wrong)} is not this entry's" if "format" not in wrong else
+                       "written without a key (an older cache, or not by selkd)")
+    if metadata.get("checksum") != checksum(*(rows_to_array(table, c) for c in columns)):
+        raise Rejected("its contents do not match their checksum")
+    return table
+
+
+def reason(err: Exception) -> str:
+    return "not a readable Parquet table" if isinstance(err, UnreadableTable) else str(err) or type(err).__name__

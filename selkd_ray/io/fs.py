@@ -1,6 +1,7 @@
 """Where outputs live: a local path or any pyarrow filesystem URI (file://, s3://, gs://, hdfs://)."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,3 +74,20 @@ class Location:
 
     def __repr__(self) -> str:
         return f"Location({str(self)!r})"
+
+
+def writable_folder(where: "str | Path | Location", flag: str = "--out") -> Location:
+    """The output folder, made if missing and proved writable by a real write, before any work is spent: a
+    read-only disk, a missing permission or a file in the folder's place is one line naming the folder."""
+    location = Location(where)
+    try:
+        location.mkdir()
+        probe = location / f".selkd-write-check-{uuid.uuid4().hex}"
+        with location.fs.open_output_stream(probe.path) as handle:
+            handle.write(b"ok")
+        location.fs.delete_file(probe.path)
+    except (OSError, pa.ArrowException) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise SelkdError(f"{location}: cannot write the output here ({reason}); expected a writable folder "
+                         f"({flag})") from None
+    return location
