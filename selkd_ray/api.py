@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .address import check_address
 from .budget import parse_budget, probe_sizes
 from .config import DistillConfig, ScanConfig
 from .distillation import run_name, student_data, teacher_spec
@@ -21,16 +22,17 @@ from .io.embeddings import EmbeddingCache
 from .io.fs import Location, writable_folder
 from .io.history import append_history, read_history
 from .io.lock import ScanLock
-from .io.results import read_scores, write_metrics, write_scores
+from .io.results import read_scores, read_selection, write_metrics, write_scores
 from .io.tasks import load_task
-from .models import build_model, save_teacher
+from .probe import make_probe
+from .models import build_model, require_architecture, save_teacher
 from .progress import Progress, Step, quiet
 from .records import ProbeSet, Task, TeacherSpec
 from .report import learning_curve
 from .scanning import rank_rows, run_plan
 from .scores import SCORERS
 from .training import StudentData, epoch_flops, evaluate, fit_plain
-from .zoo import index_zoo as index_folders
+from .zoo import index_zoo as index_folders, require_zoo
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -81,6 +83,7 @@ def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None 
     catalogue = Location(catalogue_path or own)
     seed = catalogue if catalogue.is_file() else own if own.is_file() else None
     previous = read_catalogue(seed) if seed is not None else None
+    require_zoo(zoo_dir)
     entries = index_folders(zoo_dir, previous)
     return [spec for spec, _, _ in entries], write_catalogue(entries, catalogue)
 
@@ -97,17 +100,22 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     `runners`: a `distributed.scan.RunnerPool` to use and leave running, for a driver that scans many tasks
     (a runner actor takes seconds to start); by default each scan starts its own and stops it at the end."""
     for name in config.scorers:
-        SCORERS.get(name)
+        SCORERS.get(name, "--scorer")
     parse_budget(config.budget)
     probe_sizes(config.probe_per_class, config.min_probe, config.eta)
+    check_address(address)
+    task = as_task(task)  # a bad task, zoo or output table is one line before anything is written
+    require_zoo(Path(zoo_dir))
     out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
+    check_outputs(out_dir)
     with ScanLock(out_dir):
         # every table this scan will read or append to is read first: a bad one stops it before any work
         scores_location = out_dir / "scores.parquet"
         previous = read_scores(scores_location) if scores_location.is_file() else []
         read_history(out_dir / "history.parquet")
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
-        task = as_task(task)
+        cache = PredictionCache(out_dir / "cache")
+        check_budget_floor(specs, task, config, cache, previous)
         pool, placements = runners, []
 
         def run_teachers(pending, probe, admit, scoring):
@@ -118,13 +126,14 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
 
                 connect(address)
                 pool = RunnerPool(config.max_actors, len(pending))
+                if sizing := pool.sizing(config.max_actors, len(pending)):
+                    progress(f"note: {sizing}")
             if not placements:
                 placements.extend(pool.placements())
                 for warning in sorted({p["warning"] for p in placements if p["warning"]}):
                     progress(f"warning: runner actors: {warning}")
             return pool.run(pending, probe, admit, scoring)
 
-        cache = PredictionCache(out_dir / "cache")
         try:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
                                     lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache)
@@ -142,6 +151,34 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
                                  out_dir / "history.parquet")
     return replace(result, history_path=history, runners=tuple(placements), recomputed=tuple(cache.rejected))
+
+
+def check_outputs(out_dir: Location) -> None:
+    """Read every table of an output folder that a command will read or append to (scores, history, catalogue,
+    selection): a bad one stops the command in one line before it takes the folder's lock or does any work."""
+    for name, read in (("scores.parquet", read_scores), ("history.parquet", read_history),
+                       ("catalogue.parquet", read_catalogue), ("selection.parquet", read_selection)):
+        if (out_dir / name).is_file():
+            read(out_dir / name)
+
+
+def check_budget_floor(specs: list[TeacherSpec], task: Task, config: ScanConfig, cache: PredictionCache,
+                       previous: list[dict]) -> None:
+    """A FLOPs budget that cannot pay for a single teacher on the first round's probe (and no teacher is free
+    from the cache) would skip them all: refused in one line before any work, naming the cheapest teacher."""
+    budget = parse_budget(config.budget)
+    alive = [spec for spec in specs if not spec.error]
+    if budget is None or budget.kind != "flops" or not alive:
+        return
+    probe = make_probe(task, probe_sizes(config.probe_per_class, config.min_probe, config.eta)[0], config.seed)
+    answered = {(row["content_hash"], row.get("probe_hash")) for row in previous}
+    if any((s.content_hash, probe.probe_hash) in answered or prediction_key(s, probe) in cache for s in alive):
+        return
+    cheapest = min(alive, key=lambda spec: spec.flops_per_sample)
+    cost = cheapest.flops_per_sample * len(probe)
+    if cost > budget.amount:
+        raise SelkdError(f"--budget: {budget} does not cover one teacher: the cheapest, {cheapest.teacher_id}, "
+                         f"costs {cost:.3g} FLOPs on the first round's probe of {len(probe)} images")
 
 
 def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config: ScanConfig, budget,
@@ -168,6 +205,8 @@ def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) 
 
 
 def cost_from_scan(scores_path: str | Path, teacher_id: str, num_target_classes: int) -> np.ndarray | None:
+    if not Location(scores_path).is_file():
+        raise SelkdError(f"{scores_path}: no such file; expected the scores.parquet of a scan (--scan)")
     for row in read_scores(scores_path):
         if row["teacher_id"] == teacher_id and row["cost_matrix"]:
             return np.asarray(row["cost_matrix"]).reshape(row["num_teacher_classes"], num_target_classes)
@@ -187,6 +226,8 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     from .distributed.train import fit_student
 
     task = as_task(task)
+    check_address(address)
+    require_architecture(config.student, "--student")
     spec = teacher_spec(teacher) if teacher is not None else None
     if spec is None:
         config = replace(config, loss="ce")

@@ -59,6 +59,14 @@ def read_teacher_config(folder: Path) -> dict:
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
+def require_architecture(name: str, flag: str) -> None:
+    """A name timm cannot build is one line naming the option, before any work (not a timm error later)."""
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise fail(flag, f"'{name}' is not a timm architecture{hint}")
+
+
 def build_model(architecture: str, num_classes: int, in_chans: int, model_args: dict | None = None,
                 data_config: dict | None = None) -> torch.nn.Module:
     """A timm model with random weights; `data_config` overlays its pretrained_cfg (the folder's own)."""
@@ -75,17 +83,39 @@ def data_config(model: torch.nn.Module) -> Preprocessing:
                          float(resolved["crop_pct"]), str(resolved.get("crop_mode") or "center"))
 
 
-def describe(config: dict) -> tuple[int, int, Preprocessing]:
+def describe(config: dict, weights: Path | None = None) -> tuple[int, int, Preprocessing]:
     """(parameter count, forward FLOPs per sample, preprocessing) of a teacher folder's model, without loading
-    its weights."""
+    its weights; given `weights`, their header is checked against the model (names and shapes)."""
     try:
         model = build_model(config["architecture"], config["num_classes"], config["input_size"][0],
                             config["model_args"], config["data_config"])
         preprocessing = data_config(model)
     except (TypeError, ValueError) as err:
         raise fail(f"{config['architecture']}: config", f"timm cannot build it ({str(err).splitlines()[0][:200]})") from None
+    if weights is not None:
+        check_weights(model, weights)
     params = sum(p.numel() for p in model.parameters())
     return params, count_flops(model.eval(), preprocessing.input_size), preprocessing
+
+
+def check_weights(model: torch.nn.Module, weights: Path) -> None:
+    """Read the safetensors header only (no tensor data): a file that is not safetensors, or whose tensors do
+    not fit the architecture, is found when the zoo is indexed, not when a scan has paid to run it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise fail(str(weights), f"not a readable safetensors file ({str(err).splitlines()[0][:160]})") from None
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    wrong = sorted(name for name in set(expected) & set(shapes) if expected[name] != shapes[name])
+    if missing or wrong:
+        name = (missing or wrong)[0]
+        what = "missing" if missing else f"shape {list(shapes[name])}, expected {list(expected[name])}"
+        raise fail(str(weights), f"does not fit {type(model).__name__} as configured: tensor '{name}' {what} "
+                   f"({len(missing)} missing, {len(wrong)} of other shapes)")
 
 
 def count_flops(model: torch.nn.Module, input_size: tuple[int, int, int]) -> int:

@@ -12,21 +12,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import DistillResult, ScanResult, as_task, cached_teacher_probs, cost_from_scan, distill, scan
+from .address import check_address
+from .api import (DistillResult, ScanResult, as_task, cached_teacher_probs, check_outputs, cost_from_scan, distill,
+                  scan)
 from .budget import Budget, parse_budget
 from .distillation import (local_teacher_probs, needs_teacher_outputs, run_name, student_data, student_images,
                            teacher_spec)
 from .errors import SelkdError
 from .io.cache import PredictionCache, prediction_key
-from .io.fs import writable_folder
+from .io.fs import Location, writable_folder
 from .io.lock import ScanLock
 from .io.results import write_selection
+from .models import require_architecture
 from .progress import Progress, quiet
+from .scores import SCORERS
 from .records import ProbeSet, Task, TeacherSpec, content_hash
 from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
                         plan_stages, race_allowance, race_epochs, race_winner, require_final_epoch,
                         shortlist)
 from .training import StudentData, epoch_flops
+from .zoo import require_zoo
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,13 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
                    config: SelectConfig = SelectConfig(), address: str | None = None,
                    progress: Progress = quiet) -> SelectResult:
     task = as_task(task)
+    check_address(address)
+    require_architecture(config.distill.student, "--student")
+    for name in config.scan.scorers:
+        SCORERS.get(name, "--scorer")
+    require_zoo(Path(zoo_dir))
     out_dir = writable_folder(Path(out_dir).resolve()).native()
+    check_outputs(Location(out_dir))
     budget = parse_budget(config.budget)
     distilled_epoch, labels_epoch = epoch_costs(task, config)
     final_need = config.distill.epochs * (distilled_epoch + labels_epoch)

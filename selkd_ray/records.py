@@ -158,3 +158,4 @@ class TeacherResult:
     node: str = ""  # address of the node that ran it (set by the Ray layer)
     skipped: bool = False  # not run: the budget was spent before its turn
     assessment: dict | None = None  # scores etc., when the runner assessed it
+    forward_ran: bool = False  # the teacher's forward pass ran (a teacher failing to load cost no FLOPs)

@@ -24,9 +24,11 @@ class Registry(Generic[F]):
 
         return add
 
-    def get(self, name: str) -> F:
+    def get(self, name: str, flag: str = "") -> F:
+        """The entry; an unknown name is one line (prefixed with the option that gave it, when there is one)."""
         if name not in self._entries:
-            raise SelkdError(f"unknown {self.kind} '{name}': expected one of {', '.join(self.names())}")
+            where = f"{flag}: " if flag else ""
+            raise SelkdError(f"{where}unknown {self.kind} '{name}': expected one of {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:

@@ -55,16 +55,25 @@ class TeacherRunner:
     def __call__(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None = None,
                  scoring: Scoring | None = None) -> TeacherResult:
         """Run `spec` on the probe and, given `scoring`, assess it here too (so N runners score in parallel)."""
-        started = time.perf_counter()
+        started, raw = time.perf_counter(), None
+        self.forget(keep=(spec, upcoming))
         try:
             forward = self.forward(spec)
             self.prefetch(upcoming)
             raw = replace(teacher_predictions(spec, forward, probe.images), seconds=time.perf_counter() - started)
             assessment = assess(spec, raw, probe, scoring.scorers, scoring.label_embeddings) if scoring else None
-            return TeacherResult(spec.teacher_id, raw, assessment=assessment)
+            return TeacherResult(spec.teacher_id, raw, assessment=assessment, forward_ran=True)
         except SelkdError as err:
             self.prefetch(upcoming)
-            return TeacherResult(spec.teacher_id, None, str(err))
+            return TeacherResult(spec.teacher_id, None, str(err), forward_ran=raw is not None)
         except Exception as err:  # a broken teacher must not stop the scan
             self.prefetch(upcoming)
-            return TeacherResult(spec.teacher_id, None, f"{spec.path}: {type(err).__name__}: {err}".splitlines()[0])
+            return TeacherResult(spec.teacher_id, None, f"{spec.path}: {type(err).__name__}: {err}".splitlines()[0],
+                                 forward_ran=raw is not None)
+
+    def forget(self, keep: tuple[TeacherSpec | None, ...] = ()) -> None:
+        """Drop prefetched teachers other than `keep`: one the driver reserved and then did not run (refused by
+        the budget, or left when a scan ended) must not stay loaded in a runner that later scans reuse."""
+        wanted = {spec.path for spec in keep if spec is not None}
+        for path in [path for path in self.prefetched if path not in wanted]:
+            self.prefetched.pop(path).cancel()

@@ -92,6 +92,8 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
     sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     for round_index, per_class in enumerate(sizes):
         probe = make_probe(task, per_class, config.seed)
+        if short := short_classes(probe, per_class):
+            tally.emit("note", "", f"probe of round {round_index + 1}: {per_class} images per class asked; {short}")
         tally.begin(len(alive), f"round {round_index + 1}/{len(sizes)}: {len(alive)} teachers on a probe of "
                                 f"{len(probe)} images ({per_class} per class)")
         scored: list[dict] = []
@@ -138,6 +140,8 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
                                              {**failed_row(spec, ""), "status": "skipped", "round": round_index})
                     tally.emit("skipped", spec.teacher_id, f"skipped {spec.teacher_id}: budget spent")
                 elif result.error:
+                    if not result.forward_ran:  # committed before it started; a teacher that never ran costs nothing
+                        ledger.spend(-spec.flops_per_sample * len(probe))
                     rows[spec.teacher_id] = failed_row(spec, result.error)
                     tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {result.error}")
                 else:
@@ -155,6 +159,14 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
         kept = {row["teacher_id"] for row in ranked[:keep]}
         alive = [spec for spec in alive if spec.teacher_id in kept]
     return list(rows.values()), ledger
+
+
+def short_classes(probe: ProbeSet, per_class: int) -> str:
+    """The classes with fewer labelled train images than the probe asks for, in words ('' when none): the
+    probe takes all they have, and says so, rather than log a size it did not use."""
+    counts = np.bincount(probe.labels, minlength=len(probe.label_names))
+    short = [f"'{probe.label_names[i]}' has {int(n)}" for i, n in enumerate(counts) if n < per_class]
+    return f"{', '.join(short)} (all of them used)" if short else ""
 
 
 def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[], dict], tally: Tally) -> list[TeacherSpec]:

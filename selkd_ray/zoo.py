@@ -26,6 +26,15 @@ def teacher_folders(zoo_dir: Path) -> list[Path]:
                   if p.is_dir() and not p.name.startswith(".") and ((p / CONFIG_FILE).exists() or (p / WEIGHTS_FILE).exists()))
 
 
+def require_zoo(zoo_dir: Path) -> list[Path]:
+    """The zoo's teacher folders; a zoo with none is one line (an empty zoo once gave an empty ranking, exit 0)."""
+    folders = teacher_folders(zoo_dir)
+    if not folders:
+        raise fail(str(zoo_dir), "no teacher folders (a sub-folder holding config.json and model.safetensors); "
+                   "expected a zoo of teachers")
+    return folders
+
+
 def fingerprint(folder: Path) -> tuple[int, int]:
     """(weights size, sum of the weights' and config's mtimes in ns): a rewritten file changes it."""
     weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
@@ -46,7 +55,7 @@ def index_teacher(folder: Path) -> tuple[TeacherSpec, int, int]:
         base.update(architecture=config["architecture"], label_names=config["label_names"])
         if stat is None:
             raise fail(str(weights), "missing; expected the teacher's weights in safetensors format")
-        params, flops, preprocessing = describe(config)
+        params, flops, preprocessing = describe(config, weights)
         base.update(content_hash=file_sha256(weights), param_count=params, flops_per_sample=flops,
                     **asdict(preprocessing))
         return TeacherSpec(**base), size, mtime

@@ -49,3 +49,39 @@ def test_yaml_parses_and_its_selkd_commands_are_real(path):
 def test_the_scheduled_and_submitted_scans_are_found():
     commands = [c for p in FILES for d in yaml.safe_load_all(p.read_text()) if d for c in selkd_commands(d)]
     assert sum(c[0] == "scan" for c in commands) >= 2
+
+
+def cluster_specs(node) -> list[dict]:
+    """Every RayCluster spec in a parsed KubeRay document (a RayCluster's spec, a RayJob's rayClusterSpec...)."""
+    found = []
+    if isinstance(node, dict):
+        if "headGroupSpec" in node:
+            found.append(node)
+        for value in node.values():
+            found += cluster_specs(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += cluster_specs(value)
+    return found
+
+
+def documents(name: str) -> list:
+    return [d for d in yaml.safe_load_all((CLUSTER / name).read_text()) if d]
+
+
+def test_every_config_provisions_token_authentication():
+    """No Ray cluster of ours comes up without token auth, and every client the configs define carries the token."""
+    specs = [spec for path in FILES for d in yaml.safe_load_all(path.read_text()) if d for spec in cluster_specs(d)]
+    assert len(specs) == 3  # the RayCluster, the RayJob's and the RayCronJob's
+    assert all(spec.get("authOptions", {}).get("mode") == "token" for spec in specs)
+    secret = documents("kuberay-raycluster.yaml")[0]["spec"]["authOptions"]["secretName"]
+    cron = documents("scheduled-scan-cronjob.yaml")[0]
+    submitter = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in submitter["env"]}
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "auth_token"}
+    launcher = documents("cluster-launcher.yaml")[0]
+    starts = [c for c in launcher["head_start_ray_commands"] + launcher["worker_start_ray_commands"] if "ray start" in c]
+    assert starts and all(c.startswith("RAY_AUTH_MODE=token ray start") for c in starts)
+    assert launcher["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
+    assert not any("--dashboard-host=0.0.0.0" in c for c in starts)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
-import socket
 import threading
 
 import ray
 
+from ..address import check_reachable
 from ..errors import SelkdError
 
 # Keep an embedded Ray on this machine: no usage reports, no cloud probes, loopback only.
@@ -18,19 +19,6 @@ LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http
              # cost ~2 s on small jobs; an embedded Ray polls faster.
              "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 LOCAL_NODE_IP = os.environ.get("SELKD_NODE_IP", "127.0.0.2")
-
-
-def check_reachable(address: str, timeout: float = 3.0) -> None:
-    """Fail fast, in one line, when nothing listens at host:port (ray.init would retry for a long time)."""
-    if address in ("auto", "local") or address.startswith(("ray://", "anyscale://")):
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise SelkdError(f"--address: '{address}' is not host:port")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as err:
-        raise SelkdError(f"--address: no Ray cluster answers at {address} ({err.strerror or err})") from None
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -43,12 +31,31 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     with own_sigterm_kept():
         if address:
             check_reachable(address)
-            ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+            join_cluster(address)
             return False
+        # Ray turns token authentication on for a new local cluster (the token in ~/.ray/auth_token, made on
+        # first use), with a warning on every start that says so; the README says it once instead. (Setting
+        # RAY_AUTH_MODE here would not do: Ray reads it once, when it is imported.)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         # address="local": always a new embedded instance, never a cluster `ray start` left recorded on disk
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
                  log_to_driver=False, configure_logging=True, logging_level="WARNING")
     return True
+
+
+def join_cluster(address: str) -> None:
+    """ray.init against a running cluster; a cluster that refuses this driver (token authentication: no token,
+    or another cluster's) is one line saying where the token comes from."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    except (ConnectionError, AuthenticationError) as err:
+        mode = os.environ.get("RAY_AUTH_MODE", "unset")
+        raise SelkdError(
+            f"--address: the Ray cluster at {address} did not accept this driver ({type(err).__name__}; "
+            f"RAY_AUTH_MODE is {mode}); a cluster with token authentication needs RAY_AUTH_MODE=token and its "
+            "token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (see cluster/README.md)") from None
 
 
 @contextlib.contextmanager

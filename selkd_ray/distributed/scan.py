@@ -51,10 +51,20 @@ class RunnerPool:
 
     def __init__(self, max_actors: int | None = None, teachers: int | None = None) -> None:
         count, self.options = actor_options()
+        self.capacity = count  # one per GPU, else one per CPU slot
         self.count = max(1, min(count, max_actors or count, teachers or count))
         self.prefix = f"{ACTOR_PREFIX}-{uuid.uuid4().hex[:8]}"
         self.remote = ray.remote(RunnerActor)
         self.actors = [self.start(i) for i in range(self.count)]
+
+    def sizing(self, max_actors: int | None, teachers: int) -> str:
+        """How many actors run and why, when that is fewer than --max-actors asked for ('' otherwise)."""
+        if not max_actors or self.count >= max_actors:
+            return ""
+        unit = "GPUs" if "num_gpus" in self.options else "free CPU slots"
+        why = (f"the cluster has {self.capacity} {unit}" if self.count == self.capacity else
+               f"{teachers} teachers to run")
+        return f"--max-actors {max_actors}: {self.count} runner actors ({why})"
 
     def start(self, index: int):
         name = f"{self.prefix}-{index}-{uuid.uuid4().hex[:4]}"
@@ -101,6 +111,8 @@ class RunnerPool:
                                        f"teacher ({type(err).__name__})")
             submit(slot)  # the slot's next teacher starts before this result is handled
             yield result
+        for slot in list(reserved):  # reserved (and prefetched) but never run: the runner lets them go
+            self.actors[slot].forget.remote()
         for spec in [reserved.pop(slot) for slot in list(reserved)] + list(queue):
             yield TeacherResult(spec.teacher_id, None, skipped=True)
 

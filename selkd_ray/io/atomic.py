@@ -36,14 +36,21 @@ def write_table(table: pa.Table, where: "str | Path | Location") -> "Path | str"
     return location.native()
 
 
-def read_table(where: "str | Path | Location") -> pa.Table:
-    """The table at `where`; a file that is not readable Parquet is an UnreadableTable naming it."""
+AFRESH = "move it aside (or delete it) and run again to start it afresh"
+
+
+def read_table(where: "str | Path | Location", required: tuple[str, ...] = (), what: str = "") -> pa.Table:
+    """The table at `where`; a file that is not readable Parquet, or lacks a `required` column (another
+    tool's table where ours should be), is an UnreadableTable naming it."""
     location = Location(where)
     try:
-        return pq.read_table(location.path, filesystem=location.fs)
+        table = pq.read_table(location.path, filesystem=location.fs)
     except (pa.ArrowException, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise UnreadableTable(f"{location.native()}: not a readable Parquet table ({reason}); move it aside (or "
-                              "delete it) and run again to start it afresh") from None
+        raise UnreadableTable(f"{location.native()}: not a readable Parquet table ({reason}); {AFRESH}") from None
+    missing = [name for name in required if name not in table.schema.names]
+    if missing:
+        raise UnreadableTable(f"{location.native()}: not {what} (no column '{missing[0]}'); {AFRESH}")
+    return table

@@ -39,7 +39,7 @@ def write_catalogue(entries: list[tuple[TeacherSpec, int, int]], path: "str | Pa
 def read_catalogue(path: "str | Path | Location") -> list[tuple[TeacherSpec, int, int]]:
     """The catalogue's entries; one written before a column existed has none (every teacher is indexed anew)."""
     names = {f.name for f in fields(TeacherSpec)}
-    table = read_table(path)
+    table = read_table(path, ("teacher_id", "path", "content_hash"), "a catalogue")
     if set(CATALOGUE_SCHEMA.names) - set(table.schema.names):
         return []
     entries = []

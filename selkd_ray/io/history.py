@@ -37,7 +37,8 @@ SCHEMA = pa.schema(HISTORY_COLUMNS)
 def read_history(where: "str | Path | Location") -> list[dict]:
     """Every scan so far, oldest first; [] when there is no history yet."""
     location = Location(where)
-    return read_table(location).to_pylist() if location.is_file() else []
+    return (read_table(location, ("scanned_at", "zoo_size", "top_teachers"), "a history table").to_pylist()
+            if location.is_file() else [])
 
 
 def append_history(row: dict, where: "str | Path | Location") -> "Path | str":

@@ -36,8 +36,11 @@ def write_scores(rows: list[dict], scorer_names: list[str], path: "str | Path | 
     return write_table(pa.Table.from_pylist(full_rows, schema=schema), path)
 
 
-def read_scores(path: str | Path) -> list[dict]:
-    return read_table(path).to_pylist()
+SCORES_CORE = ("teacher_id", "status", "content_hash", "score", "rank")  # what every version of the table has
+
+
+def read_scores(path: "str | Path | Location") -> list[dict]:
+    return read_table(path, SCORES_CORE, "a scores table").to_pylist()
 
 
 def write_metrics(rows: list[dict], path: str | Path) -> Path:
@@ -70,4 +73,4 @@ def write_selection(rows: list[dict], path: "str | Path | Location") -> "Path | 
 
 def read_selection(path: "str | Path | Location") -> list[dict]:
     location = Location(path)
-    return read_table(location).to_pylist() if location.is_file() else []
+    return read_table(location, ("kind", "candidate"), "a selection table").to_pylist() if location.is_file() else []

@@ -63,13 +63,50 @@ def load_task(path: str | Path) -> Task:
     metadata = table.schema.metadata or {}
     if b"selkd.label_names" not in metadata:
         raise fail(f"{path}: label_names", "missing from the table's metadata (key selkd.label_names)")
-    label_names = tuple(json.loads(metadata[b"selkd.label_names"]))
-    name = metadata.get(b"selkd.task_name", path.stem.encode()).decode()
+    label_names = parse_label_names(metadata[b"selkd.label_names"], f"{path}: label_names")
+    name = metadata.get(b"selkd.task_name", path.stem.encode()).decode(errors="replace")
+    labels = parse_labels(table.column("label"), f"{path}: label")
+    splits = parse_splits(table.column("split"), f"{path}: split")
     images = np.stack([decode_image(data, f"{path}: image at row {i}")
                        for i, data in enumerate(table.column("image").to_pylist())]) if table.num_rows else np.zeros((0, 1, 1, 1), np.uint8)
-    labels = np.array([-1 if v is None else v for v in table.column("label").to_pylist()], dtype=np.int64)
-    splits = np.array(table.column("split").to_pylist(), dtype=object).astype(str)
     return validate_task(Task(name, images, labels, splits, label_names), str(path))
+
+
+def parse_label_names(raw: bytes, where: str) -> tuple[str, ...]:
+    """The task's label names: a JSON list of unique, non-empty strings (a bare string, numbers or a JSON
+    object are refused: they once became one name per character, or names that were not strings)."""
+    try:
+        names = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise fail(where, f"not JSON ({err}); expected a JSON list of unique strings") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise fail(where, f"expected a JSON list of unique non-empty strings, got {json.dumps(names)[:80]}")
+    return tuple(names)
+
+
+def parse_labels(column: pa.ChunkedArray, where: str) -> np.ndarray:
+    """Integer labels, null (-1 here) for unlabelled rows. Floats are taken only when every value is a whole
+    number (pandas writes an integer column with nulls as float64); 2.7 is refused, never truncated to 2."""
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+        raise fail(where, f"column of type {kind}; expected integer class indices (null for unlabelled rows)")
+    values = column.to_pylist()
+    for row, value in enumerate(values):
+        if value is None:
+            continue
+        if value != value or value != int(value):  # NaN, or not a whole number
+            raise fail(where, f"value {value} at row {row} is not a whole number; expected integer class indices")
+        if value < 0:
+            raise fail(where, f"value {int(value)} at row {row} is negative; expected 0..K-1 (null for unlabelled rows)")
+    return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+
+
+def parse_splits(column: pa.ChunkedArray, where: str) -> np.ndarray:
+    values = column.to_pylist()
+    bad = next((row for row, value in enumerate(values) if not isinstance(value, str)), None)
+    if bad is not None:
+        raise fail(where, f"value {values[bad]!r} at row {bad}; expected one of {', '.join(SPLITS)}")
+    return np.array(values, dtype=object).astype(str)
 
 
 def read_image_folder(root: Path) -> Task:

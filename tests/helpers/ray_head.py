@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
@@ -49,8 +50,8 @@ def wait_for(host: str, port: int, timeout: float, process: subprocess.Popen, lo
     raise TimeoutError(f"nothing listens at {host}:{port} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def start_head(host: str, env: dict, num_cpus: int, timeout: float, log: Path) -> tuple[subprocess.Popen, int]:
-    """(the `ray start --head --block` process, its dashboard port) once the dashboard listens."""
+def start_head(host: str, env: dict, num_cpus: int, timeout: float, log: Path) -> tuple[subprocess.Popen, dict]:
+    """(the `ray start --head --block` process, its ports) once the dashboard listens."""
     ports = free_ports(host, PORTS)
     command = [RAY, "start", "--head", "--block", f"--node-ip-address={host}", f"--dashboard-host={host}",
                "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats",
@@ -62,7 +63,7 @@ def start_head(host: str, env: dict, num_cpus: int, timeout: float, log: Path) -
     except BaseException:
         stop(head)
         raise
-    return head, ports["dashboard-port"]
+    return head, ports
 
 
 def stop(head: subprocess.Popen) -> None:
@@ -74,18 +75,24 @@ def stop(head: subprocess.Popen) -> None:
     head.wait()
 
 
+@dataclass(frozen=True)
+class Head:
+    dashboard: str  # the dashboard's HTTP address: what `ray job submit --address` takes
+    gcs: str  # host:port: what a driver's ray.init(address=...) takes
+
+
 @contextmanager
 def ray_head(host: str, env: dict, num_cpus: int = 2, timeout: float = 120):
-    """Yields the dashboard's HTTP address (what `ray job submit --address` takes). A head that exits at start
+    """Yields the Head's addresses. A head that exits at start
     (its ports are chosen free, then bound by ray: another process can take one between) is started once more
     on fresh ports; errors quote the head's output."""
     log = Path(tempfile.mkstemp(prefix="ray-head-", suffix=".log")[1])
     try:
-        head, port = start_head(host, env, num_cpus, timeout, log)
+        head, ports = start_head(host, env, num_cpus, timeout, log)
     except HeadExited:
-        head, port = start_head(host, env, num_cpus, timeout, log)
+        head, ports = start_head(host, env, num_cpus, timeout, log)
     try:
-        yield f"http://{host}:{port}"
+        yield Head(f"http://{host}:{ports['dashboard-port']}", f"{host}:{ports['port']}")
     finally:
         stop(head)
         log.unlink(missing_ok=True)
