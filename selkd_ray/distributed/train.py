@@ -15,12 +15,33 @@ import ray
 import ray.train
 import torch
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
+from ray.train.torch import TorchConfig, TorchTrainer, prepare_data_loader, prepare_model
+from ray.train.torch.config import _TorchBackend
 
 from ..config import DistillConfig
 from ..training import StudentData, fit_epochs, loaders, new_student
 
 STATE_FILE = "student.pt"
+
+
+class SoloTorchBackend(_TorchBackend):
+    """Ray Train's torch backend, except that a lone worker opens no torch.distributed process group.
+
+    Why: torch's TCPStore (behind every process group) formats each peer's address with getnameinfo, a
+    reverse DNS look-up, and 127.0.0.x is not in /etc/hosts as the v4-mapped address its dual-stack socket
+    sees, so every run sent PTR queries to the machine's resolver (tests/test_no_network.py found them). One
+    worker has no peers: no process group is needed, and none is made. With more workers the process group is
+    needed and the look-ups remain (said in the README)."""
+
+    def on_start(self, worker_group, backend_config) -> None:
+        if len(worker_group) > 1:
+            super().on_start(worker_group, backend_config)
+
+
+class LoopbackTorchConfig(TorchConfig):
+    @property
+    def backend_cls(self):
+        return SoloTorchBackend
 
 
 def train_func(job: dict) -> None:
@@ -113,6 +134,7 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
         train_func,
         train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data)},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
+        torch_config=LoopbackTorchConfig(),
         run_config=RunConfig(storage_path=storage_path, name=name,
                              failure_config=FailureConfig(max_failures=max_failures)),
     )

@@ -1,24 +1,52 @@
-"""Run a `selkd` command in its own process (joined to the test's Ray) and SIGKILL it midway."""
+"""Run a `selkd` command in its own process (joined to the test's Ray) and stop it midway: SIGKILL (a crash),
+or SIGINT / SIGTERM (Ctrl-C, a scheduler's stop), sent to its process group as a terminal or a container would."""
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import ray
 
 
+@dataclass(frozen=True)
+class Stopped:
+    progress: int  # progress() after the process ended: what the stopped run left behind
+    seconds: float  # from the signal to the process's exit
+    returncode: int
+    stderr: str
+
+
+def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, signum: int = signal.SIGKILL,
+                    timeout: float = 300, poll: float = 0.02) -> Stopped:
+    """Start `selkd ARGUMENTS`, send `signum` to its process group once `progress()` reaches `at_least`, and
+    wait for it to end."""
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "selkd_cli.main", *arguments], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline and progress() < at_least and process.poll() is None:
+            time.sleep(poll)
+        sent = time.monotonic()
+        try:
+            os.killpg(process.pid, signum)
+            process.wait(timeout=60)
+        except ProcessLookupError:
+            pass
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        took = time.monotonic() - sent
+        stderr.seek(0)
+        return Stopped(progress(), took, process.returncode, stderr.read())
+
+
 def kill_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, timeout: float = 300,
                     poll: float = 0.02) -> int:
-    """Start `selkd ARGUMENTS`, kill its whole process group once `progress()` reaches `at_least`, and return
-    `progress()` after the kill (what the killed run left behind)."""
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    process = subprocess.Popen([sys.executable, "-m", "selkd_cli.main", *arguments], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + timeout
-    while time.time() < deadline and progress() < at_least:
-        time.sleep(poll)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    return progress()
+    """SIGKILL midway; what the killed run left behind (`progress()` after the kill)."""
+    return stop_cli_midway(arguments, progress, at_least, signal.SIGKILL, timeout, poll).progress

@@ -1,0 +1,50 @@
+"""What a runner keeps loaded and what the ledger charges, without Ray: the runner is plain Python and the scan's
+plan takes the function that runs teachers as an argument (the Ray layer passes its actor pool)."""
+import numpy as np
+
+from selkd_ray.config import ScanConfig
+from selkd_ray.io.fs import Location
+from selkd_ray.probe import make_probe
+from selkd_ray.records import Predictions, TeacherResult
+from selkd_ray.runner import TeacherRunner
+from selkd_ray.scanning import run_plan
+from selkd_ray.zoo import index_zoo
+
+
+def test_a_prefetched_teacher_that_is_not_run_is_let_go(tiny_zoo, target_task):
+    """The driver reserves the next teacher, and the runner starts loading it; when the budget then refuses
+    it (or the scan ends), the next call or `forget()` drops it, so reused runners do not pile teachers up."""
+    a, b, c = (spec for spec, _, _ in index_zoo(tiny_zoo))
+    runner = TeacherRunner(num_threads=1)
+    probe = make_probe(target_task, 2)
+    assert runner(a, probe, upcoming=b).predictions is not None
+    assert set(runner.prefetched) == {b.path}
+    assert runner(c, probe, upcoming=None).predictions is not None  # b was refused: c ran instead
+    assert runner.prefetched == {}
+    runner.prefetch(a)
+    runner.forget()
+    assert runner.prefetched == {}
+
+
+def test_a_teacher_that_fails_before_its_forward_pass_costs_nothing(tiny_zoo, target_task, tmp_path):
+    specs = [spec for spec, _, _ in index_zoo(tiny_zoo)]
+    config = ScanConfig(scorers=("leep",), probe_per_class=4, budget="1e15")
+
+    def run_teachers(pending, probe, admit, scoring):
+        for spec in pending:
+            assert admit(spec)  # each is charged as it starts
+            if spec.teacher_id == "random":  # dies loading its weights: no forward pass ran
+                yield TeacherResult(spec.teacher_id, None, f"{spec.path}: cannot load checkpoint")
+            elif spec.teacher_id == "digits-01":  # dies after its forward pass (non-finite outputs, say)
+                yield TeacherResult(spec.teacher_id, None, f"{spec.path}: non-finite outputs", forward_ran=True)
+            else:
+                count = len(probe)
+                probs = np.full((count, spec.num_classes), 1 / spec.num_classes, np.float32)
+                yield TeacherResult(spec.teacher_id, Predictions(probs, np.ones((count, 4), np.float32), 0.1),
+                                    forward_ran=True)
+
+    rows, ledger = run_plan(specs, target_task, Location(tmp_path), config, lambda event: None, run_teachers, None)
+    cost = {spec.teacher_id: spec.flops_per_sample * 12 for spec in specs}  # 4 per class x 3 classes
+    assert ledger.flops == cost["own-classes"] + cost["digits-01"]  # the one that never ran is refunded
+    assert {row["teacher_id"]: row["status"] for row in rows} == {"own-classes": "scored", "digits-01": "failed",
+                                                                   "random": "failed"}
