@@ -333,9 +333,23 @@ def test_a_zoo_that_is_not_a_zoo_is_one_line(make, expected, command, task_path,
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Options: every value that means nothing is refused before Ray starts, naming the flag.
+# Options: every value that means nothing is refused before Ray starts, naming the flag (zero or negative
+# counts once fell back to other values without a word).
 
 OPTIONS = [
+    (["scan", "--eta", "0"], "--eta: expected a value >= 2, got 0"),
+    (["scan", "--min-probe", "0"], "--min-probe: expected a value >= 2, got 0"),
+    (["scan", "--max-actors", "0"], "--max-actors: expected a value >= 1, got 0"),
+    (["scan", "--probe-per-class", "-1"], "--probe-per-class: expected a value >= 2, got -1"),
+    (["distill", "--epochs", "0"], "--epochs: expected a value >= 1, got 0"),
+    (["distill", "--workers", "0"], "--gpus / --workers: expected --gpus >= 0 and --workers >= 1, got 0 and 0"),
+    (["distill", "--gpus", "-1"], "--gpus / --workers: expected --gpus >= 0 and --workers >= 1, got -1 and 1"),
+    (["distill", "--gpus", "2", "--workers", "3"], "--workers 3 with --gpus 2: each GPU runs one worker; give one of them"),
+    (["distill", "--tau", "0"], "--tau: expected a value > 0, got 0"),
+    (["select", "--shortlist", "0"], "--shortlist: expected a value >= 1, got 0"),
+    (["select", "--race-epochs", "0"], "--race-epochs: expected a value >= 1, got 0"),
+    (["select", "--trials-per-gpu", "0"], "--trials-per-gpu: expected a value >= 1, got 0"),
+    (["select", "--epochs", "0"], "--epochs: expected a value >= 1, got 0"),
     (["scan", "--scorer", "nosuch"], "--scorer: unknown scorer 'nosuch'"),
     (["scan", "--budget", "plenty"], "--budget: 'plenty' is not a budget"),
     (["scan", "--budget", "0"], "--budget"),
