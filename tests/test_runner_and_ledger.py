@@ -48,3 +48,32 @@ def test_a_teacher_that_fails_before_its_forward_pass_costs_nothing(tiny_zoo, ta
     assert ledger.flops == cost["own-classes"] + cost["digits-01"]  # the one that never ran is refunded
     assert {row["teacher_id"]: row["status"] for row in rows} == {"own-classes": "scored", "digits-01": "failed",
                                                                    "random": "failed"}
+
+
+def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tmp_path):
+    """The round line names the size asked for; when a class has fewer train images, a note says so."""
+    specs = [spec for spec, _, _ in index_zoo(tiny_zoo)]
+    events = []
+    most = int(np.bincount(target_task.split("train")[1]).min())
+
+    def run_teachers(pending, probe, admit, scoring):
+        for spec in pending:
+            probs = np.full((len(probe), spec.num_classes), 1 / spec.num_classes, np.float32)
+            yield TeacherResult(spec.teacher_id, Predictions(probs, np.ones((len(probe), 4), np.float32), 0.1),
+                                forward_ran=True)
+
+    config = ScanConfig(scorers=("leep",), probe_per_class=most + 5)
+    rows, _ = run_plan(specs, target_task, Location(tmp_path), config, events.append, run_teachers, None)
+    notes = [str(e) for e in events if e.kind == "note"]
+    assert notes == [f"probe of round 1: {most + 5} images per class asked; 'three' has {most}, 'five' has "
+                     f"{most}, 'eight' has {most} (all of them used)"]
+    assert {row["probe_size"] for row in rows} == {3 * most}
+
+
+def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):
+    from selkd_ray.distributed.scan import RunnerPool
+
+    with RunnerPool(max_actors=8, teachers=5) as pool:
+        assert pool.count == 2  # the test's Ray has 2 CPU slots
+        assert pool.sizing(8, 5) == "--max-actors 8: 2 runner actors (the cluster has 2 free CPU slots)"
+        assert pool.sizing(2, 5) == ""
