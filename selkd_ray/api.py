@@ -24,8 +24,8 @@ from .io.history import append_history, read_history
 from .io.lock import ScanLock
 from .io.results import read_scores, read_selection, write_metrics, write_scores
 from .io.tasks import load_task
-from .probe import make_probe
 from .models import build_model, require_architecture, save_teacher
+from .probe import make_probe
 from .progress import Progress, Step, quiet
 from .records import ProbeSet, Task, TeacherSpec
 from .report import learning_curve
@@ -109,10 +109,8 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
     check_outputs(out_dir)
     with ScanLock(out_dir):
-        # every table this scan will read or append to is read first: a bad one stops it before any work
         scores_location = out_dir / "scores.parquet"
         previous = read_scores(scores_location) if scores_location.is_file() else []
-        read_history(out_dir / "history.parquet")
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
         cache = PredictionCache(out_dir / "cache")
         check_budget_floor(specs, task, config, cache, previous)
