@@ -5,7 +5,7 @@ import signal
 import numpy as np
 import pytest
 import torch
-from helpers.killing import kill_cli_midway, stop_cli_midway
+from helpers.killing import stop_cli_midway
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
@@ -88,8 +88,8 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
         assert "interrupted: stopping; what was written is kept" in stopped.stderr
         assert "Traceback" not in stopped.stderr and not list(out.glob("*.metrics.parquet"))
         assert at_least <= stopped.progress < epochs
-    done_before = kill_cli_midway(args, checkpoints, at_least=3, poll=0.1)
-    assert 3 <= done_before < epochs, "the run should have been killed midway"
+    killed = stop_cli_midway(args, checkpoints, 3, signal.SIGKILL, poll=0.1)
+    assert 3 <= killed.progress < epochs, f"the run should have been killed midway: {killed.stderr[-3000:]}"
     latest = max((p for p in runs.glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name)
     kept = torch.load(latest / "student.pt", weights_only=False)["history"]
 

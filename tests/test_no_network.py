@@ -33,17 +33,36 @@ def test_the_parser_sees_an_outside_address():
     assert off_loopback('connect(9, {sa_family=AF_UNIX, sun_path="/tmp/ray/session/sockets/raylet"}, 110) = 0') == []
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (scripts/setup.sh --with-browser installs it)")
-def test_a_selection_sends_nothing_off_loopback(tiny_zoo, task_path, tmp_path):
+def traced(tmp_path, *args: str) -> list[str]:
+    """Run `selkd ARGS` (its own embedded Ray, so every Ray process is its child) under strace; the calls."""
     log = tmp_path / "strace.log"
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     done = subprocess.run(["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={','.join(CALLS)}", "-o", str(log),
-                           sys.executable, "-m", "selkd_cli.main", "select", "--zoo", str(tiny_zoo), "--task",
-                           str(task_path), "--out", str(tmp_path / "out"), "--scorer", "leep", "--probe-per-class", "4",
-                           "--shortlist", "1", "--race-epochs", "1", "--epochs", "1", "--quiet"],
+                           sys.executable, "-m", "selkd_cli.main", *args, "--quiet"],
                           capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = log.read_text(errors="replace").splitlines()
+    return log.read_text(errors="replace").splitlines()
+
+
+NEEDS_STRACE = pytest.mark.skipif(shutil.which("strace") is None,
+                                  reason="strace is not installed (scripts/setup.sh --with-browser installs it)")
+
+
+@NEEDS_STRACE
+def test_a_selection_sends_nothing_off_loopback(tiny_zoo, task_path, tmp_path):
+    lines = traced(tmp_path, "select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path / "out"),
+                   "--scorer", "leep", "--probe-per-class", "4", "--shortlist", "1", "--race-epochs", "1",
+                   "--epochs", "1")
     assert sum(line.split("(", 1)[0].split()[-1] == "connect" for line in lines if "(" in line) > 10  # it did trace
+    outside = [line for line in lines if off_loopback(line)]
+    assert not outside, "\n".join(outside[:20])
+
+
+@NEEDS_STRACE
+def test_a_two_worker_distillation_sends_nothing_off_loopback(tiny_zoo, task_path, tmp_path):
+    """Two Ray Train workers need a torch.distributed process group: on one node they meet through a FileStore,
+    never torch's TCPStore (which reverse-resolves every peer by DNS)."""
+    lines = traced(tmp_path, "distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path),
+                   "--out", str(tmp_path / "out"), "--epochs", "1", "--workers", "2")
     outside = [line for line in lines if off_loopback(line)]
     assert not outside, "\n".join(outside[:20])

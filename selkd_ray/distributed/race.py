@@ -68,6 +68,9 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
     """Run every trial ({'candidate', 'lam', 'loss'}) for at most `epochs` epochs; ASHA stops the weak.
     `name` must key every input: a race started again under its name is restored, not rerun."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables: progress goes through `progress`
+    # Tune's own SIGINT handler ends the run "gracefully" and fit() returns the trials so far, which would be
+    # raced to a winner as if they had finished: Ctrl-C must reach the CLI as KeyboardInterrupt instead
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     base = {**dataclasses.asdict(config), "epochs": epochs, "patience": None, "max_flops": None,
             "num_workers": 1, "augment": False}
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(grace, epochs),

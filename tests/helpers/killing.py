@@ -25,6 +25,7 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
     """Start `selkd ARGUMENTS`, send `signum` to its process group once `progress()` reaches `at_least`, and
     wait for it to end."""
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    slots_free()
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "selkd_cli.main", *arguments], env=env,
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
@@ -44,6 +45,17 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
         took = time.monotonic() - sent
         stderr.seek(0)
         return Stopped(progress(), took, process.returncode, stderr.read())
+
+
+def slots_free(timeout: float = 120) -> None:
+    """Wait until the shared Ray has every CPU slot back: a stopped driver's Ray Train actors and placement
+    group are cleaned up asynchronously, and the next command's workers need their slots."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"Ray's CPU slots never came back: {ray.available_resources()} of {ray.cluster_resources()}")
 
 
 def kill_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, timeout: float = 300,
