@@ -38,6 +38,10 @@ class CacheKey:
     def metadata(self) -> dict[str, str]:
         return {"format": FORMAT, **asdict(self)}
 
+    def classifier_metadata(self) -> dict[str, str]:
+        """Classifier rows depend on the weights alone."""
+        return {"format": FORMAT, "teacher_hash": self.teacher_hash}
+
 
 def prediction_key(spec: TeacherSpec, images: ProbeSet) -> CacheKey:
     """The one key of a teacher's outputs on an image set (scan, teacher outputs and the selection use it)."""
@@ -61,6 +65,9 @@ class Rejected(ValueError):
     """A cache file that exists but is not this key's entry."""
 
 
+BAD_ENTRY = (UnreadableTable, Rejected, KeyError, ValueError)  # what makes an existing file a miss
+
+
 class PredictionCache:
     """One small Parquet file per key, written atomically, so a killed scan loses nothing finished."""
 
@@ -79,11 +86,10 @@ class PredictionCache:
         if not path.is_file():
             return None
         try:
-            table = checked(path, key.metadata(), ("probs", "features"))
+            table, (probs, features) = checked(path, key.metadata(), ("probs", "features"))
             seconds = float((table.schema.metadata or {}).get(b"seconds", b"0"))
-            probs, features = rows_to_array(table, "probs"), rows_to_array(table, "features")
             return Predictions(probs, features, seconds, self.classifier(key))
-        except (UnreadableTable, Rejected, KeyError, ValueError) as err:
+        except BAD_ENTRY as err:
             self.rejected.append(f"{path.native()} ({reason(err)})")
             return None
 
@@ -93,16 +99,15 @@ class PredictionCache:
         if not path.is_file():
             return None
         try:
-            return rows_to_array(checked(path, {"format": FORMAT, "teacher_hash": key.teacher_hash}, ("row",)), "row")
-        except (UnreadableTable, Rejected, KeyError, ValueError):
+            return checked(path, key.classifier_metadata(), ("row",))[1][0]
+        except BAD_ENTRY:
             return None
 
     def put(self, key: CacheKey, predictions: Predictions) -> "Path | str":
         """The classifier first, then the predictions: a predictions file means the entry is complete."""
         if predictions.classifier is not None and self.classifier(key) is None:
             rows = predictions.classifier.astype(np.float32)
-            write_table(stamped(pa.table({"row": pa.array(list(rows))}),
-                                {"format": FORMAT, "teacher_hash": key.teacher_hash}, rows),
+            write_table(stamped(pa.table({"row": pa.array(list(rows))}), key.classifier_metadata(), rows),
                         self.classifier_path(key))
         probs, features = predictions.probs.astype(np.float32), predictions.features.astype(np.float32)
         table = pa.table({"probs": pa.array(list(probs)), "features": pa.array(list(features))})
@@ -117,7 +122,7 @@ class PredictionCache:
         try:
             checked(path, key.metadata(), ("probs", "features"))
             return True
-        except (UnreadableTable, Rejected, KeyError, ValueError):
+        except BAD_ENTRY:
             return False
 
 
@@ -125,17 +130,19 @@ def stamped(table: pa.Table, fields: dict[str, str], *arrays: np.ndarray) -> pa.
     return table.replace_schema_metadata({**fields, "checksum": checksum(*arrays)})
 
 
-def checked(path: Location, expected: dict[str, str], columns: tuple[str, ...]) -> pa.Table:
-    """The table at `path` if its metadata holds `expected` and its arrays match their checksum."""
+def checked(path: Location, expected: dict[str, str], columns: tuple[str, ...]) -> tuple[pa.Table, list[np.ndarray]]:
+    """The table at `path` and its `columns` as arrays, if its metadata holds `expected` and the arrays match
+    their checksum (the arrays are made once, for the check and for the caller)."""
     table = read_table(path)
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     wrong = [name for name, value in expected.items() if metadata.get(name) != value]
     if wrong:
         raise Rejected(f"its {', '.join(wrong)} is not this entry's" if "format" not in wrong else
                        "written without a key (an older cache, or not by selkd)")
-    if metadata.get("checksum") != checksum(*(rows_to_array(table, c) for c in columns)):
+    arrays = [rows_to_array(table, column) for column in columns]
+    if metadata.get("checksum") != checksum(*arrays):
         raise Rejected("its contents do not match their checksum")
-    return table
+    return table, arrays
 
 
 def reason(err: Exception) -> str:
