@@ -6,6 +6,7 @@ returns at once when it had finished) instead of training from scratch.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import shutil
 import tempfile
 import threading
@@ -73,11 +74,8 @@ def train_func(job: dict) -> None:
     data: StudentData = ray.get(job["data_ref"])
     context = ray.train.get_context()
     student, optimizer = new_student(data, config)
-    state = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:  # resume where the last reported epoch ended
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+    state = resume_state(ray.train.get_checkpoint(), job.get("resume_from"))
+    if state is not None:  # resume where the last written epoch ended
         student.load_state_dict(state.pop("model"))
         optimizer.load_state_dict(state.pop("optimizer"))
     student = prepare_model(student)
@@ -98,6 +96,42 @@ def train_func(job: dict) -> None:
 
     fit_epochs(student, optimizer, data, config, device, labelled_loader, all_loader, state, report,
                context.get_world_rank(), context.get_world_size())
+
+
+def load_state(folder: str | Path) -> dict | None:
+    """A checkpoint folder's training state, or None where its file is missing or half-written."""
+    try:
+        return torch.load(Path(folder) / STATE_FILE, weights_only=False, map_location="cpu")
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+def resume_state(registered: Checkpoint | None, on_disk: str | None) -> dict | None:
+    """The state to resume from: Ray Train's latest registered checkpoint, or the newest one on disk where
+    that holds more epochs. Why both: a worker writes its checkpoint folder before the controller registers
+    it, so a driver stopped in between leaves a whole epoch on disk that Ray Train does not know of;
+    resuming from the registered one alone trained that epoch twice."""
+    candidates = []
+    if registered is not None:
+        with registered.as_directory() as folder:
+            candidates.append(load_state(folder))
+    if on_disk:
+        candidates.append(load_state(on_disk))
+    candidates = [state for state in candidates if state is not None]
+    return max(candidates, key=lambda state: len(state["history"]), default=None)
+
+
+def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint folder of a run whose state loads, with that state. Folders newer than it are
+    debris of a write a stop cut short (no loadable state): they are removed, so they are never counted or
+    read as epochs. Folder names are Ray Train's timestamps, so name order is time order."""
+    folders = sorted((p for p in run_dir.glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    for folder in folders:
+        state = load_state(folder)
+        if state is not None:
+            return folder, state
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
 
 
 class EpochWatcher:
@@ -152,10 +186,16 @@ def fit_interruptibly(trainer: TorchTrainer):
 def fit_student(data: StudentData, config: DistillConfig, storage_path: str, name: str,
                 max_failures: int = 2, on_epoch: Callable[[int], None] | None = None) -> dict:
     """Run (or resume) the TorchTrainer; return the last checkpoint's state: the best-validation weights
-    ("model"), the per-epoch history and why it stopped. `on_epoch(n)` hears of each finished epoch."""
+    ("model"), the per-epoch history and why it stopped. `on_epoch(n)` hears of each finished epoch.
+
+    The run resumes from, and its result is read from, the newest whole checkpoint on disk (see
+    `resume_state`): storage is shared by every node of a run, so the driver reads what the workers wrote."""
+    run_dir = Path(storage_path) / name
+    before = newest_checkpoint(run_dir)
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data)},
+        train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data),
+                           "resume_from": str(before[0]) if before else None},
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         torch_config=LoopbackTorchConfig(),
         run_config=RunConfig(storage_path=storage_path, name=name,
@@ -164,12 +204,11 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
     if on_epoch is None:
         result = fit_interruptibly(trainer)
     else:
-        with EpochWatcher(Path(storage_path) / name, on_epoch):
+        with EpochWatcher(run_dir, on_epoch):
             result = fit_interruptibly(trainer)
     if result.error:
         raise result.error
-    with result.checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / STATE_FILE, weights_only=False, map_location="cpu")
+    folder, state = newest_checkpoint(run_dir)
     state["model"] = state["best_model"] or state["model"]
-    state["checkpoint_path"] = result.checkpoint.path
+    state["checkpoint_path"] = str(folder)
     return state
