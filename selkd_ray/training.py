@@ -149,6 +149,13 @@ def initial_state() -> dict:
 BUDGET_STOPS = ("FLOPs budget", "time budget")  # how a stop for budget begins: a later, larger budget lifts it
 
 
+def finished(state: dict, config: DistillConfig) -> bool:
+    """Whether resuming `state` under `config` would train nothing: every epoch done, or stopped for a reason
+    no later budget lifts (a budget stop is decided again on resume, by `fit_epochs`)."""
+    stopped = state["stopped"]
+    return state["epoch"] + 1 >= config.epochs or (bool(stopped) and not stopped.startswith(BUDGET_STOPS))
+
+
 def budget_stop(state: dict, config: DistillConfig, flops_per_epoch: int) -> str:
     """Why the next epoch may not start under the FLOPs and time budgets ('' when it may)."""
     if config.max_flops and state["flops"] + flops_per_epoch > config.max_flops:

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import ray
 import ray.train
@@ -21,7 +21,9 @@ from ray.train.torch import TorchConfig, TorchTrainer, prepare_data_loader, prep
 from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch_process_group, _TorchBackend
 
 from ..config import DistillConfig
-from ..training import StudentData, fit_epochs, loaders, new_student
+
+if TYPE_CHECKING:
+    from ..training import StudentData
 
 STATE_FILE = "student.pt"
 
@@ -69,7 +71,12 @@ class LoopbackTorchConfig(TorchConfig):
 
 
 def train_func(job: dict) -> None:
-    """Per-worker loop. `job` holds the DistillConfig as a dict and the StudentData's object ref."""
+    """Per-worker loop. `job` holds the DistillConfig as a dict and the StudentData's object ref.
+
+    The student loop is imported here, not at the top: Ray Train's controller unpickles this function and so
+    imports this module, and it needs neither timm nor POT (seconds of start-up on every run)."""
+    from ..training import fit_epochs, loaders, new_student
+
     config = DistillConfig(**job["config"])
     data: StudentData = ray.get(job["data_ref"])
     context = ray.train.get_context()
@@ -146,7 +153,7 @@ class EpochWatcher:
     def watch(self) -> None:
         seen = -1
         while not self.stop.wait(self.poll):
-            done = len(list(self.run_dir.glob("checkpoint_*"))) if self.run_dir.is_dir() else 0
+            done = len([p for p in self.run_dir.glob("checkpoint_*") if p.is_dir()]) if self.run_dir.is_dir() else 0
             if done != seen:
                 seen = done
                 self.on_epoch(done)
@@ -190,8 +197,14 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
 
     The run resumes from, and its result is read from, the newest whole checkpoint on disk (see
     `resume_state`): storage is shared by every node of a run, so the driver reads what the workers wrote."""
+    from ..training import finished
+
     run_dir = Path(storage_path) / name
     before = newest_checkpoint(run_dir)
+    if before is not None and finished(before[1], config):  # the same run again: nothing to train, no Ray Train
+        if on_epoch is not None:
+            on_epoch(len(before[1]["history"]))
+        return finished_state(*before)
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data),
@@ -208,7 +221,11 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
             result = fit_interruptibly(trainer)
     if result.error:
         raise result.error
-    folder, state = newest_checkpoint(run_dir)
+    return finished_state(*newest_checkpoint(run_dir))
+
+
+def finished_state(folder: Path, state: dict) -> dict:
+    """A run's result from its last checkpoint: the best-validation weights as "model"."""
     state["model"] = state["best_model"] or state["model"]
     state["checkpoint_path"] = str(folder)
     return state
