@@ -17,7 +17,7 @@ from .registry import Registry
 CostBuilder = Callable[[Evidence], np.ndarray]
 COST_BUILDERS: Registry[CostBuilder] = Registry("cost builder")
 
-SMOOTHING = 0.01  # the small count `a` added to every (teacher class, target class) cell
+SMOOTHING = 0.01  # a: every cell's prior count, as a fraction of the mean count in a cell (probe size free)
 FLOOR = 1e-3  # a': costs are -log P / log(1/a'), so a probability of a' costs 1 for every teacher
 
 
@@ -25,14 +25,17 @@ def conditional_cost(probs: np.ndarray, labels: np.ndarray, num_target_classes: 
                      smoothing: float = SMOOTHING, floor: float = FLOOR) -> np.ndarray:
     """M[i, j] = -log P(y=j | z=i) / log(1/a'), estimated from teacher probabilities on labelled data.
 
-    P(y=j | z=i) = (sum_n p_n[i] 1[y_n=j] + a) / (sum_n p_n[i] + a C_S)
+    P(y=j | z=i) = (sum_n p_n[i] 1[y_n=j] + c) / (sum_n p_n[i] + c C_S), c = a n / (C_T C_S)
     probs: (n, C_T) teacher softmax outputs; labels: (n,) target labels in [0, C_S).
+    The prior count c is a fraction a of a cell's mean count, so the smoothing is as strong on a probe of 20
+    images as on one of 2,000 (an absolute count of 0.01 weighed 100 times more on the small one).
     A teacher class whose mass lands on one target class costs ~0 to carry there; one spread evenly
     costs log(C_S)/log(1/a') everywhere. Ref: the conditional ("soft NCE") view of Tran et al. 2019.
     """
     onehot = np.eye(num_target_classes)[labels]  # (n, C_S)
     joint = probs.T @ onehot  # (C_T, C_S) soft co-occurrence counts
-    conditional = (joint + smoothing) / (probs.sum(0)[:, None] + smoothing * num_target_classes)
+    prior = smoothing * len(labels) / (probs.shape[1] * num_target_classes)
+    conditional = (joint + prior) / (probs.sum(0)[:, None] + prior * num_target_classes)
     return -np.log(conditional) / np.log(1.0 / floor)
 
 

@@ -118,8 +118,9 @@ class Predictions:
 class Evidence:
     """All a scorer or cost builder may look at for one teacher on one probe: pure arrays, no models.
 
-    probs (n, C_T), features (n, d), labels (n,) in [0, C_S); optional classifier rows (C_T, d) and unit
-    text embeddings of the teacher's (C_T, e) and the target's (C_S, e) label names.
+    probs (n, C_T), features (n, d), labels (n,) in [0, C_S); optional classifier rows (C_T, d), unit
+    text embeddings of the teacher's (C_T, e) and the target's (C_S, e) label names, and the teacher's
+    parameter count and forward FLOPs per sample.
     """
 
     probs: np.ndarray | None
@@ -129,6 +130,8 @@ class Evidence:
     classifier: np.ndarray | None = None
     teacher_label_embeddings: np.ndarray | None = None
     target_label_embeddings: np.ndarray | None = None
+    param_count: int = 0  # the teacher's size, for the static priors (0: unknown)
+    flops_per_sample: int = 0
 
     def subset(self, index: np.ndarray) -> "Evidence":
         """The same teacher on a subset of the probe samples (for cross-fitting and reordering)."""

@@ -9,14 +9,19 @@ from typing import Callable
 
 import numpy as np
 import ot
+from ot.batch import solve_batch
 
-from .costs import COST_BUILDERS, conditional_cost, target_marginal
+from .config import DistillConfig
+from .costs import COST_BUILDERS, target_marginal
+from .discriminant import fit_discriminant
 from .errors import SelkdError
 from .probe import halves
 from .records import Evidence, content_hash
 from .registry import Registry
 
 Scorer = Callable[[Evidence], float]
+OT_EPS = DistillConfig.eps  # the Sinkhorn regularisation of the distillation objective
+PROBABILITY_FLOOR = 1e-6
 SCORERS: Registry[Scorer] = Registry("scorer")
 
 
@@ -71,6 +76,51 @@ def ot_score(evidence: Evidence) -> float:
     return cross_fitted_transport_score(evidence, "conditional")
 
 
+def cheap_student(fit: Evidence, held_out: Evidence) -> np.ndarray:
+    """A student's prediction (n_held_out, C_S) that costs no training run: Fisher's discriminant (shrunk
+    scatter) fitted on the teacher's features of one half of the probe, applied to the other half."""
+    discriminant = fit_discriminant(fit.features.astype(np.float64), fit.labels)
+    student = np.zeros((len(held_out.labels), held_out.num_target_classes))
+    student[:, discriminant.classes] = discriminant.posteriors(held_out.features.astype(np.float64))
+    return student
+
+
+def sinkhorn_costs(teacher: np.ndarray, student: np.ndarray, cost: np.ndarray, eps: float) -> np.ndarray:
+    """<T_n, M> of the entropic plan T_n between each teacher prediction p_n (C_T) and student prediction q_n
+    (C_S), solved together by POT's batched log-domain Sinkhorn (floored: an exact zero has no log)."""
+    floor = lambda p: (p * (1 - PROBABILITY_FLOOR) + PROBABILITY_FLOOR / p.shape[1])  # noqa: E731
+    teacher, student = floor(teacher), floor(student)
+    batch = np.broadcast_to(cost, (len(teacher), *cost.shape)).copy()
+    result = solve_batch(batch, reg=eps, a=teacher / teacher.sum(1, keepdims=True),
+                         b=student / student.sum(1, keepdims=True), method="log_sinkhorn", max_iter=200, tol=1e-6)
+    return np.asarray(result.value_linear)
+
+
+@SCORERS.register("ot-student")
+def ot_student_score(evidence: Evidence, eps: float = OT_EPS) -> float:
+    """The paper's relatedness in its own terms: minus E_n W_eps(p_n, q_n; M), the Sinkhorn transport cost
+    from the teacher's prediction p_n to a student's prediction q_n (arXiv 2204.11526's abstract), not to the
+    one-hot label (`ot`, where it reduces to a cross-fitted soft NCE).
+
+    Cross-fitted: on each half of the probe the cost M (`conditional`) and a cheap student (Fisher's
+    discriminant on the teacher's features) are fitted, and the cost is measured on the other half. eps is
+    the distillation objective's default, so the score is that objective at a student's starting point.
+    """
+    if evidence.features is None:
+        raise SelkdError("ot-student: needs the teacher's features")
+    evidence = evidence.subset(canonical_order(evidence))
+    first, second = halves(evidence.labels)
+    costs = []
+    for fit, held_out in ((first, second), (second, first)):
+        if len(held_out) == 0:
+            continue
+        fitted, measured = evidence.subset(fit), evidence.subset(held_out)
+        cost = COST_BUILDERS.get("conditional")(fitted)
+        student = cheap_student(fitted, measured)
+        costs.append(sinkhorn_costs(measured.probs.astype(np.float64), student, cost, eps).mean())
+    return -float(np.mean(costs))
+
+
 @SCORERS.register("ot-prototype")
 def ot_prototype_score(evidence: Evidence) -> float:
     """-E_n W(p_n, delta_{y_n}; M) with the `prototype` cost (teacher classifier rows vs target class means)."""
@@ -86,14 +136,17 @@ def ot_semantic_score(evidence: Evidence) -> float:
 
 @SCORERS.register("semantic")
 def semantic_prescreen_score(evidence: Evidence) -> float:
-    """Minus W(uniform over teacher labels, target label marginal; semantic M): names only, no forward pass.
+    """Minus how far the target's label names are from the teacher's nearest ones: names only, no forward pass.
 
-    A teacher whose label names cover the target's, and little else, transports cheaply. The free
-    pre-screen of the scan plan.
+    Semi-relaxed OT from the teacher's label names onto the target's label marginal under the semantic cost:
+    the teacher's marginal is free, so each target label is carried whole by its nearest teacher label, and
+    the cost is sum_j w_j min_i M[i, j]. A teacher is scored by how well its labels can cover the target's,
+    whatever its label count: a 1,000-class teacher that names the target's classes scores as well as one
+    that names only them (a uniform teacher marginal would spread its mass over the 997 others and sort it
+    last, and under a FLOPs budget this order decides who is skipped). The free pre-screen of the scan plan.
     """
     cost = COST_BUILDERS.get("semantic")(evidence)
-    teacher = np.full(cost.shape[0], 1.0 / cost.shape[0])
-    return -float(ot.emd2(teacher, target_marginal(evidence.labels, evidence.num_target_classes), cost))
+    return -float(target_marginal(evidence.labels, evidence.num_target_classes) @ cost.min(0))
 
 
 @SCORERS.register("leep")
@@ -206,16 +259,23 @@ def h_score(evidence: Evidence) -> float:
 
 @SCORERS.register("knn")
 def knn_score(evidence: Evidence, k: int = 5) -> float:
-    """Leave-one-out k-nearest-neighbour accuracy (cosine similarity) on the teacher's features."""
+    """Leave-one-out k-nearest-neighbour accuracy (cosine similarity) on the teacher's features.
+
+    k is capped at the smallest class's size less one (at least 1): with 2 images per class (the first
+    halving round) a sample has one same-class neighbour, and a fixed k = 5 let the other classes outvote it
+    even for perfectly separated features. Tied votes go to the class of the more similar neighbours."""
     labels, num_target_classes = evidence.labels, evidence.num_target_classes
     f = evidence.features.astype(np.float32)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     similarity = f @ f.T
     np.fill_diagonal(similarity, -np.inf)
-    k = min(k, len(labels) - 1)
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    k = max(1, min(k, smallest - 1, len(labels) - 1))
     neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # the k most similar, in any order
+    rows = np.repeat(np.arange(len(labels)), k)
     votes = np.zeros((len(labels), num_target_classes))
-    np.add.at(votes, (np.repeat(np.arange(len(labels)), k), labels[neighbours].ravel()), 1.0)
+    weight = 1.0 + 1e-3 * similarity[rows, neighbours.ravel()]  # a whole vote each; similarity breaks ties
+    np.add.at(votes, (rows, labels[neighbours].ravel()), weight)
     return float(np.mean(votes.argmax(1) == labels))
 
 
@@ -237,4 +297,7 @@ def needs_label_embeddings(names: list[str]) -> bool:
 
 
 LABEL_NAME_SCORERS = ("ot-semantic", "semantic")
-PREDICTION_FREE_SCORERS = ("semantic",)  # need no forward pass of the teacher
+
+from . import published_scores  # noqa: E402  registers SFDA, N-LEEP, PARC, TransRate, GBC and the static priors
+
+PREDICTION_FREE_SCORERS = ("semantic", *published_scores.STATIC_PRIORS)  # need no forward pass of the teacher

@@ -22,7 +22,7 @@ def test_conditional_cost_matches_formula():
     probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     labels = np.array([0, 1, 1])
     cost = conditional_cost(probs, labels, 2)
-    a = SMOOTHING
+    a = SMOOTHING * 3 / (2 * 2)  # a fraction of the mean cell count: 3 samples over 2 x 2 cells
     p_row0 = np.array([1.0 + a, 0.5 + a]) / (1.5 + 2 * a)  # teacher class 0: mass 1.5, 1.0 on label 0
     assert cost[0] == pytest.approx(-np.log(p_row0) / np.log(1 / FLOOR))
     assert cost.shape == (2, 2) and np.all(cost >= 0)
@@ -58,7 +58,8 @@ def informative_and_useless(seed=0, n=60, classes=3):
 @pytest.mark.parametrize("name", SCORERS.names())
 def test_every_scorer_is_deterministic(name):
     labels, informative, _ = informative_and_useless()
-    evidence = with_extras(Evidence(informative, np.zeros((len(labels), 2)), labels, 3), good=True)
+    features = np.random.default_rng(1).normal(size=(len(labels), 4))
+    evidence = with_extras(Evidence(informative, features, labels, 3), good=True)
     assert SCORERS.get(name)(evidence) == SCORERS.get(name)(evidence)
 
 
@@ -102,7 +103,7 @@ def with_extras(evidence, good, centres=None, teacher_classes=5, seed=3):
     target_vectors = np.eye(8)[: evidence.num_target_classes]
     teacher_vectors = np.eye(8)[[7, 0, 1, 2, 6]] if good else np.eye(8)[[3, 4, 5, 6, 7]]
     return replace(evidence, classifier=classifier, teacher_label_embeddings=teacher_vectors,
-                   target_label_embeddings=target_vectors)
+                   target_label_embeddings=target_vectors, param_count=2_000_000, flops_per_sample=30_000_000)
 
 
 PREDICTIVE = [n for n in SCORERS.names() if n != "random" and n not in PREDICTION_FREE_SCORERS]
