@@ -56,15 +56,17 @@ def cross_fitted_transport_score(evidence: Evidence, cost_builder: str) -> float
     a teacher is not rewarded for memorising the probe. The halves follow a content-defined order.
     """
     build = COST_BUILDERS.get(cost_builder)
+    return -cross_fitted(evidence, lambda fit, held_out: transport_cost_to_labels(
+        held_out.probs, held_out.labels, build(fit)))
+
+
+def cross_fitted(evidence: Evidence, measure: Callable[[Evidence, Evidence], float]) -> float:
+    """The mean of measure(fit half, held-out half) over both ways of splitting the probe in two (classes
+    balanced, halves in a content-defined order)."""
     evidence = evidence.subset(canonical_order(evidence))
     first, second = halves(evidence.labels)
-    costs = []
-    for fit, held_out in ((first, second), (second, first)):
-        if len(held_out) == 0:
-            continue
-        cost = build(evidence.subset(fit))
-        costs.append(transport_cost_to_labels(evidence.probs[held_out], evidence.labels[held_out], cost))
-    return -float(np.mean(costs))
+    return float(np.mean([measure(evidence.subset(fit), evidence.subset(held_out))
+                          for fit, held_out in ((first, second), (second, first)) if len(held_out)]))
 
 
 @SCORERS.register("ot")
@@ -108,17 +110,9 @@ def ot_student_score(evidence: Evidence, eps: float = OT_EPS) -> float:
     """
     if evidence.features is None:
         raise SelkdError("ot-student: needs the teacher's features")
-    evidence = evidence.subset(canonical_order(evidence))
-    first, second = halves(evidence.labels)
-    costs = []
-    for fit, held_out in ((first, second), (second, first)):
-        if len(held_out) == 0:
-            continue
-        fitted, measured = evidence.subset(fit), evidence.subset(held_out)
-        cost = COST_BUILDERS.get("conditional")(fitted)
-        student = cheap_student(fitted, measured)
-        costs.append(sinkhorn_costs(measured.probs.astype(np.float64), student, cost, eps).mean())
-    return -float(np.mean(costs))
+    build = COST_BUILDERS.get("conditional")
+    return -cross_fitted(evidence, lambda fit, held_out: float(sinkhorn_costs(
+        held_out.probs.astype(np.float64), cheap_student(fit, held_out), build(fit), eps).mean()))
 
 
 @SCORERS.register("ot-prototype")

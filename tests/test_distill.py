@@ -60,10 +60,10 @@ def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, targ
         distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(max_flops=one_epoch / 2))
 
 
-def test_two_workers_and_an_online_teacher_under_augmentation(ray_session, tiny_zoo, target_task, tmp_path):
+def test_an_online_teacher_under_augmentation_runs_in_the_workers(tiny_zoo, target_task):
+    """Two Ray Train workers with the online teacher are trained, under strace, by
+    tests/test_no_network.py::test_a_two_worker_distillation_sends_nothing_off_loopback."""
     config = DistillConfig(epochs=1, num_workers=2, augment=True)
-    result = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="two")
-    assert len(result.history) == 1 and np.isfinite(result.history[0]["loss"])
     spec = teacher_spec(tiny_zoo / "own-classes")
     data = student_data(target_task, spec, config, None)
     assert data.teacher == spec and data.teacher_logits is None  # the workers run the teacher on each batch

@@ -19,6 +19,19 @@ def client(env: dict, token: str | None) -> dict:
     return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token} if token else {**env, "RAY_AUTH_MODE": "disabled"}
 
 
+def start(command: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(process: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def test_a_scan_submitted_with_ray_job_submit_and_only_with_the_token(tiny_zoo, task_path, tmp_path):
     token = secrets.token_hex(16)
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
@@ -26,16 +39,17 @@ def test_a_scan_submitted_with_ray_job_submit_and_only_with_the_token(tiny_zoo, 
     out = tmp_path / "scan"
     scan = [sys.executable, "-m", "selkd_cli.main", "scan", "--zoo", str(tiny_zoo), "--task", str(task_path)]
     with ray_head("127.0.0.6", env) as head:
-        refused = {}
+        # every client at once: a refused one spends most of its time in Ray's connection retries
+        started = {}
         for name, token_used in [("no token", None), ("wrong token", secrets.token_hex(16))]:
-            submit = subprocess.run([RAY, "job", "submit", "--address", head.dashboard, "--", "echo", "in"],
-                                    capture_output=True, text=True, timeout=120, env=client(env, token_used))
-            driver = subprocess.run([*scan, "--out", str(tmp_path / name), "--address", head.gcs],
-                                    capture_output=True, text=True, timeout=120, env=client(env, token_used))
-            refused[name] = (submit, driver)
-        done = subprocess.run([RAY, "job", "submit", "--address", head.dashboard, "--", *scan, "--out", str(out),
-                               "--scorer", "leep", "--probe-per-class", "6", "--json"],
-                              capture_output=True, text=True, timeout=400, env=client(env, token))
+            started[name] = (start([RAY, "job", "submit", "--address", head.dashboard, "--", "echo", "in"],
+                                   client(env, token_used)),
+                             start([*scan, "--out", str(tmp_path / name), "--address", head.gcs],
+                                   client(env, token_used)))
+        job = start([RAY, "job", "submit", "--address", head.dashboard, "--", *scan, "--out", str(out),
+                     "--scorer", "leep", "--probe-per-class", "6", "--json"], client(env, token))
+        refused = {name: (finish(submit, 120), finish(driver, 120)) for name, (submit, driver) in started.items()}
+        done = finish(job, 400)
     for name, (submit, driver) in refused.items():
         assert submit.returncode != 0 and "token" in submit.stderr and "Job 'raysubmit" not in submit.stdout, name
         assert driver.returncode == 2, (name, driver.stderr[-2000:])
