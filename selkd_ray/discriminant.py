@@ -18,8 +18,8 @@ class Discriminant:
     classes: np.ndarray
     shrinkage: float
 
-    def posteriors(self, features: np.ndarray) -> np.ndarray:
-        return softmax(features @ self.weights + self.bias)
+    def posteriors(self, features: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        return softmax((features @ self.weights + self.bias) / temperature)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from .registry import Registry
 
 Scorer = Callable[[Evidence], float]
 OT_EPS = DistillConfig.eps  # the Sinkhorn regularisation of the distillation objective
+OT_TAU = DistillConfig.tau  # and its softening temperature
 PROBABILITY_FLOOR = 1e-6
 SCORERS: Registry[Scorer] = Registry("scorer")
 
@@ -78,13 +79,20 @@ def ot_score(evidence: Evidence) -> float:
     return cross_fitted_transport_score(evidence, "conditional")
 
 
-def cheap_student(fit: Evidence, held_out: Evidence) -> np.ndarray:
+def cheap_student(fit: Evidence, held_out: Evidence, tau: float = OT_TAU) -> np.ndarray:
     """A student's prediction (n_held_out, C_S) that costs no training run: Fisher's discriminant (shrunk
-    scatter) fitted on the teacher's features of one half of the probe, applied to the other half."""
+    scatter) fitted on the teacher's features of one half of the probe, applied to the other half, softened
+    by the distillation objective's temperature."""
     discriminant = fit_discriminant(fit.features.astype(np.float64), fit.labels)
     student = np.zeros((len(held_out.labels), held_out.num_target_classes))
-    student[:, discriminant.classes] = discriminant.posteriors(held_out.features.astype(np.float64))
+    student[:, discriminant.classes] = discriminant.posteriors(held_out.features.astype(np.float64), tau)
     return student
+
+
+def softened(probs: np.ndarray, tau: float = OT_TAU) -> np.ndarray:
+    """softmax(t / tau) from softmax(t): p^(1/tau), renormalised."""
+    powered = np.power(np.maximum(probs, 1e-300), 1.0 / tau)
+    return powered / powered.sum(1, keepdims=True)
 
 
 def sinkhorn_costs(teacher: np.ndarray, student: np.ndarray, cost: np.ndarray, eps: float) -> np.ndarray:
@@ -105,14 +113,15 @@ def ot_student_score(evidence: Evidence, eps: float = OT_EPS) -> float:
     one-hot label (`ot`, where it reduces to a cross-fitted soft NCE).
 
     Cross-fitted: on each half of the probe the cost M (`conditional`) and a cheap student (Fisher's
-    discriminant on the teacher's features) are fitted, and the cost is measured on the other half. eps is
-    the distillation objective's default, so the score is that objective at a student's starting point.
+    discriminant on the teacher's features) are fitted, and the cost is measured on the other half. Both
+    predictions are softened by tau and solved with eps, the distillation objective's defaults, so the score
+    is that objective between the teacher and a student that has learnt what the features offer.
     """
     if evidence.features is None:
         raise SelkdError("ot-student: needs the teacher's features")
     build = COST_BUILDERS.get("conditional")
     return -cross_fitted(evidence, lambda fit, held_out: float(sinkhorn_costs(
-        held_out.probs.astype(np.float64), cheap_student(fit, held_out), build(fit), eps).mean()))
+        softened(held_out.probs.astype(np.float64)), cheap_student(fit, held_out), build(fit), eps).mean()))
 
 
 @SCORERS.register("ot-prototype")
