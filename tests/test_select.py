@@ -1,10 +1,12 @@
 """The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
 import json
+import shutil
 import subprocess
 import sys
 import math
 
 import pytest
+from helpers.network import connects, off_loopback, traced_run
 from typer.testing import CliRunner
 
 from selkd_cli.main import app
@@ -56,11 +58,19 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     # The final stage (2 epochs), the teacher's outputs (0.27 of an epoch here), a race of 2.9 epochs less the
     # scan's spending (0.04): 2 race epochs, where forgetting the outputs would have allowed 3.
     budget = float(f"{4.9 * one_epoch + outputs:.6g}")
-    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
-                                 "--scorer", "leep", "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2",
-                                 "--race-epochs", "5", "--budget", f"{budget:.6g}", "--json"])
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    arguments = ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path), "--scorer", "leep",
+                 "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2", "--race-epochs", "5",
+                 "--budget", f"{budget:.6g}", "--json"]
+    if shutil.which("strace"):  # the selection runs once, and under strace: no packet may leave loopback
+        calls, stdout = traced_run(tmp_path.parent / f"{tmp_path.name}-trace", *arguments)
+        assert connects(calls) > 10  # it did trace
+        outside = [line for line in calls if off_loopback(line)]
+        assert not outside, "\n".join(outside[:20])
+    else:
+        result = runner.invoke(app, arguments)
+        assert result.exit_code == 0, result.output
+        stdout = result.stdout
+    document = json.loads(stdout)
     trials = document["trials"]
     assert sorted(t["candidate"] for t in trials) == ["labels-only", "own-classes"]
     assert sum(t["status"] == "winner" for t in trials) == 1 and all(t["epochs"] >= 1 for t in trials)

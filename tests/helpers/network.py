@@ -1,0 +1,53 @@
+"""Run `selkd` under `strace -f` and find every connect / sendto / sendmsg that leaves this machine's loopback
+(127.0.0.0/8, ::1, Unix sockets pass): DNS queries to the machine's resolver included."""
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
+CALLS = ("connect", "sendto", "sendmsg")
+
+
+def off_loopback(line: str) -> list[str]:
+    """The addresses a traced call names that are not this machine's loopback."""
+    bad = []
+    for v4, v6 in ADDRESS.findall(line):
+        address = ipaddress.ip_address(v4 or v6)
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (address.is_loopback or address.is_unspecified or (mapped is not None and mapped.is_loopback)):
+            bad.append(str(address))
+    return bad
+
+
+def traced(tmp_path, *args: str) -> list[str]:
+    """Run `selkd ARGS --quiet` (its own embedded Ray, so every Ray process is its child) under strace."""
+    return traced_run(tmp_path, *args, "--quiet")[0]
+
+
+def traced_run(log_dir, *args: str) -> tuple[list[str], str]:
+    """Run `selkd ARGS` (its own embedded Ray, so every Ray process is its child) under strace, its trace
+    written in `log_dir`: (the traced calls, its stdout)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "strace.log"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    done = subprocess.run(["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={','.join(CALLS)}", "-o", str(log),
+                           sys.executable, "-m", "selkd_cli.main", *args],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return log.read_text(errors="replace").splitlines(), done.stdout
+
+
+def connects(lines: list[str]) -> int:
+    """How many connect calls the trace holds (a trace that saw none did not trace)."""
+    return sum(line.split("(", 1)[0].split()[-1] == "connect" for line in lines if "(" in line)
+
+
+NEEDS_STRACE = pytest.mark.skipif(shutil.which("strace") is None,
+                                  reason="strace is not installed (scripts/setup.sh --with-browser installs it)")
+
+
