@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, mnist
+from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, mnist, split_pools, task_from_pool
 from selkd_ray.demo.zoo import train_classifier
 from selkd_ray.models import save_teacher
 from selkd_ray.records import Task
@@ -40,14 +40,7 @@ def source_images(source: str) -> tuple[np.ndarray, np.ndarray]:
 
 def source_pools(source: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint index sets: half of every digit for teachers, the other half for targets."""
-    _, labels = source_images(source)
-    rng = np.random.default_rng([seed, SOURCES.index(source)])
-    teacher, target = [], []
-    for digit in range(10):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        teacher.append(members[: len(members) // 2])
-        target.append(members[len(members) // 2:])
-    return np.sort(np.concatenate(teacher)), np.sort(np.concatenate(target))
+    return split_pools(source_images(source)[1], [seed, SOURCES.index(source)])
 
 
 @dataclass(frozen=True)
@@ -114,24 +107,8 @@ class BenchTarget:
         """The target task from this source's target pool: per class `split_sizes` train / val / test images,
         the rest unlabelled."""
         images, labels = source_images(self.source)
-        _, pool = source_pools(self.source)
-        rng = np.random.default_rng([seed, *self.digits])
-        chosen, new_labels, splits = [], [], []
-        for index, digit in enumerate(self.digits):
-            members = rng.permutation(pool[labels[pool] == digit])
-            start = 0
-            for split, size in split_sizes.items():
-                chosen += list(members[start:start + size])
-                new_labels += [index] * len(members[start:start + size])
-                splits += [split] * len(members[start:start + size])
-                start += size
-            rest = members[start:]
-            chosen += list(rest)
-            new_labels += [-1] * len(rest)
-            splits += ["unlabelled"] * len(rest)
-        chosen = np.array(chosen)
-        return Task(self.name, images[chosen], np.array(new_labels), np.array(splits),
-                    tuple(DIGIT_NAMES[d] for d in self.digits))
+        return task_from_pool(self.name, images, labels, source_pools(self.source)[1], self.digits, split_sizes,
+                              np.random.default_rng([seed, *self.digits]))
 
 
 # No target's label space is a teacher's; four from each source, of two and three and four classes.

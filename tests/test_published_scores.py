@@ -166,3 +166,26 @@ def test_static_priors_read_no_probe():
     assert SCORERS.get("params")(bare) == pytest.approx(6.0) and SCORERS.get("flops")(bare) == pytest.approx(9.0)
     unknown = score_all(["params", "flops"], Evidence(None, None, np.array([0, 1]), 2))
     assert all(np.isnan(v) for v in unknown.values())
+
+
+def test_nleep_is_leep_over_the_mixture_posteriors_by_hand():
+    """The mixture is scikit-learn's (PCA to 80% variance, 5 diagonal components per class, seeded); what
+    N-LEEP adds is LEEP over its posteriors, written out here term by term."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    from selkd_ray.scores import canonical_order
+
+    labels, features = small(n=30, dim=6)
+    evidence = Evidence(None, features, labels, 3)
+    ordered = evidence.subset(canonical_order(evidence))
+    reduced = PCA(n_components=0.8, svd_solver="full").fit_transform(ordered.features)
+    posterior = GaussianMixture(15, covariance_type="diag", reg_covar=1e-4, random_state=0).fit(
+        reduced).predict_proba(reduced)
+    n, y = len(labels), ordered.labels
+    joint = np.zeros((15, 3))
+    for i in range(n):
+        joint[:, y[i]] += posterior[i] / n
+    expected = np.mean([np.log(sum(posterior[i, z] * joint[z, y[i]] / joint[z].sum() for z in range(15)))
+                        for i in range(n)])
+    assert SCORERS.get("nleep")(evidence) == pytest.approx(expected, rel=1e-9)

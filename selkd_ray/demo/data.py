@@ -19,9 +19,8 @@ def mnist() -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, 1, 28, 28).astype(np.uint8), labels.astype(np.int64)
 
 
-def pools(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint index sets: half of every digit for teachers, the other half for the target task."""
-    _, labels = mnist()
+def split_pools(labels: np.ndarray, seed: int | list[int] = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint index sets: half of every digit for teachers, the other half for target tasks."""
     rng = np.random.default_rng(seed)
     teacher, target = [], []
     for digit in range(10):
@@ -29,6 +28,34 @@ def pools(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         teacher.append(members[: len(members) // 2])
         target.append(members[len(members) // 2:])
     return np.sort(np.concatenate(teacher)), np.sort(np.concatenate(target))
+
+
+def pools(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST teacher and target pools."""
+    return split_pools(mnist()[1], seed)
+
+
+def task_from_pool(name: str, images: np.ndarray, labels: np.ndarray, pool: np.ndarray,
+                   target_digits: tuple[int, ...], split_sizes: dict[str, int], rng: np.random.Generator) -> Task:
+    """A task of `target_digits` from the `pool` indices: per class `split_sizes` train / val / test images
+    (as many as there are), the rest unlabelled."""
+    chosen, new_labels, splits = [], [], []
+    for index, digit in enumerate(target_digits):
+        members = rng.permutation(pool[labels[pool] == digit])
+        start = 0
+        for split, size in split_sizes.items():
+            taken = members[start:start + size]
+            chosen += list(taken)
+            new_labels += [index] * len(taken)
+            splits += [split] * len(taken)
+            start += size
+        rest = members[start:]
+        chosen += list(rest)
+        new_labels += [-1] * len(rest)
+        splits += ["unlabelled"] * len(rest)
+    chosen = np.array(chosen)
+    return Task(name, images[chosen], np.array(new_labels), np.array(splits),
+                tuple(DIGIT_NAMES[d] for d in target_digits))
 
 
 def target_task(seed: int = 0, target_digits: tuple[int, ...] = TARGET_DIGITS,
@@ -39,20 +66,5 @@ def target_task(seed: int = 0, target_digits: tuple[int, ...] = TARGET_DIGITS,
     """
     images, labels = mnist()
     _, target_pool = pools(seed)
-    rng = np.random.default_rng(seed + 1)
-    chosen, new_labels, splits = [], [], []
-    for index, digit in enumerate(target_digits):
-        members = rng.permutation(target_pool[labels[target_pool] == digit])
-        start = 0
-        for split, size in split_sizes.items():
-            chosen += list(members[start:start + size])
-            new_labels += [index] * size
-            splits += [split] * size
-            start += size
-        rest = members[start:]
-        chosen += list(rest)
-        new_labels += [-1] * len(rest)
-        splits += ["unlabelled"] * len(rest)
-    chosen = np.array(chosen)
-    return Task("digits-" + "-".join(map(str, target_digits)), images[chosen], np.array(new_labels),
-                np.array(splits), tuple(DIGIT_NAMES[d] for d in target_digits))
+    return task_from_pool("digits-" + "-".join(map(str, target_digits)), images, labels, target_pool,
+                          target_digits, split_sizes, np.random.default_rng(seed + 1))
