@@ -41,7 +41,14 @@ def one_line_errors(command):
     def run(*args, **kwargs):
         from selkd_ray.errors import SelkdError
 
-        previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread() else None
+        previous = None
+        if in_main_thread():
+            # a parent may hand us SIGINT/SIGTERM blocked or ignored (a supervisor's mask, a test runner's
+            # state): stopping must work whatever we inherited
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+            if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            previous = signal.signal(signal.SIGTERM, interrupt)
         try:
             return command(*args, **kwargs)
         except SelkdError as err:

@@ -28,7 +28,8 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
     slots_free()
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "selkd_cli.main", *arguments], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                   preexec_fn=as_from_a_shell)
         deadline = time.time() + timeout
         while time.time() < deadline and progress() < at_least and process.poll() is None:
             time.sleep(poll)
@@ -43,8 +44,17 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         took = time.monotonic() - sent
+        slots_free()  # the stopped driver's Ray Train workers may still be writing: let them go first
         stderr.seek(0)
         return Stopped(progress(), took, process.returncode, stderr.read())
+
+
+def as_from_a_shell() -> None:
+    """In the child: SIGINT and SIGTERM as a shell starts a command (default, unblocked), not as this test
+    process happens to hold them after the tests before it."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def slots_free(timeout: float = 120) -> None:
