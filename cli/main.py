@@ -117,7 +117,7 @@ def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo
 
 @zoo_app.command("index")
 @one_line_errors
-def zoo_index(zoo_dir: Path = typer.Argument(..., help="Folder of teacher folders (model.safetensors + config.json)."),
+def zoo_index(zoo_dir: Path = typer.Argument(..., help="Zoo folder: teacher folders at any depth (timm or transformers: config.json + model.safetensors or pytorch_model.bin) or a Hugging Face cache."),
               out: Optional[Path] = typer.Option(None, help="Catalogue path (default ZOO_DIR/catalogue.parquet)."),
               json_output: bool = JSON) -> None:
     """Index a zoo into a Parquet catalogue; only new or changed teachers are read.
@@ -130,9 +130,13 @@ def zoo_index(zoo_dir: Path = typer.Argument(..., help="Folder of teacher folder
     bad = [s for s in specs if s.error]
     if json_output:
         typer.echo(json.dumps({"catalogue": str(path), "teachers": [s.teacher_id for s in specs if not s.error],
-                               "invalid": {s.teacher_id: s.error for s in bad}}))
+                               "invalid": {s.teacher_id: s.error for s in bad},
+                           "warnings": {s.teacher_id: s.warning for s in specs if s.warning}}))
         raise typer.Exit(1 if bad else 0)
     typer.echo(f"catalogue {path}: {len(specs) - len(bad)} teachers indexed, {len(bad)} invalid")
+    for spec in specs:
+        if spec.warning:
+            typer.echo(f"warning: {spec.warning}", err=True)
     for spec in bad:
         typer.echo(f"error: {spec.error}", err=True)
     if bad:

@@ -198,7 +198,8 @@ def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) 
     """Unit text embeddings of every label name in the zoo and the task, cached on disk by name."""
     from .text import TEXT_MODEL, embed_label_names
 
-    names = sorted({name for spec in specs for name in spec.label_names} | set(task.label_names))
+    names = sorted({name for spec in specs if spec.label_names_known for name in spec.label_names}
+                   | set(task.label_names))
     return EmbeddingCache(cache_dir, TEXT_MODEL).lookup(names, embed_label_names)
 
 

@@ -12,7 +12,7 @@ def evidence_for(spec: TeacherSpec, predictions: Predictions, probe: ProbeSet,
                  label_embeddings: dict[str, np.ndarray] | None = None) -> Evidence:
     """Everything scorers may read about one teacher on this probe."""
     teacher_vectors = target_vectors = None
-    if label_embeddings:
+    if label_embeddings and spec.label_names_known:
         teacher_vectors = np.stack([label_embeddings[n] for n in spec.label_names])
         target_vectors = np.stack([label_embeddings[n] for n in probe.label_names])
     return Evidence(predictions.probs.astype(np.float64), predictions.features, probe.labels, probe.num_classes,

@@ -123,6 +123,10 @@ class ForwardPath:
 
     @classmethod
     def for_teacher(cls, spec: TeacherSpec, device: torch.device) -> "ForwardPath":
+        if spec.library == "transformers":
+            from .hf_models import load_hf_teacher
+
+            return cls(load_hf_teacher(spec), spec.preprocessing, device)
         return cls(load_teacher(spec), spec.preprocessing, device)
 
     def autocast(self):
@@ -138,7 +142,11 @@ class ForwardPath:
     def run(self, images: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, pooled features) of one batch, on the device."""
         with self.autocast():
-            pooled = self.model.forward_head(self.model.forward_features(self.prepare(images)), pre_logits=True)
+            x = self.prepare(images)
+            if hasattr(self.model, "pooled"):  # a transformers classifier (hf_models.PooledClassifier)
+                pooled = self.model.pooled(x)
+            else:
+                pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
             return self.model.get_classifier()(pooled), pooled
 
     def logits(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:

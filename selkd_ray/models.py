@@ -1,6 +1,8 @@
 """Everything that touches timm: create, load and save models in the timm/HF folder layout, count FLOPs."""
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import os
 import shutil
@@ -15,22 +17,33 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import fail
 from .records import Preprocessing, TeacherSpec
+from .zoo_layout import weights_in
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def read_teacher_config(folder: Path) -> dict:
-    """Read and validate `config.json`; every problem is one line naming the file and field."""
-    path = folder / CONFIG_FILE
+def read_json_config(path: Path) -> dict:
+    """A config file as a JSON object; every problem is one line naming the file."""
     if not path.is_file():
-        raise fail(str(path), "missing; expected a timm config.json beside model.safetensors")
+        raise fail(str(path), "missing; expected a config.json beside the teacher's weights")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise fail(str(path), f"not valid JSON ({err.msg if hasattr(err, 'msg') else err})") from None
     if not isinstance(config, dict):
         raise fail(str(path), "expected a JSON object")
+    return config
+
+
+def read_teacher_config(folder: Path) -> dict:
+    """Read and validate a timm `config.json`; every problem is one line naming the file and field.
+
+    Label names come from the config; a config without them (timm's hub configs usually have none) takes the
+    names of the class table timm ships for its class count (ImageNet-1k, -12k, -22k); failing that they are
+    "0".."C-1" and `label_names_known` is False, so label-name scorers leave the teacher out."""
+    path = folder / CONFIG_FILE
+    config = read_json_config(path)
     architecture = config.get("architecture")
     if not isinstance(architecture, str) or not timm.is_model(architecture):
         raise fail(f"{path}: architecture", f"'{architecture}' is not a timm architecture")
@@ -41,8 +54,9 @@ def read_teacher_config(folder: Path) -> dict:
         raise fail(f"{path}: num_classes", f"expected a positive integer, got {num_classes!r}")
     if isinstance(label_names, dict):  # timm allows {index: name}
         label_names = [label_names[k] for k in sorted(label_names, key=int)]
+    known = label_names is not None or class_table(num_classes) is not None
     if label_names is None:
-        label_names = [str(i) for i in range(num_classes)]
+        label_names = list(class_table(num_classes) or [str(i) for i in range(num_classes)])
     if not isinstance(label_names, list) or len(label_names) != num_classes:
         count = len(label_names) if isinstance(label_names, list) else "no list of"
         raise fail(f"{path}: label_names", f"num_classes is {num_classes} but label_names has {count} entries")
@@ -52,7 +66,7 @@ def read_teacher_config(folder: Path) -> dict:
     overlay = {key: tuple(value) if isinstance(value, list) else value
                for key, value in pretrained_cfg.items() if key in DATA_CONFIG_KEYS}
     return {"architecture": architecture, "num_classes": num_classes, "label_names": tuple(map(str, label_names)),
-            "input_size": tuple(int(v) for v in input_size), "data_config": overlay,
+            "label_names_known": known, "input_size": tuple(int(v) for v in input_size), "data_config": overlay,
             "model_args": config.get("model_args") or {}}
 
 
@@ -98,16 +112,30 @@ def describe(config: dict, weights: Path | None = None) -> tuple[int, int, Prepr
     return params, count_flops(model.eval(), preprocessing.input_size), preprocessing
 
 
-def check_weights(model: torch.nn.Module, weights: Path) -> None:
-    """Read the safetensors header only (no tensor data): a file that is not safetensors, or whose tensors do
-    not fit the architecture, is found when the zoo is indexed, not when a scan has paid to run it."""
-    from safetensors import SafetensorError, safe_open
+def weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """{tensor name: shape} of a weights file without reading its data: a safetensors header, or a
+    `pytorch_model.bin` state dict memory-mapped (weights_only: no code in the file runs)."""
+    if weights.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
 
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise fail(str(weights), f"not a readable safetensors file ({str(err).splitlines()[0][:160]})") from None
     try:
-        with safe_open(str(weights), framework="pt") as handle:
-            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise fail(str(weights), f"not a readable safetensors file ({str(err).splitlines()[0][:160]})") from None
+        state = torch.load(str(weights), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for a file that is not a state dict
+        raise fail(str(weights), f"not a readable PyTorch state dict ({type(err).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise fail(str(weights), "expected a PyTorch state dict (tensor names to tensors)")
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
+def check_weights(model: torch.nn.Module, weights: Path) -> None:
+    """Read the weights' names and shapes only: a file that is not a state dict, or whose tensors do not fit
+    the architecture, is found when the zoo is indexed, not when a scan has paid to run it."""
+    shapes = weight_shapes(weights)
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     wrong = sorted(name for name in set(expected) & set(shapes) if expected[name] != shapes[name])
@@ -151,15 +179,25 @@ def load_weights_in_order(model: torch.nn.Module, weights_path: str | Path) -> t
     return model.eval()
 
 
-def imagenet_label_names() -> tuple[str, ...]:
-    """The 1,000 ImageNet-1k class names in index order, from the class table timm ships: the first lemma of
+def class_table(num_classes: int) -> tuple[str, ...] | None:
+    """The class names of the ImageNet table timm ships for this class count (1k, 12k, 22k), else None."""
+    from timm.data import infer_imagenet_subset
+
+    subset = infer_imagenet_subset({"num_classes": num_classes})
+    return imagenet_label_names(subset) if subset else None
+
+
+@functools.lru_cache(maxsize=4)
+def imagenet_label_names(subset: str = "imagenet-1k") -> tuple[str, ...]:
+    """An ImageNet subset's class names in index order, from the class table timm ships: the first lemma of
     each, with the WordNet id added where a lemma repeats ('crane' the bird and the machine), so names stay
     unique."""
     from timm.data import ImageNetInfo
 
-    info = ImageNetInfo()
+    info = ImageNetInfo(subset)
     short = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
-    return tuple(name if short.count(name) == 1 else f"{name} ({info.index_to_label_name(i)})"
+    counts = collections.Counter(short)
+    return tuple(name if counts[name] == 1 else f"{name} ({info.index_to_label_name(i)})"
                  for i, name in enumerate(short))
 
 
@@ -168,7 +206,7 @@ def load_teacher(spec: TeacherSpec) -> torch.nn.Module:
     config = read_teacher_config(Path(spec.path))
     model = build_model(spec.architecture, spec.num_classes, spec.input_size[0], config["model_args"],
                         config["data_config"])
-    weights = Path(spec.path) / WEIGHTS_FILE
+    weights = weights_in(Path(spec.path)) or Path(spec.path) / WEIGHTS_FILE
     try:
         load_checkpoint(model, str(weights), strict=True)
     except Exception as err:  # safetensors/torch raise many types for a bad file

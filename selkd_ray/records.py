@@ -29,10 +29,10 @@ class Preprocessing:
 class TeacherSpec:
     """One teacher of the zoo, as the catalogue knows it."""
 
-    teacher_id: str  # folder name inside the zoo
-    path: str  # folder holding model.safetensors + config.json
-    architecture: str  # timm architecture name
-    content_hash: str  # sha256 of the weights file: a changed file is a new teacher
+    teacher_id: str  # its folder's path inside the zoo (org/name), or a cache's repo id; kept when it moves
+    path: str  # folder holding the weights + config.json
+    architecture: str  # timm architecture name (a transformers class name for library "transformers")
+    content_hash: str  # sha256 over its weights and config files: a changed file is a new teacher
     label_names: tuple[str, ...]  # the teacher's own label space
     input_size: tuple[int, int, int]  # (channels, height, width) the teacher expects
     mean: tuple[float, ...]  # per-channel normalisation
@@ -43,10 +43,22 @@ class TeacherSpec:
     interpolation: str = "bilinear"  # with crop_pct and crop_mode: timm's resolved data config
     crop_pct: float = 1.0
     crop_mode: str = "center"
+    library: str = "timm"  # "timm" or "transformers": who reads the folder
+    revision: str = ""  # the Hugging Face cache revision it was read at
+    label_names_known: bool = True  # False: "0".."C-1" stand in; label-name scorers leave the teacher out
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    @property
+    def warning(self) -> str:
+        """What a person should know before trusting this teacher's scores ('' when nothing)."""
+        if self.label_names_known or self.error:
+            return ""
+        return (f"{self.teacher_id}: no label names in its config and no class table timm ships for "
+                f"{self.num_classes} classes; named '0'..'{self.num_classes - 1}', the label-name scorers "
+                "(semantic, ot-semantic) leave it out")
 
     @property
     def preprocessing(self) -> Preprocessing:

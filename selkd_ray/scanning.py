@@ -88,6 +88,9 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
             rows[spec.teacher_id] = failed_row(spec, spec.error)
             tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {spec.error}")
     alive = [spec for spec in specs if not spec.error]
+    for spec in alive:
+        if spec.warning:
+            tally.emit("note", spec.teacher_id, f"warning: {spec.warning}")
     alive = prescreen(alive, task, label_embeddings, tally) if config.budget and label_embeddings else alive
     sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     for round_index, per_class in enumerate(sizes):
@@ -185,8 +188,10 @@ def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[
     target = np.stack([vectors[n] for n in task.label_names])
     score = {spec.teacher_id: SCORERS.get("semantic")(Evidence(
         None, None, labels, task.num_classes, teacher_label_embeddings=np.stack([vectors[n] for n in spec.label_names]),
-        target_label_embeddings=target)) for spec in specs}
-    tally.emit("note", "", "semantic pre-screen: teachers ordered by label-name transport cost")
+        target_label_embeddings=target)) if spec.label_names_known else -np.inf for spec in specs}
+    unnamed = sum(not spec.label_names_known for spec in specs)
+    tally.emit("note", "", "semantic pre-screen: teachers ordered by label-name transport cost"
+               + (f" ({unnamed} without label names last)" if unnamed else ""))
     return sorted(specs, key=lambda spec: (-score[spec.teacher_id], spec.teacher_id))
 
 

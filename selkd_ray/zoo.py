@@ -1,76 +1,131 @@
-"""Index a zoo folder into teacher specs, incrementally: only new or changed weight files are hashed and read."""
+"""Index a zoo into teacher specs, incrementally: only new or changed teacher folders are hashed and read."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .errors import SelkdError, fail
-from .models import CONFIG_FILE, WEIGHTS_FILE, describe, read_teacher_config
 from .records import TeacherSpec
+from .zoo_layout import TeacherFolder, find_teachers, teacher_in
+
+Entry = tuple[TeacherSpec, int, int]  # (spec, size of its defining files, sum of their mtimes in ns)
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+def files_sha256(paths: list[Path], chunk: int = 1 << 20) -> str:
+    """sha256 over the files' names and bytes, in order: the teacher's weights and configs together."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
     return digest.hexdigest()
 
 
-def teacher_folders(zoo_dir: Path) -> list[Path]:
-    """Every sub-folder holding a config.json or a weights file: each is meant to be a teacher."""
-    if not zoo_dir.is_dir():
-        raise fail(str(zoo_dir), "not a folder; expected a zoo folder of teacher folders")
-    return sorted(p for p in zoo_dir.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and ((p / CONFIG_FILE).exists() or (p / WEIGHTS_FILE).exists()))
+def file_sha256(path: Path) -> str:
+    return files_sha256([path])
 
 
-def require_zoo(zoo_dir: Path) -> list[Path]:
-    """The zoo's teacher folders; a zoo with none is one line (an empty zoo once gave an empty ranking, exit 0)."""
-    folders = teacher_folders(zoo_dir)
-    if not folders:
-        raise fail(str(zoo_dir), "no teacher folders (a sub-folder holding config.json and model.safetensors); "
-                   "expected a zoo of teachers")
-    return folders
+def keep_moved_ids(fresh: list[TeacherSpec], gone: dict[str, str], taken: set[str]) -> dict[str, str]:
+    """{path: id} of newly indexed teachers: one whose content the catalogue knew under an id whose folder is
+    gone keeps that id (its folder moved within the zoo), unless a folder found now has that id as its own.
+
+    gone: {content hash: id} of catalogued teachers whose folder is no longer where the catalogue had it;
+    taken: the ids the folders found have by their place."""
+    taken, ids = set(taken), {}
+    for spec in fresh:
+        old = gone.get(spec.content_hash) if not spec.error else None
+        if old and old != spec.teacher_id and old not in taken:
+            taken.add(old)
+            ids[spec.path] = old
+        else:
+            ids[spec.path] = spec.teacher_id
+    return ids
 
 
-def fingerprint(folder: Path) -> tuple[int, int]:
-    """(weights size, sum of the weights' and config's mtimes in ns): a rewritten file changes it."""
-    weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
-    size = weights.stat().st_size if weights.is_file() else -1
-    mtimes = [p.stat().st_mtime_ns for p in (weights, config) if p.is_file()]
-    return size, sum(mtimes) if mtimes else -1
+def require_zoo(zoo_dir: Path) -> list[TeacherFolder]:
+    """The zoo's teachers; a zoo with none is one line (an empty zoo once gave an empty ranking, exit 0)."""
+    found = find_teachers(zoo_dir)
+    if not found:
+        raise fail(str(zoo_dir), "no teacher folders (config.json beside model.safetensors or pytorch_model.bin, at "
+                   "any depth, or a Hugging Face cache); expected a zoo of teachers")
+    return found
 
 
-def index_teacher(folder: Path) -> tuple[TeacherSpec, int, int]:
+def fingerprint(found: TeacherFolder) -> tuple[int, int]:
+    """(total size, sum of mtimes in ns) of the folder's defining files: a rewritten file changes it."""
+    stats = [path.stat() for path in found.defining_files]
+    return sum(s.st_size for s in stats) if stats else -1, sum(s.st_mtime_ns for s in stats) if stats else -1
+
+
+def describe_folder(found: TeacherFolder) -> dict:
+    """The spec's fields that the library reading this folder decides (architecture, labels, size, FLOPs,
+    preprocessing); a broken folder raises SelkdError."""
+    if found.library == "transformers":
+        from .hf_models import describe_hf, read_hf_config
+
+        config = read_hf_config(found.folder)  # before transformers is needed: a bad config says so either way
+        params, flops = describe_hf(found.folder, config["preprocessing"])
+        return dict(architecture=config["architecture"], label_names=config["label_names"],
+                    label_names_known=config["label_names_known"], param_count=params, flops_per_sample=flops,
+                    **asdict(config["preprocessing"]))
+    from .models import describe, read_teacher_config
+
+    config = read_teacher_config(found.folder)
+    weights = found.weights
+    if weights is None:
+        raise fail(str(found.folder / "model.safetensors"), "missing; expected the teacher's weights")
+    params, flops, preprocessing = describe(config, weights)
+    return dict(architecture=config["architecture"], label_names=config["label_names"],
+                label_names_known=config["label_names_known"], param_count=params, flops_per_sample=flops,
+                **asdict(preprocessing))
+
+
+def index_teacher(found: TeacherFolder | Path) -> Entry:
     """One teacher's spec; a broken folder gives a spec whose `error` says what is wrong."""
-    weights = folder / WEIGHTS_FILE
-    stat = weights.stat() if weights.is_file() else None
-    size, mtime = fingerprint(folder)
-    base = dict(teacher_id=folder.name, path=str(folder.resolve()), architecture="", content_hash="",
-                label_names=(), input_size=(0, 0, 0), mean=(), std=())
+    if not isinstance(found, TeacherFolder):
+        found = teacher_in(Path(found))
+    size, mtime = fingerprint(found)
+    base = dict(teacher_id=found.teacher_id, path=str(found.folder.resolve()), architecture="", content_hash="",
+                label_names=(), input_size=(0, 0, 0), mean=(), std=(), library=found.library or "timm",
+                revision=found.revision)
     try:
-        config = read_teacher_config(folder)
-        base.update(architecture=config["architecture"], label_names=config["label_names"])
-        if stat is None:
-            raise fail(str(weights), "missing; expected the teacher's weights in safetensors format")
-        params, flops, preprocessing = describe(config, weights)
-        base.update(content_hash=file_sha256(weights), param_count=params, flops_per_sample=flops,
-                    **asdict(preprocessing))
+        if found.problem:
+            raise SelkdError(found.problem)
+        base.update(describe_folder(found))
+        base["content_hash"] = files_sha256(found.defining_files)
         return TeacherSpec(**base), size, mtime
     except SelkdError as err:
         return TeacherSpec(**base, error=str(err)), size, mtime
 
 
-def index_zoo(zoo_dir: Path, previous: list[tuple[TeacherSpec, int, int]] | None = None) -> list[tuple[TeacherSpec, int, int]]:
-    """Specs for every teacher folder, reusing rows of `previous` whose weights file is unchanged."""
+def index_zoo(zoo_dir: Path, previous: list[Entry] | None = None) -> list[Entry]:
+    """Specs for every teacher of the zoo, reusing rows of `previous` whose folder is unchanged; a teacher
+    whose folder moved within the zoo keeps its id."""
     known = {spec.path: (spec, size, mtime) for spec, size, mtime in previous or [] if not spec.error}
-    entries = []
-    for folder in teacher_folders(zoo_dir):
-        old = known.get(str(folder.resolve()))
-        if old and fingerprint(folder) == old[1:]:
+    found = find_teachers(zoo_dir)
+    entries, fresh = [], []
+    for teacher in found:
+        old = known.get(str(teacher.folder.resolve()))
+        if old and fingerprint(teacher) == old[1:] and old[0].revision == teacher.revision:
             entries.append(old)
         else:
-            entries.append(index_teacher(folder))
-    return entries
+            entries.append(index_teacher(teacher))
+            fresh.append(len(entries) - 1)
+    here = {spec.path for spec, _, _ in entries}
+    gone = {spec.content_hash: spec.teacher_id for spec, _, _ in known.values() if spec.path not in here}
+    ids = keep_moved_ids([entries[i][0] for i in fresh], gone, {t.teacher_id for t in found})
+    for i in fresh:
+        spec, size, mtime = entries[i]
+        entries[i] = (replace(spec, teacher_id=ids[spec.path]), size, mtime)
+    return own_ids_first(entries, {str(t.folder.resolve()): t.teacher_id for t in found})
+
+
+def own_ids_first(entries: list[Entry], own: dict[str, str]) -> list[Entry]:
+    """Ids stay unique: where a kept id meets a folder that has it as its own, the moved teacher takes its own."""
+    counts: dict[str, int] = {}
+    for spec, _, _ in entries:
+        counts[spec.teacher_id] = counts.get(spec.teacher_id, 0) + 1
+    return [(replace(spec, teacher_id=own[spec.path]) if counts[spec.teacher_id] > 1 else spec, size, mtime)
+            for spec, size, mtime in entries]

@@ -278,6 +278,7 @@ ZOO_TEACHERS = [
     ("label names disagree with num_classes", z_config(lambda c: c.update(num_classes=4)), "config.json", "num_classes is 4"),
     ("label names not a list", z_config(lambda c: c.update(label_names="abc")), "config.json", "label_names"),
     ("weights missing", z_remove("model.safetensors"), "model.safetensors", "missing"),
+    ("unknown layout (no config.json)", z_remove("config.json"), "config.json", "unknown teacher layout"),
     ("weights garbage", z_write("model.safetensors", b"\x00" * 64), "model.safetensors", "not a readable safetensors file"),
     ("weights empty", z_write("model.safetensors", b""), "model.safetensors", "not a readable safetensors file"),
     ("weights truncated", z_truncate, "model.safetensors", "not a readable safetensors file"),

@@ -25,7 +25,10 @@ CATALOGUE_SCHEMA = pa.schema([
     ("interpolation", pa.string()),
     ("crop_pct", pa.float64()),
     ("crop_mode", pa.string()),
-    ("file_size", pa.int64()),  # with file_mtime_ns: an unchanged file is not hashed again
+    ("library", pa.string()),
+    ("revision", pa.string()),
+    ("label_names_known", pa.bool_()),
+    ("file_size", pa.int64()),  # with file_mtime_ns: unchanged files are not hashed again
     ("file_mtime_ns", pa.int64()),
 ])
 
