@@ -119,14 +119,16 @@ def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo
 @one_line_errors
 def zoo_index(zoo_dir: Path = typer.Argument(..., help="Zoo folder: teacher folders at any depth (timm or transformers: config.json + model.safetensors or pytorch_model.bin) or a Hugging Face cache."),
               out: Optional[Path] = typer.Option(None, help="Catalogue path (default ZOO_DIR/catalogue.parquet)."),
-              json_output: bool = JSON) -> None:
-    """Index a zoo into a Parquet catalogue; only new or changed teachers are read.
+              json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
+    """Index a zoo into a Parquet catalogue; only new or changed teachers are read (by Ray tasks across the
+    cluster when there are many, or with --address).
 
     Example: selkd zoo index ./zoo
     """
     from selkd_ray.api import index_zoo
 
-    specs, path = index_zoo(zoo_dir, out)
+    with Display(quiet or json_output) as progress:
+        specs, path = index_zoo(zoo_dir, out, address, progress)
     bad = [s for s in specs if s.error]
     if json_output:
         typer.echo(json.dumps({"catalogue": str(path), "teachers": [s.teacher_id for s in specs if not s.error],

@@ -4,6 +4,7 @@ Each function connects to Ray only when it needs it (reusing a running Ray, e.g.
 """
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from .report import learning_curve
 from .scanning import rank_rows, run_plan
 from .scores import SCORERS
 from .training import StudentData, epoch_flops, evaluate, fit_plain
-from .zoo import index_zoo as index_folders, require_zoo
+from .zoo import index_here, index_zoo as index_folders, require_zoo
 
 @dataclass(frozen=True)
 class ScanResult:
@@ -72,20 +73,41 @@ class DistillResult:
     run_name: str = ""  # the Ray Train run (same inputs, same name: a rerun resumes it)
 
 
-def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None
-              ) -> tuple[list[TeacherSpec], Path | str]:
+PARALLEL_INDEX_FROM = 16  # new or changed teachers from which indexing starts Ray rather than run here
+
+
+def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None,
+              address: str | None = None, progress: Progress = quiet) -> tuple[list[TeacherSpec], Path | str]:
     """Index `zoo_dir` into a Parquet catalogue (default: ZOO_DIR/catalogue.parquet), incrementally.
 
     A new catalogue elsewhere (a scan's output) starts from the zoo's own catalogue when there is one, so a
-    zoo indexed once (`selkd zoo index`) is not hashed and described again by every new scan."""
+    zoo indexed once (`selkd zoo index`) is not hashed and described again by every new scan. New or changed
+    teachers are indexed by Ray tasks across the cluster when there are many of them, an address is given or
+    this process already runs Ray; a few are indexed here."""
+    check_address(address)
     zoo_dir = Path(zoo_dir)
     own = Location(zoo_dir / "catalogue.parquet")
     catalogue = Location(catalogue_path or own)
     seed = catalogue if catalogue.is_file() else own if own.is_file() else None
     previous = read_catalogue(seed) if seed is not None else None
     require_zoo(zoo_dir)
-    entries = index_folders(zoo_dir, previous)
+    entries = index_folders(zoo_dir, previous, parallel_indexer(address, progress))
     return [spec for spec, _, _ in entries], write_catalogue(entries, catalogue)
+
+
+def parallel_indexer(address: str | None, progress: Progress):
+    """Index many teachers as Ray tasks (connecting to Ray as every command does), few of them here."""
+    def index_many(folders):
+        ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+        if not folders or (len(folders) < PARALLEL_INDEX_FROM and not address and not ray_running):
+            return index_here(folders)
+        from .distributed.indexing import index_in_tasks
+        from .distributed.runtime import connect
+
+        connect(address)
+        return index_in_tasks(folders, lambda done, total: progress(Step(
+            "zoo", done, total, f"[zoo] indexed {done}/{total} new or changed teachers", f"{done}/{total}", False)))
+    return index_many
 
 
 def as_task(task: Task | str | Path) -> Task:
@@ -111,7 +133,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     with ScanLock(out_dir):
         scores_location = out_dir / "scores.parquet"
         previous = read_scores(scores_location) if scores_location.is_file() else []
-        specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet")
+        specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet", address, progress)
         cache = PredictionCache(out_dir / "cache")
         check_budget_floor(specs, task, config, cache, previous)
         pool, placements = runners, []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 from .errors import SelkdError, fail
 from .records import TeacherSpec
@@ -100,19 +101,28 @@ def index_teacher(found: TeacherFolder | Path) -> Entry:
         return TeacherSpec(**base, error=str(err)), size, mtime
 
 
-def index_zoo(zoo_dir: Path, previous: list[Entry] | None = None) -> list[Entry]:
-    """Specs for every teacher of the zoo, reusing rows of `previous` whose folder is unchanged; a teacher
-    whose folder moved within the zoo keeps its id."""
+def index_here(folders: list[TeacherFolder]) -> list[Entry]:
+    """Index teachers one after the other in this process (a few new teachers are not worth a Ray start)."""
+    return [index_teacher(folder) for folder in folders]
+
+
+def index_zoo(zoo_dir: Path, previous: list[Entry] | None = None,
+              index_many: Callable[[list[TeacherFolder]], list[Entry]] = index_here) -> list[Entry]:
+    """Specs for every teacher of the zoo, reusing rows of `previous` whose folder is unchanged (no model is
+    built for them); `index_many` indexes the rest (in order). A teacher whose folder moved within the zoo
+    keeps its id."""
     known = {spec.path: (spec, size, mtime) for spec, size, mtime in previous or [] if not spec.error}
     found = find_teachers(zoo_dir)
-    entries, fresh = [], []
+    entries: list[Entry | None] = []
+    fresh: list[int] = []
     for teacher in found:
         old = known.get(str(teacher.folder.resolve()))
-        if old and fingerprint(teacher) == old[1:] and old[0].revision == teacher.revision:
-            entries.append(old)
-        else:
-            entries.append(index_teacher(teacher))
+        unchanged = old is not None and fingerprint(teacher) == old[1:] and old[0].revision == teacher.revision
+        entries.append(old if unchanged else None)
+        if not unchanged:
             fresh.append(len(entries) - 1)
+    for i, entry in zip(fresh, index_many([found[i] for i in fresh])):
+        entries[i] = entry
     here = {spec.path for spec, _, _ in entries}
     gone = {spec.content_hash: spec.teacher_id for spec, _, _ in known.values() if spec.path not in here}
     ids = keep_moved_ids([entries[i][0] for i in fresh], gone, {t.teacher_id for t in found})

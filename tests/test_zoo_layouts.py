@@ -21,6 +21,7 @@ from selkd_ray.api import index_zoo
 from selkd_ray.assessment import assess
 from selkd_ray.distillation import teacher_spec
 from selkd_ray.forward import ForwardPath, teacher_predictions
+from selkd_ray.io.catalogue import read_catalogue
 from selkd_ray.io.cache import prediction_key
 from selkd_ray.records import Predictions, ProbeSet
 
@@ -236,3 +237,36 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, targ
     warned = [e.teacher_id for e in events if e.kind == "note" and "warning:" in e.message]
     assert sorted(warned) == ["hf/resnet-bin", "org/cached"]
     assert np.isnan(rows["org/cached"]["score_ot-semantic"]) and np.isfinite(rows["team/named"]["score_ot-semantic"])
+
+
+def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_no_model(ray_session, tmp_path):
+    """The same entries from Ray tasks as from this process (ids, hashes, FLOPs); a second index of the
+    unchanged zoo hands no teacher to the indexer (no model is built), a touched one hands that one."""
+    import selkd_ray.zoo as zoo_module
+    from selkd_ray.distributed.indexing import index_in_tasks
+    from selkd_ray.zoo_layout import find_teachers
+
+    zoo = tmp_path / "zoo"
+    source = timm_folder(tmp_path / "source", label_names=["a", "b", "c"])
+    for group in range(3):
+        for index in range(4):
+            shutil.copytree(source, zoo / f"group-{group}" / f"t{index}")
+    found = find_teachers(zoo)
+    here = zoo_module.index_here(found)
+    assert index_in_tasks(found) == here and not any(spec.error for spec, _, _ in here)
+
+    events = []
+    specs, _ = index_zoo(zoo, tmp_path / "catalogue.parquet", progress=events.append)
+    assert specs == [spec for spec, _, _ in here]
+    assert (events[-1].stage, events[-1].done, events[-1].total) == ("zoo", 12, 12)  # by Ray tasks: Ray is running
+    handed: list[list[str]] = []
+
+    def indexer(folders):
+        handed.append([f.teacher_id for f in folders])
+        return zoo_module.index_here(folders)
+
+    previous = read_catalogue(tmp_path / "catalogue.parquet")
+    assert [spec for spec, _, _ in zoo_module.index_zoo(zoo, previous, indexer)] == specs
+    (zoo / "group-0" / "t0" / "config.json").touch()  # one changed teacher is described again
+    zoo_module.index_zoo(zoo, previous, indexer)
+    assert handed == [[], ["group-0/t0"]]
