@@ -23,6 +23,7 @@ app.add_typer(zoo_app, name="zoo")
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
 GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")
+STUDENT_SIZE = typer.Option("auto", help="Student input HxW (64 or 64x48); auto: the task's own size when its images share one, else the student architecture's; model: always the architecture's.")
 JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
 
 
@@ -242,6 +243,7 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
                     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a validation gain."),
                     max_flops: Optional[float] = typer.Option(None, help="Training FLOPs budget (e.g. 5e12)."),
                     augment: bool = typer.Option(False, help="Randomly shift images; the teacher then runs online in the workers."),
+                    student_size: str = STUDENT_SIZE,
                     cache: Optional[str] = typer.Option(None, help="Prediction cache to share (default: OUT/cache, or the --scan folder's cache)."),
                     json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Distil a teacher into a small timm student on Ray Train; the student is saved as a teacher folder.
@@ -251,12 +253,13 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
     from selkd_ray.api import as_task, cost_from_scan, distill
     from selkd_ray.config import DistillConfig
 
-    target = as_task(task)
-    cost = cost_from_scan(scan_scores, teacher.name, target.num_classes) if scan_scores and teacher else None
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
-                           patience=patience, max_flops=max_flops, augment=augment, **gpu_workers(gpus, workers))
+                           patience=patience, max_flops=max_flops, augment=augment, student_size=student_size,
+                           **gpu_workers(gpus, workers))
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
     with Display(quiet or json_output) as progress:
+        target = as_task(task, progress)
+        cost = cost_from_scan(scan_scores, teacher, target.num_classes) if scan_scores and teacher else None
         result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=progress,
                          cache_dir=cache)
     if json_output:
@@ -286,6 +289,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    seed: int = typer.Option(0, help="Probe and student seed."),
                    gpus: int = GPUS,
                    trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
+                   student_size: str = STUDENT_SIZE,
                    json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
     it beats label-only on the validation split: a student never worse than training on labels alone.
@@ -304,7 +308,8 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     if not lambdas or min(lambdas) < 0:
         raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{lambda_grid}'")
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed),
-                          DistillConfig(epochs=epochs, seed=seed, **gpu_workers(gpus, 1)), budget, shortlist,
+                          DistillConfig(epochs=epochs, seed=seed, student_size=student_size, **gpu_workers(gpus, 1)),
+                          budget, shortlist,
                           tuple(teacher), race_epochs, lambdas, race=race, guard_z=guard_z,
                           trials_per_gpu=trials_per_gpu)
     with Display(quiet or json_output) as progress:

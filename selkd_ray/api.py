@@ -110,8 +110,14 @@ def parallel_indexer(address: str | None, progress: Progress):
     return index_many
 
 
-def as_task(task: Task | str | Path) -> Task:
-    return task if isinstance(task, Task) else load_task(task)
+def as_task(task: Task | str | Path, progress: Progress = quiet) -> Task:
+    """The task, read from its file when given a path; each image left out as unreadable is said once, here."""
+    if isinstance(task, Task):
+        return task
+    task = load_task(task)
+    for line in task.skipped:
+        progress(f"warning: {line}")
+    return task
 
 
 def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: ScanConfig = ScanConfig(),
@@ -126,7 +132,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     parse_budget(config.budget)
     probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     check_address(address)
-    task = as_task(task)  # a bad task, zoo or output table is one line before anything is written
+    task = as_task(task, progress)  # a bad task, zoo or output table is one line before anything is written
     require_zoo(Path(zoo_dir))
     out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
     check_outputs(out_dir)
@@ -225,11 +231,15 @@ def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) 
     return EmbeddingCache(cache_dir, TEXT_MODEL).lookup(names, embed_label_names)
 
 
-def cost_from_scan(scores_path: str | Path, teacher_id: str, num_target_classes: int) -> np.ndarray | None:
+def cost_from_scan(scores_path: str | Path, teacher: str | Path, num_target_classes: int) -> np.ndarray | None:
+    """The teacher's cost matrix from a scan's scores.parquet: the row of the teacher folder (by its path, or
+    by an id equal to the folder's name for a flat zoo)."""
     if not Location(scores_path).is_file():
         raise SelkdError(f"{scores_path}: no such file; expected the scores.parquet of a scan (--scan)")
+    folder = Path(teacher)
     for row in read_scores(scores_path):
-        if row["teacher_id"] == teacher_id and row["cost_matrix"]:
+        mine = row.get("path") == str(folder.resolve()) or row["teacher_id"] == str(teacher)
+        if mine and row["cost_matrix"]:
             return np.asarray(row["cost_matrix"]).reshape(row["num_teacher_classes"], num_target_classes)
     return None
 
@@ -246,7 +256,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     from .distributed.runtime import check_gpu_workers, connect
     from .distributed.train import fit_student
 
-    task = as_task(task)
+    task = as_task(task, progress)
     check_address(address)
     require_architecture(config.student, "--student")
     spec = teacher_spec(teacher) if teacher is not None else None

@@ -16,6 +16,17 @@ def at_least(flag: str, value: float | None, minimum: float, strictly: bool = Fa
         raise SelkdError(f"{flag}: expected a value {bound}, got {value:g}")
 
 
+def fixed_size(text: str) -> tuple[int, int] | None:
+    """(height, width) of a --student-size given as "64" or "64x48"; None for "auto" and "model"."""
+    if text in ("auto", "model"):
+        return None
+    parts = str(text).lower().split("x")
+    if len(parts) in (1, 2) and all(p.strip().isdigit() and 4 <= int(p) <= 4096 for p in parts):
+        return int(parts[0]), int(parts[-1])
+    raise SelkdError(f"--student-size: expected auto, model, a side (64) or HxW (64x48) between 4 and 4096, "
+                     f"got '{text}'")
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     # The first one ranks. NCE was chosen on bench/ranking.py's selection half of the targets and ranked first
@@ -56,6 +67,9 @@ class DistillConfig:
     augment: bool = False  # random shifts of every minibatch; the teacher then runs online in the workers
     num_workers: int = 1  # Ray Train workers
     use_gpu: bool = False
+    # The student's input (height x width): "auto" is the task's own size when its images share one, else the
+    # student architecture's (its pretrained_cfg); "model" always the architecture's; "64" or "64x48" fixed.
+    student_size: str = "auto"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +81,7 @@ class DistillConfig:
             at_least(flag, value, 1)
         at_least("--lambda", self.lam, 0)
         at_least("learning_rate", self.learning_rate, 0)  # 0 freezes the weights (a test of early stopping)
+        fixed_size(self.student_size)
         for flag, value in (("--tau", self.tau), ("--eps", self.eps), ("--max-flops", self.max_flops),
                             ("max_seconds", self.max_seconds)):
             at_least(flag, value, 0, strictly=True)

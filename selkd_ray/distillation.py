@@ -11,10 +11,11 @@ from typing import Callable
 
 import numpy as np
 
-from .config import DistillConfig
+from .config import DistillConfig, fixed_size
 from .costs import conditional_cost
 from .errors import SelkdError
-from .forward import ForwardPath, choose_device, softmax
+from .forward import ForwardPath, at_size, choose_device, softmax
+from .models import architecture_input_size
 from .records import ProbeSet, Task, TeacherSpec, content_hash
 from .training import StudentData
 from .zoo import index_teacher
@@ -49,6 +50,24 @@ def student_images(task: Task) -> ProbeSet:
     return ProbeSet(images, labels, task.label_names, content_hash(images, "student-images"))
 
 
+def student_input_size(task: Task, config: DistillConfig) -> tuple[int, int, int]:
+    """(channels, height, width) of the student's input: grey when every image is grey, else RGB; the size
+    `config.student_size` names (auto: the task's own when its images share one, else the architecture's)."""
+    ragged = task.images.dtype == object
+    channels = max(im.shape[0] for im in task.images) if ragged else task.images.shape[1]
+    fixed = fixed_size(config.student_size)
+    if fixed is None and config.student_size == "auto" and not ragged:
+        fixed = tuple(task.images.shape[2:])
+    return (int(channels), *(fixed or architecture_input_size(config.student)))
+
+
+def sized(images: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
+    """Images as one uint8 array at the student's input size (as they are when they already are)."""
+    if images.dtype != object and tuple(images.shape[1:]) == tuple(size):
+        return images
+    return at_size(images, size)
+
+
 def needs_teacher_outputs(teacher: TeacherSpec | None, config: DistillConfig, cost: np.ndarray | None) -> bool:
     """Whether the distillation needs the teacher's outputs on the student images before training: not for labels
     only, nor when augmenting with a known cost matrix (the workers then run the teacher online)."""
@@ -65,7 +84,9 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
     val_images, val_labels = task.split("val")
     if len(val_labels) == 0:
         raise SelkdError(f"task {task.name}: split: expected a val split for validation")
-    pixels = task.images[task.splits == "train"].astype(np.float64) / 255.0
+    size = student_input_size(task, config)
+    train_images = sized(task.split("train")[0], size)
+    pixels = train_images.astype(np.float64) / 255.0
     mean = tuple(pixels.mean(axis=(0, 2, 3)).tolist())
     std = tuple(np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3).tolist())
     logits, online = None, None
@@ -81,8 +102,8 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
             online = teacher  # the workers run it on every augmented batch
         else:
             logits = logits_from_probs(probs)
-    return StudentData(pool.images, pool.labels, logits, cost, val_images, val_labels, task.num_classes,
-                       tuple(task.images.shape[1:]), mean, std, online,
+    return StudentData(sized(pool.images, size), pool.labels, logits, cost, sized(val_images, size), val_labels,
+                       task.num_classes, size, mean, std, online,
                        teacher.flops_per_sample if online is not None else 0)
 
 

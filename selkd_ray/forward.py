@@ -100,7 +100,10 @@ def batch_transform(preprocessing: Preprocessing):
 def model_input(images: np.ndarray | torch.Tensor, preprocessing: Preprocessing, device: torch.device,
                 transform=None) -> torch.Tensor:
     """uint8 (n, C, H, W) host images -> the model's normalised input on `device` (grey <-> RGB converted
-    first, as timm's loaders do with PIL's convert)."""
+    first, as timm's loaders do with PIL's convert). Ragged images (a 1-D object array of (C, H, W) images of
+    any size) are transformed a group of one shape at a time, and come back in their order."""
+    if isinstance(images, np.ndarray) and images.dtype == object:
+        return ragged_input(images, preprocessing, device, transform)
     x = to_device(images, device).float().div_(255.0)
     channels = preprocessing.input_size[0]
     if x.shape[1] == 1 and channels == 3:
@@ -108,6 +111,28 @@ def model_input(images: np.ndarray | torch.Tensor, preprocessing: Preprocessing,
     elif x.shape[1] == 3 and channels == 1:
         x = x.mean(1, keepdim=True)
     return (transform or batch_transform(preprocessing))(x)
+
+
+def ragged_input(images: np.ndarray, preprocessing: Preprocessing, device: torch.device, transform=None):
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    out = torch.empty((len(images), *preprocessing.input_size), device=device)
+    for members in groups.values():
+        batch = np.stack([images[i] for i in members])
+        out[torch.as_tensor(members, device=device)] = model_input(batch, preprocessing, device, transform)
+    return out
+
+
+def at_size(images: np.ndarray, input_size: tuple[int, int, int]) -> np.ndarray:
+    """Images of any size and mode as one uint8 (n, C, H, W) array at `input_size`, resized as timm's eval
+    transform resizes them (the whole image, bilinear with antialiasing): the student's fixed-size input."""
+    identity = Preprocessing(tuple(input_size), (0.0,) * input_size[0], (1.0,) * input_size[0])
+    out = np.empty((len(images), *input_size), np.uint8)
+    for start in range(0, len(images), CPU_BATCH):
+        x = model_input(images[start:start + CPU_BATCH], identity, torch.device("cpu"))
+        out[start:start + CPU_BATCH] = np.clip(np.rint(to_host(x) * 255.0), 0, 255).astype(np.uint8)
+    return out
 
 
 class ForwardPath:

@@ -89,6 +89,12 @@ def build_model(architecture: str, num_classes: int, in_chans: int, model_args: 
     return timm.create_model(architecture, pretrained=False, pretrained_cfg_overlay=data_config or None, **args)
 
 
+def architecture_input_size(architecture: str) -> tuple[int, int]:
+    """(height, width) of the input an architecture was designed for (its default pretrained_cfg)."""
+    cfg = timm.models.get_pretrained_cfg(architecture)
+    return tuple(int(v) for v in (cfg.input_size if cfg is not None else (3, 224, 224))[1:])
+
+
 def data_config(model: torch.nn.Module) -> Preprocessing:
     """The model's preprocessing as timm resolves it (input size, interpolation, crop_pct, mean/std)."""
     resolved = resolve_model_data_config(model)

@@ -127,7 +127,7 @@ def epoch_costs(task: Task, config: SelectConfig) -> tuple[int, int]:
 def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path,
                    config: SelectConfig = SelectConfig(), address: str | None = None,
                    progress: Progress = quiet) -> SelectResult:
-    task = as_task(task)
+    task = as_task(task, progress)
     check_address(address)
     require_architecture(config.distill.student, "--student")
     for name in config.scan.scorers:

