@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[demo,test,hf]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[demo,test,hf,bench]"
 if [ "${1:-}" = "--with-browser" ] && ! { command -v chromium && command -v strace; } >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium strace >/dev/null) \

@@ -4,7 +4,6 @@ Each function connects to Ray only when it needs it (reusing a running Ray, e.g.
 """
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, replace
@@ -73,7 +72,7 @@ class DistillResult:
     run_name: str = ""  # the Ray Train run (same inputs, same name: a rerun resumes it)
 
 
-PARALLEL_INDEX_FROM = 16  # new or changed teachers from which indexing starts Ray rather than run here
+PARALLEL_INDEX_FROM = 16  # new or changed teachers from which indexing runs as Ray tasks rather than here
 
 
 def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None,
@@ -82,8 +81,8 @@ def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None 
 
     A new catalogue elsewhere (a scan's output) starts from the zoo's own catalogue when there is one, so a
     zoo indexed once (`selkd zoo index`) is not hashed and described again by every new scan. New or changed
-    teachers are indexed by Ray tasks across the cluster when there are many of them, an address is given or
-    this process already runs Ray; a few are indexed here."""
+    teachers are indexed by Ray tasks across the cluster (at `address`, else the running or an embedded Ray)
+    when there are many of them; a few are indexed here, where a Ray start or task round trip costs more."""
     check_address(address)
     zoo_dir = Path(zoo_dir)
     own = Location(zoo_dir / "catalogue.parquet")
@@ -98,8 +97,7 @@ def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None 
 def parallel_indexer(address: str | None, progress: Progress):
     """Index many teachers as Ray tasks (connecting to Ray as every command does), few of them here."""
     def index_many(folders):
-        ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-        if not folders or (len(folders) < PARALLEL_INDEX_FROM and not address and not ray_running):
+        if len(folders) < PARALLEL_INDEX_FROM:
             return index_here(folders)
         from .distributed.indexing import index_in_tasks
         from .distributed.runtime import connect

@@ -24,10 +24,6 @@ def files_sha256(paths: list[Path], chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    return files_sha256([path])
-
-
 def keep_moved_ids(fresh: list[TeacherSpec], gone: dict[str, str], taken: set[str]) -> dict[str, str]:
     """{path: id} of newly indexed teachers: one whose content the catalogue knew under an id whose folder is
     gone keeps that id (its folder moved within the zoo), unless a folder found now has that id as its own.

@@ -147,3 +147,32 @@ def test_a_mixed_task_is_scanned_on_ray(ray_session, tiny_zoo, target_task, tmp_
                   progress=events.append)
     assert result.failed == 0 and result.ranked[0]["teacher_id"] == "own-classes"
     assert [str(e) for e in events if "left out" in str(e)] == [f"warning: {load_task(path).skipped[0]}"]
+
+
+def test_a_hugging_face_datasets_folder_is_a_task(target_task, tmp_path):
+    """Written by `datasets` itself: one Parquet file per split under data/, `image` as struct<bytes, path>,
+    the label names in the ClassLabel feature of the schema metadata, -1 for images without a label."""
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    rng = np.random.default_rng(1)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=list(target_task.label_names))})
+    root = tmp_path / "hf-task"
+    hf_splits = {"train": "train", "val": "validation", "test": "test", "unlabelled": "train"}
+    rows: dict[str, dict[str, list]] = {}
+    for image, label, split in zip(target_task.images, target_task.labels, target_task.splits):
+        side = int(rng.integers(24, 49))
+        picture = Image.fromarray(photo(image[0], side, bool(rng.integers(0, 2)), rng))
+        into = rows.setdefault(hf_splits[split], {"image": [], "label": []})
+        into["image"].append(picture)
+        into["label"].append(int(label))  # -1: no label (the unlabelled images ride in the train file)
+    for split, columns in rows.items():
+        Dataset.from_dict(columns, features=features).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    schema = pq.read_schema(root / "data" / "train-00000-of-00001.parquet")
+    assert pa.types.is_struct(schema.field("image").type) and b"huggingface" in schema.metadata
+
+    task = load_task(root)
+    assert task.label_names == target_task.label_names and task.images.dtype == object
+    for split in ("train", "val", "test", "unlabelled"):
+        assert (task.splits == split).sum() == (target_task.splits == split).sum(), split
+    assert set(task.labels[task.splits == "unlabelled"]) == {-1} and not task.skipped

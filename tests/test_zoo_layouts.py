@@ -248,7 +248,7 @@ def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_
 
     zoo = tmp_path / "zoo"
     source = timm_folder(tmp_path / "source", label_names=["a", "b", "c"])
-    for group in range(3):
+    for group in range(4):
         for index in range(4):
             shutil.copytree(source, zoo / f"group-{group}" / f"t{index}")
     found = find_teachers(zoo)
@@ -258,7 +258,7 @@ def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_
     events = []
     specs, _ = index_zoo(zoo, tmp_path / "catalogue.parquet", progress=events.append)
     assert specs == [spec for spec, _, _ in here]
-    assert (events[-1].stage, events[-1].done, events[-1].total) == ("zoo", 12, 12)  # by Ray tasks: Ray is running
+    assert (events[-1].stage, events[-1].done, events[-1].total) == ("zoo", 16, 16)  # 16 new: by Ray tasks
     handed: list[list[str]] = []
 
     def indexer(folders):
@@ -266,7 +266,7 @@ def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_
         return zoo_module.index_here(folders)
 
     previous = read_catalogue(tmp_path / "catalogue.parquet")
-    assert [spec for spec, _, _ in zoo_module.index_zoo(zoo, previous, indexer)] == specs
+    assert [spec for spec, _, _ in zoo_module.index_zoo(zoo, previous, indexer)] == specs and len(specs) == 16
     (zoo / "group-0" / "t0" / "config.json").touch()  # one changed teacher is described again
     zoo_module.index_zoo(zoo, previous, indexer)
     assert handed == [[], ["group-0/t0"]]

