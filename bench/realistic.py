@@ -8,12 +8,13 @@ lite2 at 260, each with timm's own preprocessing) beside digit teachers of real-
 mobilenetv3_large_100, convnext_atto, vit_tiny_patch16_224) trained briefly on MNIST digits made 224x224 RGB
 (speed, not accuracy, is measured here). The target: ten digits, 20 labelled images per class as the probe.
 
-- bare: in this process, one thread, each teacher's weights already loaded and warmed up, the sum over teachers
-  of one timed forward pass over the probe through the forward path (timm's transform included);
-- scan cold: `scan` with one runner actor (one CPU slot, one thread) on a fresh output folder, timed whole:
-  the actor's start, loading every teacher from disk, the forward passes, every default scorer, writing
-  scores.parquet and the cache. Ray itself is started before (not timed).
-Pairs run in ABBA order; the ratio is the median scan over the median bare.
+- bare: in this process, each teacher's weights already loaded and warmed up, the sum over teachers of one
+  timed forward pass over the probe through the forward path (timm's transform included), on N threads;
+- scan cold: `scan` with N runner actors (one CPU slot each, one thread each) on a fresh output folder, timed
+  whole: the actors' start, loading every teacher from disk, the forward passes, every default scorer,
+  writing scores.parquet and the cache. Ray itself is started before (not timed).
+N = 1 (one core each) and N = 2 (the whole machine each). Pairs run in ABBA order; each ratio is the median
+scan over the median bare of the same N.
 """
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ def build(zoo: Path, imagenet: tuple[int, ...], digits: tuple[str, ...]) -> None
               flush=True)
 
 
-def bare_forward(specs, images) -> float:
-    """Seconds of one forward pass of every teacher over `images`, one thread, weights loaded and warm."""
+def bare_forward(specs, images, threads_used: int) -> float:
+    """Seconds of one forward pass of every teacher over `images` on `threads_used` threads, weights loaded
+    and warm."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads_used)
     total = 0.0
     try:
         for spec in specs:
@@ -82,10 +84,10 @@ def bare_forward(specs, images) -> float:
     return total
 
 
-def cold_scan(zoo: Path, task, out: Path, per_class: int) -> float:
+def cold_scan(zoo: Path, task, out: Path, per_class: int, actors: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    result = scan(zoo, task, out, ScanConfig(probe_per_class=per_class, max_actors=1))
+    result = scan(zoo, task, out, ScanConfig(probe_per_class=per_class, max_actors=actors))
     seconds = time.perf_counter() - started
     assert result.failed == 0 and result.ran == len(result.rows), [r.get("error") for r in result.rows]
     return seconds
@@ -102,20 +104,23 @@ def main(pairs: int = typer.Option(2, help="(bare, scan) pairs, in ABBA order.")
     task = target_task(0, tuple(range(10)), {"train": per_class, "val": 2, "test": 2})
     probe = make_probe(task, per_class)
     connect()
-    bare, cold = [], []
-    for pair in range(pairs):
-        for kind in (("bare", "scan") if pair % 2 == 0 else ("scan", "bare")):
-            if kind == "bare":
-                bare.append(bare_forward(specs, probe.images))
-            else:
-                cold.append(cold_scan(zoo, task, out / "scan", per_class))
-            print(f"pair {pair + 1}: {kind} {(bare if kind == 'bare' else cold)[-1]:.1f} s", flush=True)
-    ratio = statistics.median(cold) / statistics.median(bare)
+    lines = []
+    for n in (1, 2):
+        bare, cold = [], []
+        for pair in range(pairs):
+            for kind in (("bare", "scan") if pair % 2 == 0 else ("scan", "bare")):
+                if kind == "bare":
+                    bare.append(bare_forward(specs, probe.images, n))
+                else:
+                    cold.append(cold_scan(zoo, task, out / "scan", per_class, n))
+                print(f"N={n} pair {pair + 1}: {kind} {(bare if kind == 'bare' else cold)[-1]:.1f} s", flush=True)
+        ratio = statistics.median(cold) / statistics.median(bare)
+        lines.append(f"N={n}: bare forward on {n} thread(s) {statistics.median(bare):.1f} s, cold scan with {n} "
+                     f"actor(s) {statistics.median(cold):.1f} s (medians of {pairs}); ratio {ratio:.2f}x (goal <= 1.2x)")
     print(f"\n{datetime.date.today()}, {machine()}")
     print(f"{len(specs)} teachers ({', '.join(s.teacher_id + ' ' + 'x'.join(map(str, s.input_size)) for s in specs)}), "
-          f"{len(probe)}-image probe: bare forward {statistics.median(bare):.1f} s, cold scan with one actor "
-          f"{statistics.median(cold):.1f} s (medians of {pairs}); ratio {ratio:.2f}x (goal <= 1.2x)")
-
+          f"{len(probe)}-image probe:")
+    print("\n".join(lines))
 
 if __name__ == "__main__":
     typer.run(main)

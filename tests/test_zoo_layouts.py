@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import timm
 import torch
 from timm.models import save_for_hf
