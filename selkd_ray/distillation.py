@@ -85,8 +85,8 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
     if len(val_labels) == 0:
         raise SelkdError(f"task {task.name}: split: expected a val split for validation")
     size = student_input_size(task, config)
-    train_images = sized(task.split("train")[0], size)
-    pixels = train_images.astype(np.float64) / 255.0
+    pool_images = sized(pool.images, size)  # resized once: the labelled rows of the pool are the train split
+    pixels = pool_images[pool.labels >= 0].astype(np.float64) / 255.0
     mean = tuple(pixels.mean(axis=(0, 2, 3)).tolist())
     std = tuple(np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3).tolist())
     logits, online = None, None
@@ -102,7 +102,7 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
             online = teacher  # the workers run it on every augmented batch
         else:
             logits = logits_from_probs(probs)
-    return StudentData(sized(pool.images, size), pool.labels, logits, cost, sized(val_images, size), val_labels,
+    return StudentData(pool_images, pool.labels, logits, cost, sized(val_images, size), val_labels,
                        task.num_classes, size, mean, std, online,
                        teacher.flops_per_sample if online is not None else 0)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import os
 import shutil
 import tempfile
@@ -17,23 +16,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import fail
 from .records import Preprocessing, TeacherSpec
-from .zoo_layout import weights_in
+from .zoo_layout import read_json_config, weights_in
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-def read_json_config(path: Path) -> dict:
-    """A config file as a JSON object; every problem is one line naming the file."""
-    if not path.is_file():
-        raise fail(str(path), "missing; expected a config.json beside the teacher's weights")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise fail(str(path), f"not valid JSON ({err.msg if hasattr(err, 'msg') else err})") from None
-    if not isinstance(config, dict):
-        raise fail(str(path), "expected a JSON object")
-    return config
 
 
 def read_teacher_config(folder: Path) -> dict:
@@ -54,9 +40,10 @@ def read_teacher_config(folder: Path) -> dict:
         raise fail(f"{path}: num_classes", f"expected a positive integer, got {num_classes!r}")
     if isinstance(label_names, dict):  # timm allows {index: name}
         label_names = [label_names[k] for k in sorted(label_names, key=int)]
-    known = label_names is not None or class_table(num_classes) is not None
+    table = class_table(num_classes) if label_names is None else None
+    known = label_names is not None or table is not None
     if label_names is None:
-        label_names = list(class_table(num_classes) or [str(i) for i in range(num_classes)])
+        label_names = list(table or [str(i) for i in range(num_classes)])
     if not isinstance(label_names, list) or len(label_names) != num_classes:
         count = len(label_names) if isinstance(label_names, list) else "no list of"
         raise fail(f"{path}: label_names", f"num_classes is {num_classes} but label_names has {count} entries")

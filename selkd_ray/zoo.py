@@ -1,6 +1,7 @@
 """Index a zoo into teacher specs, incrementally: only new or changed teacher folders are hashed and read."""
 from __future__ import annotations
 
+import collections
 import hashlib
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -130,8 +131,6 @@ def index_zoo(zoo_dir: Path, previous: list[Entry] | None = None,
 
 def own_ids_first(entries: list[Entry], own: dict[str, str]) -> list[Entry]:
     """Ids stay unique: where a kept id meets a folder that has it as its own, the moved teacher takes its own."""
-    counts: dict[str, int] = {}
-    for spec, _, _ in entries:
-        counts[spec.teacher_id] = counts.get(spec.teacher_id, 0) + 1
+    counts = collections.Counter(spec.teacher_id for spec, _, _ in entries)
     return [(replace(spec, teacher_id=own[spec.path]) if counts[spec.teacher_id] > 1 else spec, size, mtime)
             for spec, size, mtime in entries]

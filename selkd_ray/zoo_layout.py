@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import fail
+from .errors import SelkdError, fail
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -56,6 +56,19 @@ def weights_in(folder: Path) -> Path | None:
     return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
 
 
+def read_json_config(path: Path) -> dict:
+    """A config file as a JSON object; every problem is one line naming the file."""
+    if not path.is_file():
+        raise fail(str(path), "missing; expected a config.json beside the teacher's weights")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise fail(str(path), f"not valid JSON ({err.msg if hasattr(err, 'msg') else err})") from None
+    if not isinstance(config, dict):
+        raise fail(str(path), "expected a JSON object")
+    return config
+
+
 def library_of(folder: Path) -> tuple[str, str]:
     """(library, problem) of a folder from its config.json: timm configs name an `architecture`, transformers
     configs `architectures` or a `model_type`."""
@@ -65,11 +78,9 @@ def library_of(folder: Path) -> tuple[str, str]:
         return "", (f"{path}: missing; unknown teacher layout ({files}); expected a timm or transformers "
                     "folder: config.json beside model.safetensors or pytorch_model.bin")
     try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        return "timm", f"{path}: not valid JSON ({getattr(err, 'msg', err)})"
-    if not isinstance(config, dict):
-        return "timm", f"{path}: expected a JSON object"
+        config = read_json_config(path)
+    except SelkdError as err:
+        return "timm", str(err)
     if "architecture" in config:
         return "timm", ""
     if "architectures" in config or "model_type" in config:
