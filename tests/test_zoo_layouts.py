@@ -236,6 +236,10 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, targ
     warned = [e.teacher_id for e in events if e.kind == "note" and "warning:" in e.message]
     assert sorted(warned) == ["hf/resnet-bin", "org/cached"]
     assert np.isnan(rows["org/cached"]["score_ot-semantic"]) and np.isfinite(rows["team/named"]["score_ot-semantic"])
+    # `distill --scan` finds a nested teacher's cost matrix by its folder (its id is not the folder's name)
+    from selkd_ray.api import cost_from_scan
+
+    assert cost_from_scan(result.scores_path, zoo / "team" / "named", target_task.num_classes).shape == (3, 3)
 
 
 def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_no_model(ray_session, tmp_path):
