@@ -258,7 +258,7 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
                            **gpu_workers(gpus, workers))
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
     with Display(quiet or json_output) as progress:
-        target = as_task(task, progress)
+        target = as_task(task, progress, address)
         cost = cost_from_scan(scan_scores, teacher, target.num_classes) if scan_scores and teacher else None
         result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=progress,
                          cache_dir=cache)

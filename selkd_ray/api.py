@@ -27,7 +27,7 @@ from .io.tasks import load_task
 from .models import build_model, require_architecture, save_teacher
 from .probe import make_probe
 from .progress import Progress, Step, quiet
-from .records import ProbeSet, Task, TeacherSpec
+from .records import Predictions, ProbeSet, Task, TeacherSpec
 from .report import learning_curve
 from .scanning import rank_rows, run_plan
 from .scores import SCORERS
@@ -108,11 +108,14 @@ def parallel_indexer(address: str | None, progress: Progress):
     return index_many
 
 
-def as_task(task: Task | str | Path, progress: Progress = quiet) -> Task:
-    """The task, read from its file when given a path; each image left out as unreadable is said once, here."""
+def as_task(task: Task | str | Path, progress: Progress = quiet, address: str | None = None) -> Task:
+    """The task, read from its files when given a path (a large one surveyed on Ray Data, at `address` or an
+    embedded Ray); each image left out as unreadable is said once, here."""
+    from .distributed.task_data import surveyor
+
     if isinstance(task, Task):
         return task
-    task = load_task(task)
+    task = load_task(task, surveyor(address))
     for line in task.skipped:
         progress(f"warning: {line}")
     return task
@@ -130,7 +133,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     parse_budget(config.budget)
     probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     check_address(address)
-    task = as_task(task, progress)  # a bad task, zoo or output table is one line before anything is written
+    task = as_task(task, progress, address)  # a bad task, zoo or output table: one line before anything is written
     require_zoo(Path(zoo_dir))
     out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
     check_outputs(out_dir)
@@ -254,7 +257,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     from .distributed.runtime import check_gpu_workers, connect
     from .distributed.train import fit_student
 
-    task = as_task(task, progress)
+    task = as_task(task, progress, address)
     check_address(address)
     require_architecture(config.student, "--student")
     spec = teacher_spec(teacher) if teacher is not None else None
@@ -266,7 +269,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
         progress(f"warning: {warning}")
         config = replace(config, use_gpu=False)
     cache = PredictionCache(cache_dir or out_dir / "cache")
-    data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache))
+    data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache, progress))
     if config.max_flops:
         needed = epoch_flops(data, config)
         if needed > config.max_flops:
@@ -290,27 +293,30 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
                          state["best_epoch"], state["stopped"], int(state["flops"]), curve, run)
 
 
-def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionCache) -> np.ndarray:
-    """The teacher's outputs on the student's images, run once by a runner actor and cached like probe
-    predictions (keyed by teacher hash, image-set hash, preprocessing)."""
+def cached_teacher_probs(spec: TeacherSpec, images: ProbeSet, cache: PredictionCache,
+                         progress: Progress = quiet) -> np.ndarray:
+    """The teacher's outputs on the student's images, computed once by a Ray Data pipeline over an actor pool
+    (one actor per GPU, else per CPU slot; the images decoded in the actors) and cached like probe predictions
+    (keyed by teacher hash, image-set hash, preprocessing). Only the probabilities are kept: the features of
+    50,000 images would be a quarter of a gigabyte, and the distillation never reads them."""
     cached = cache.get(prediction_key(spec, images))
     if cached is not None:
         return cached.probs
-    from .distributed.scan import RunnerPool
+    from .distributed.outputs import teacher_outputs
 
-    with RunnerPool(max_actors=1, teachers=1) as pool:
-        result = next(iter(pool.run([spec], images)))
-    if result.error:
-        raise SelkdError(result.error)
-    cache.put(prediction_key(spec, images), result.predictions)
-    return result.predictions.probs
+    started = time.perf_counter()
+    probs = teacher_outputs(spec, images.images, progress)
+    empty = np.zeros((len(probs), 0), np.float32)
+    cache.put(prediction_key(spec, images), Predictions(probs, empty, time.perf_counter() - started))
+    return probs
 
 
 def trained_student(task: Task, data: StudentData, config: DistillConfig, weights: dict):
     """(the student with these weights, its accuracy on the task's test split)."""
     student = build_model(config.student, task.num_classes, data.input_size[0])
     student.load_state_dict(weights)
-    return student, evaluate(student, data, *task.split("test"))
+    test = task.indices("test")
+    return student, evaluate(student, data, task.subset(test), task.labels[test])
 
 
 def student_accuracy_here(task: Task, teacher: str | Path | None, config: DistillConfig,

@@ -14,10 +14,10 @@ import numpy as np
 from .config import DistillConfig, fixed_size
 from .costs import conditional_cost
 from .errors import SelkdError
-from .forward import ForwardPath, at_size, choose_device, softmax
+from .forward import ForwardPath, choose_device, softmax
 from .models import architecture_input_size
 from .records import ProbeSet, Task, TeacherSpec, content_hash
-from .training import StudentData
+from .training import ImagesAtSize, StudentData, channel_stats
 from .zoo import index_teacher
 
 TeacherProbs = Callable[[TeacherSpec, ProbeSet], np.ndarray]
@@ -44,28 +44,33 @@ def logits_from_probs(probs: np.ndarray) -> np.ndarray:
 
 
 def student_images(task: Task) -> ProbeSet:
-    """The images the distillation term runs on (labelled train + unlabelled), with a content hash as key."""
-    use = np.isin(task.splits, ["train", "unlabelled"])
-    images, labels = task.images[use], task.labels[use]
-    return ProbeSet(images, labels, task.label_names, content_hash(images, "student-images"))
+    """The images the distillation term runs on (labelled train + unlabelled), as rows of the task (decoded
+    only when a forward pass or the student takes them), with a key from their content hashes."""
+    rows = task.indices("train", "unlabelled")
+    return ProbeSet(task.subset(rows), task.labels[rows], task.label_names, task.rows_hash(rows, "student-images"))
 
 
 def student_input_size(task: Task, config: DistillConfig) -> tuple[int, int, int]:
     """(channels, height, width) of the student's input: grey when every image is grey, else RGB; the size
     `config.student_size` names (auto: the task's own when its images share one, else the architecture's)."""
-    ragged = task.images.dtype == object
-    channels = max(im.shape[0] for im in task.images) if ragged else task.images.shape[1]
+    shapes = task.shapes
     fixed = fixed_size(config.student_size)
-    if fixed is None and config.student_size == "auto" and not ragged:
-        fixed = tuple(task.images.shape[2:])
-    return (int(channels), *(fixed or architecture_input_size(config.student)))
+    if fixed is None and config.student_size == "auto" and len(np.unique(shapes, axis=0)) == 1:
+        fixed = tuple(int(v) for v in shapes[0, 1:])
+    return (int(shapes[:, 0].max()), *(fixed or architecture_input_size(config.student)))
 
 
-def sized(images: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
-    """Images as one uint8 array at the student's input size (as they are when they already are)."""
-    if images.dtype != object and tuple(images.shape[1:]) == tuple(size):
-        return images
-    return at_size(images, size)
+STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}  # a selection asks once per candidate
+
+
+def pixel_stats(task: Task, rows: np.ndarray, size: tuple[int, int, int]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The student's normalisation: per-channel mean and std of these rows at its input size, computed a
+    chunk at a time once per (images, size) in this process."""
+    key = task.rows_hash(rows, size)
+    if key not in STATS:
+        STATS.clear()  # one task at a time: the memory of a long-lived process stays flat
+        STATS[key] = channel_stats(ImagesAtSize(task.subset(rows), size))
+    return STATS[key]
 
 
 def needs_teacher_outputs(teacher: TeacherSpec | None, config: DistillConfig, cost: np.ndarray | None) -> bool:
@@ -78,17 +83,15 @@ def needs_teacher_outputs(teacher: TeacherSpec | None, config: DistillConfig, co
 
 def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig, cost: np.ndarray | None,
                  teacher_probs: TeacherProbs = local_teacher_probs) -> StudentData:
-    """Arrays for the student loop: train + unlabelled images, the teacher's outputs on them (or the teacher
-    itself, to run online when augmenting), and the teacher-to-target cost matrix."""
+    """What the student loop needs: train + unlabelled images and the validation images at the student's size
+    (references, decoded where the student trains), the teacher's outputs on them (or the teacher itself, to
+    run online when augmenting), and the teacher-to-target cost matrix."""
     pool = student_images(task)
-    val_images, val_labels = task.split("val")
-    if len(val_labels) == 0:
+    val = task.indices("val")
+    if len(val) == 0:
         raise SelkdError(f"task {task.name}: split: expected a val split for validation")
     size = student_input_size(task, config)
-    pool_images = sized(pool.images, size)  # resized once: the labelled rows of the pool are the train split
-    pixels = pool_images[pool.labels >= 0].astype(np.float64) / 255.0
-    mean = tuple(pixels.mean(axis=(0, 2, 3)).tolist())
-    std = tuple(np.maximum(pixels.std(axis=(0, 2, 3)), 1e-3).tolist())
+    mean, std = pixel_stats(task, pool.images.rows[pool.labels >= 0], size)
     logits, online = None, None
     if teacher is not None and config.loss != "ce":
         if config.loss == "kl" and teacher.label_names != task.label_names:
@@ -102,8 +105,8 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
             online = teacher  # the workers run it on every augmented batch
         else:
             logits = logits_from_probs(probs)
-    return StudentData(pool_images, pool.labels, logits, cost, sized(val_images, size), val_labels,
-                       task.num_classes, size, mean, std, online,
+    return StudentData(ImagesAtSize(pool.images, size), pool.labels, logits, cost, ImagesAtSize(task.subset(val), size),
+                       task.labels[val], task.num_classes, size, mean, std, online,
                        teacher.flops_per_sample if online is not None else 0)
 
 

@@ -127,7 +127,7 @@ def epoch_costs(task: Task, config: SelectConfig) -> tuple[int, int]:
 def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path,
                    config: SelectConfig = SelectConfig(), address: str | None = None,
                    progress: Progress = quiet) -> SelectResult:
-    task = as_task(task, progress)
+    task = as_task(task, progress, address)
     check_address(address)
     require_architecture(config.distill.student, "--student")
     for name in config.scan.scorers:
@@ -224,7 +224,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     finished = [r for r in ran if r.epochs == max(r.epochs for r in ran)]
     order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
-    best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.split("val")[1]), config.guard_z)
+    best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.indices("val")), config.guard_z)
     rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
              "val_accuracy": r.best_val_accuracy, "flops": r.flops, "gpu": r.gpu, "device": r.device,
              "status": "winner" if r is best else "finished" if r in finished else
@@ -294,9 +294,9 @@ def stage_row(name: str, result: DistillResult, seconds: float) -> dict:
 
 def validation_correct(task: Task, student: DistillResult) -> np.ndarray:
     """Which validation images the saved student gets right (the guard pairs the two students image by image)."""
-    images, labels = task.split("val")
-    spec = teacher_spec(student.student_dir)
-    probs = local_teacher_probs(spec, ProbeSet(images, labels, task.label_names, "val"))
+    rows = task.indices("val")
+    labels, spec = task.labels[rows], teacher_spec(student.student_dir)
+    probs = local_teacher_probs(spec, ProbeSet(task.subset(rows), labels, task.label_names, "val"))
     return probs.argmax(1) == labels
 
 

@@ -22,9 +22,9 @@ def stratified_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndar
 
 def make_probe(task: Task, per_class: int, seed: int = 0) -> ProbeSet:
     """Probe = stratified sample of the task's labelled training split, identified by a hash of its content."""
-    images, labels = task.split("train")
-    keep = stratified_indices(labels, per_class, seed)
-    images, labels = images[keep], labels[keep]
+    train = task.indices("train")
+    rows = train[stratified_indices(task.labels[train], per_class, seed)]  # chosen first: only these are decoded
+    images, labels = task.rows(rows), task.labels[rows]
     return ProbeSet(images, labels, task.label_names, content_hash(images, labels, "\n".join(task.label_names)))
 
 

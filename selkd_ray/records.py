@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
@@ -75,13 +77,35 @@ class TeacherSpec:
         return content_hash(self.architecture, "\n".join(self.label_names))
 
 
+def image_shapes(images: "np.ndarray | StoredImages") -> np.ndarray:
+    """(n, 3): each image's (C, H, W), without decoding stored ones."""
+    if not isinstance(images, np.ndarray):
+        return np.asarray(images.shapes)
+    if images.dtype == object:
+        return np.array([im.shape for im in images], dtype=np.int64).reshape(-1, 3)
+    return np.tile(np.array(images.shape[1:], dtype=np.int64), (len(images), 1))
+
+
+class StoredImages(Protocol):
+    """A task's images kept as references (`io.task_images.ImageColumn`): indexing decodes those rows alone."""
+
+    shapes: np.ndarray  # (n, 3): each image's (C, H, W)
+    hashes: np.ndarray  # (n,): each image's content hash
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index) -> np.ndarray: ...
+    def take(self, rows: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Task:
-    """A labelled image task; label -1 means unlabelled. Images are uint8 (n, C, H, W) when they share one
-    shape, else a 1-D object array of (C, H, W) images of any size, grey or RGB (`ragged`)."""
+    """A labelled image task; label -1 means unlabelled. `images` is uint8 (n, C, H, W) when they share one
+    shape, a 1-D object array of (C, H, W) images of any size, grey or RGB (`ragged`), or, for a task read
+    from disk, `StoredImages`: references that decode only the rows asked for. Code that needs pixels asks for
+    rows (`rows`, `split`), never for the whole task."""
 
     name: str
-    images: np.ndarray
+    images: np.ndarray | StoredImages
     labels: np.ndarray
     splits: np.ndarray  # one of train / val / test / unlabelled per image
     label_names: tuple[str, ...]
@@ -91,13 +115,62 @@ class Task:
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """These rows' images, decoded now when the task is stored."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.images[rows] if isinstance(self.images, np.ndarray) else self.images.take(rows)
+
+    def indices(self, *splits: str) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.splits, list(splits)))
+
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        mask = self.splits == name
-        return self.images[mask], self.labels[mask]
+        rows = self.indices(name)
+        return self.rows(rows), self.labels[rows]
+
+    @property
+    def shapes(self) -> np.ndarray:
+        """(n, 3): each image's (C, H, W), known without decoding a stored task."""
+        return image_shapes(self.images)
+
+    @cached_property
+    def row_hashes(self) -> np.ndarray:
+        """Each image's content hash: the same for an image in memory and the same image read from disk."""
+        if not isinstance(self.images, np.ndarray):
+            return np.asarray(self.images.hashes)
+        return np.array([content_hash(np.ascontiguousarray(im)) for im in self.images], dtype=object).astype(str)
+
+    def rows_hash(self, rows: np.ndarray, *extra: object) -> str:
+        """One key for these rows' images (and `extra`), without decoding them."""
+        return content_hash("\n".join(self.row_hashes[np.asarray(rows, dtype=np.int64)]), *extra)
+
+    def subset(self, rows: np.ndarray) -> TaskRows:
+        """These rows, decoded only when indexed."""
+        return TaskRows(self.images, np.asarray(rows, dtype=np.int64))
 
     @property
     def content_hash(self) -> str:
-        return content_hash(self.images, self.labels, self.splits.astype(str), "\n".join(self.label_names))
+        return self.rows_hash(np.arange(len(self.labels)), self.labels, self.splits.astype(str),
+                              "\n".join(self.label_names))
+
+
+@dataclass(frozen=True)
+class TaskRows:
+    """Some rows of a task, decoded a slice at a time when indexed: the forward path and the resizer take it as
+    they take an array, so a student pool of 50,000 stored images is never decoded whole."""
+
+    images: np.ndarray | StoredImages
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        picked = np.atleast_1d(np.asarray(self.rows[index], dtype=np.int64))
+        return self.images[picked] if isinstance(self.images, np.ndarray) else self.images.take(picked)
+
+    @property
+    def shapes(self) -> np.ndarray:
+        return image_shapes(self.images)[self.rows]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the validation split, the FLOPs budget, the best-validation weights and a resuma
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -14,22 +14,57 @@ import torch
 import torch.nn.functional as F
 
 from .config import DistillConfig
-from .forward import ForwardPath, host_state, model_input, place, to_device
+from .forward import ForwardPath, at_size, host_state, model_input, place, to_device
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
 from .models import build_model, count_flops
 from .preprocess import random_shift
-from .records import Preprocessing, TeacherSpec
+from .records import Preprocessing, TaskRows, TeacherSpec
+
+
+@dataclass(frozen=True)
+class ImagesAtSize:
+    """Rows of a task at the student's input size, decoded and resized where the student trains (`ready`), so
+    the process that plans a distillation never holds the student's images."""
+
+    rows: TaskRows
+    size: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def part(self, start: int, stop: int) -> "ImagesAtSize":
+        return ImagesAtSize(TaskRows(self.rows.images, self.rows.rows[start:stop]), self.size)
+
+    def load(self) -> np.ndarray:
+        """uint8 (n, C, H, W) at the student's size (taken as they are when they already are)."""
+        images = self.rows.images
+        if isinstance(images, np.ndarray) and images.dtype != object and tuple(images.shape[1:]) == tuple(self.size):
+            return images[self.rows.rows]
+        return at_size(self.rows, self.size)
+
+
+def channel_stats(images: ImagesAtSize, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the images at the student's size, a chunk at a time (never all decoded)."""
+    total, squares, count = 0.0, 0.0, 0
+    for start in range(0, len(images), chunk):
+        pixels = images.part(start, start + chunk).load().astype(np.float64) / 255.0
+        total, squares = total + pixels.sum(axis=(0, 2, 3)), squares + np.square(pixels).sum(axis=(0, 2, 3))
+        count += pixels.shape[0] * pixels.shape[2] * pixels.shape[3]
+    mean = np.asarray(total) / max(count, 1)
+    std = np.sqrt(np.maximum(np.asarray(squares) / max(count, 1) - mean ** 2, 0.0))
+    return tuple(mean.tolist()), tuple(np.maximum(std, 1e-3).tolist())
 
 
 @dataclass
 class StudentData:
-    """Everything the student loop needs, as arrays (it travels to the workers once)."""
+    """Everything the student loop needs; the images as references until `ready` decodes them where the
+    student trains (it travels to the workers once, small)."""
 
-    images: np.ndarray  # uint8 (n, C, H, W): labelled train + unlabelled images
+    images: np.ndarray | ImagesAtSize  # uint8 (n, C, H, W) once ready: labelled train + unlabelled images
     labels: np.ndarray  # (n,), -1 where unlabelled
     teacher_logits: np.ndarray | None  # (n, C_T), cached teacher outputs; None for label-only or online
     cost: np.ndarray | None  # (C_T, C_S) for the OT loss
-    val_images: np.ndarray
+    val_images: np.ndarray | ImagesAtSize
     val_labels: np.ndarray
     num_classes: int
     input_size: tuple[int, int, int]
@@ -42,6 +77,14 @@ class StudentData:
     def preprocessing(self) -> Preprocessing:
         """The student's input: the task's images at their own size (the whole image), normalised."""
         return Preprocessing(self.input_size, self.mean, self.std)
+
+
+def ready(data: StudentData) -> StudentData:
+    """The data with its images decoded at the student's size: called where the student trains."""
+    if isinstance(data.images, np.ndarray) and isinstance(data.val_images, np.ndarray):
+        return data
+    load = lambda images: images if isinstance(images, np.ndarray) else images.load()  # noqa: E731
+    return replace(data, images=load(data.images), val_images=load(data.val_images))
 
 
 def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batch: tuple, config: DistillConfig,
@@ -214,6 +257,7 @@ def fit_plain(data: StudentData, config: DistillConfig, device: str = "cpu") -> 
     """The whole student loop in this process, no Ray: for benchmarks' ground truth and overhead baselines.
 
     Returns the same state as the Ray Train job: best-validation weights and a per-epoch history."""
+    data = ready(data)
     student, optimizer = new_student(data, config)
     student = place(student, torch.device(device))
     labelled_loader, all_loader = loaders(data, config)

@@ -25,7 +25,7 @@ from selkd_ray.forward import ForwardPath, at_size, model_input
 from selkd_ray.io.tasks import decode_image, load_task
 from selkd_ray.models import build_model
 from selkd_ray.records import Preprocessing, content_hash
-from selkd_ray.training import evaluate
+from selkd_ray.training import evaluate, ready
 
 CPU = torch.device("cpu")
 
@@ -123,14 +123,16 @@ def test_the_students_input_size_is_a_setting(target_task, tmp_path):
     assert student_input_size(target_task, DistillConfig(student_size="model")) == (1, 160, 160)
     with pytest.raises(SelkdError, match="--student-size: expected"):
         DistillConfig(student_size="big")
-    data = student_data(ragged, None, DistillConfig(student_size="32"), None)
+    planned = student_data(ragged, None, DistillConfig(student_size="32"), None)
+    assert not isinstance(planned.images, np.ndarray)  # references until the worker that trains decodes them
+    data = ready(planned)
     assert data.images.dtype == np.uint8 and data.images.shape[1:] == (3, 32, 32)
     assert data.val_images.shape[1:] == (3, 32, 32) and data.preprocessing.input_size == (3, 32, 32)
     test_images, test_labels = ragged.split("test")  # evaluated at the student's size, image by image
     student = build_model("test_resnet", 3, 3).eval()
     expected = [int(student(model_input(image[None], data.preprocessing, CPU)).argmax()) for image in test_images[:20]]
     assert evaluate(student, data, test_images[:20], np.array(expected)) == 1.0
-    same = student_data(target_task, None, DistillConfig(), None)  # unchanged for a task of one size
+    same = ready(student_data(target_task, None, DistillConfig(), None))  # unchanged for a task of one size
     assert same.images.shape[1:] == (1, 28, 28) and content_hash(same.images) == content_hash(
         target_task.images[np.isin(target_task.splits, ["train", "unlabelled"])])
 

@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from ..config import DistillConfig
 from ..forward import choose_device, place
-from ..training import StudentData, fit_epochs, loaders, new_student
+from ..training import StudentData, fit_epochs, loaders, new_student, ready
 from .runtime import cpu_slots, gpu_count
 
 METRIC = "best_val_accuracy"
@@ -39,7 +39,7 @@ def race_trial(space: dict, data: dict, base: dict) -> None:
     torch.set_num_threads(1)
     trial = space["trial"]
     config = DistillConfig(**{**base, "lam": trial["lam"], "loss": trial["loss"]})
-    student_data: StudentData = data[trial["candidate"]]
+    student_data: StudentData = ready(data[trial["candidate"]])  # decoded in the trial, not on the driver
     gpu = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     device = choose_device(len(ray.get_gpu_ids())).device
     student, optimizer = new_student(student_data, config)

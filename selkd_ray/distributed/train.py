@@ -75,10 +75,10 @@ def train_func(job: dict) -> None:
 
     The student loop is imported here, not at the top: Ray Train's controller unpickles this function and so
     imports this module, and it needs neither timm nor POT (seconds of start-up on every run)."""
-    from ..training import fit_epochs, loaders, new_student
+    from ..training import fit_epochs, loaders, new_student, ready
 
     config = DistillConfig(**job["config"])
-    data: StudentData = ray.get(job["data_ref"])
+    data: StudentData = ready(ray.get(job["data_ref"]))  # the images are decoded here, on the worker
     context = ray.train.get_context()
     student, optimizer = new_student(data, config)
     state = resume_state(ray.train.get_checkpoint(), job.get("resume_from"))

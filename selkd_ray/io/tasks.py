@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..errors import SelkdError, fail
+from ..errors import fail
 from ..records import Task
 from .atomic import write_table
+from .task_images import decode_image  # noqa: F401  (how a task's images are read, for callers)
+from .task_images import Surveyor, column_of, file_chunks, parquet_chunks, survey_here
 
 SPLITS = ("train", "val", "test", "unlabelled")
 TASK_SCHEMA = pa.schema([("image", pa.binary()), ("label", pa.int32()), ("split", pa.string())])
@@ -26,56 +28,6 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-GREY_MODES = ("1", "L", "LA", "P;L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-
-
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Image bytes of any size and mode -> uint8 (C, H, W): grey modes (8- and 16-bit, with or without alpha)
-    keep one channel, everything else (RGB, RGBA, palette, CMYK, ...) becomes RGB, as timm's loaders convert.
-    An undecodable or zero-size image raises SelkdError naming `where`."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        if image.mode in GREY_MODES and image.mode not in ("1", "L", "LA"):
-            array = np.asarray(image, dtype=np.float64)  # 16-bit and float grey: scale to 0..255, do not clip
-            top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-            array = np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
-        else:
-            array = np.asarray(image.convert("L" if image.mode in GREY_MODES else "RGB"))
-    except UnidentifiedImageError:
-        raise fail(where, "not a readable image (no image format PIL knows)") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise fail(where, f"not a readable image ({str(err).splitlines()[0][:120] or type(err).__name__})") from None
-    if array.size == 0:
-        raise fail(where, f"zero-size image ({image.size[0]}x{image.size[1]})")
-    return np.require(array[None] if array.ndim == 2 else array.transpose(2, 0, 1), requirements=["C", "W"])
-
-
-def image_array(images: list[np.ndarray]) -> np.ndarray:
-    """One uint8 (n, C, H, W) array when every image has one shape; else a 1-D object array of (C, H, W)
-    images, each at its own size (the forward path resizes each to the model's input)."""
-    if len({im.shape for im in images}) <= 1:
-        return np.stack(images) if images else np.zeros((0, 1, 1, 1), np.uint8)
-    ragged = np.empty(len(images), dtype=object)
-    ragged[:] = images
-    return ragged
-
-
-def decode_rows(blobs: list, where: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(images, kept row indices, one line per image left out): an undecodable or zero-size image is said
-    and left out, and the rest of the task goes on."""
-    images, kept, skipped = [], [], []
-    for row, data in enumerate(blobs):
-        try:
-            if not isinstance(data, (bytes, bytearray)):
-                raise fail(f"{where} at row {row}", "no image bytes")
-            images.append(decode_image(data, f"{where} at row {row}"))
-            kept.append(row)
-        except SelkdError as err:
-            skipped.append(f"{err} (row left out)")
-    return image_array(images), np.array(kept, dtype=np.int64), tuple(skipped)
-
-
 def write_task(task: Task, path: str | Path) -> Path:
     table = pa.table({"image": [encode_png(im) for im in task.images],
                       "label": pa.array(np.where(task.labels < 0, None, task.labels).tolist(), pa.int32()),
@@ -85,23 +37,25 @@ def write_task(task: Task, path: str | Path) -> Path:
     return write_table(table, path)
 
 
-def load_task(path: str | Path) -> Task:
+def load_task(path: str | Path, surveyor: Surveyor = survey_here) -> Task:
     """Read and validate a task; every problem is one line naming the file and field.
 
     A Parquet file of (image, label, split); a folder of Parquet files (the Hugging Face `datasets` layout,
     `data/train-00000-of-00001.parquet` and so on: the split from each file's name, `image` as
     struct<bytes, path>, label names from the `ClassLabel` feature in the schema metadata, label -1 as
-    unlabelled); or an ImageFolder tree."""
+    unlabelled); or an ImageFolder tree. Labels and splits are read whole; the images are surveyed chunk by
+    chunk (by `surveyor`: here, or on Ray Data) and kept as references (`ImageColumn`), not pixels."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts))
-        return validate_task(read_tables(path, files) if files else read_image_folder(path), str(path))
+        task = read_tables(path, files, surveyor) if files else read_image_folder(path, surveyor)
+        return validate_task(task, str(path))
     if not path.is_file():
         raise fail(str(path), "no such file; expected a task Parquet table or an ImageFolder tree")
-    return validate_task(read_tables(path, [path]), str(path))
+    return validate_task(read_tables(path, [path], surveyor), str(path))
 
 
-def read_tables(where: Path, files: list[Path]) -> Task:
+def read_tables(where: Path, files: list[Path], surveyor: Surveyor) -> Task:
     """One task from Parquet files that agree on their label names."""
     parts = [read_task_table(file) for file in files]
     names = {part[1] for part in parts}
@@ -109,19 +63,18 @@ def read_tables(where: Path, files: list[Path]) -> Task:
         raise fail(f"{files[1]}: label_names", f"differ from {files[0].name}'s; expected one label space")
     metadata = parts[0][0].schema.metadata or {}
     name = metadata.get(b"selkd.task_name", where.stem.encode()).decode(errors="replace")
-    images, labels, splits, skipped = [], [], [], []
+    labels, splits, chunks = [], [], []
     for file, (table, _) in zip(files, parts):
         labels_here = parse_labels(table.column("label"), f"{file}: label", allow_minus_one=is_hf(table))
         splits_here = parse_splits(table.column("split"), f"{file}: split").astype(object)
         if is_hf(table):
             splits_here[labels_here < 0] = "unlabelled"
-        decoded, kept, said = decode_rows(image_bytes(table.column("image"), file), f"{file}: image")
-        images += list(decoded)
-        labels.append(labels_here[kept])
-        splits.append(splits_here[kept])
-        skipped += said
-    return Task(name, image_array(images), np.concatenate(labels), np.concatenate(splits).astype(str),
-                parts[0][1], tuple(skipped))
+        labels.append(labels_here)
+        splits.append(splits_here)
+        chunks += parquet_chunks(file, f"{file}: image")
+    column, kept, skipped = column_of(chunks, list(surveyor(chunks)))
+    return Task(name, column, np.concatenate(labels)[kept], np.concatenate(splits).astype(str)[kept],
+                parts[0][1], skipped)
 
 
 def is_hf(table: pa.Table) -> bool:
@@ -129,21 +82,22 @@ def is_hf(table: pa.Table) -> bool:
 
 
 def read_task_table(file: Path) -> tuple[pa.Table, tuple[str, ...]]:
-    """(table with image, label and split columns, label names) of one Parquet file."""
+    """(the label and split columns of one Parquet file, its label names); the images stay in the file."""
     try:
-        table = pq.read_table(file)
+        schema = pq.read_schema(file)
+        for column in ("image", "label"):
+            if column not in schema.names:
+                raise fail(str(file), f"missing column '{column}'; expected image, label, split")
+        table = pq.read_table(file, columns=[c for c in ("label", "split") if c in schema.names])
     except (pa.ArrowInvalid, OSError) as err:
         raise fail(str(file), f"not a Parquet table ({err})") from None
-    for column in ("image", "label"):
-        if column not in table.column_names:
-            raise fail(str(file), f"missing column '{column}'; expected image, label, split")
     if "split" not in table.column_names:
         split = split_of_file(file)
         if split is None:
             raise fail(str(file), "missing column 'split'; expected image, label, split (or a Hugging Face "
                        "datasets file named by its split, such as train-00000-of-00001.parquet)")
         table = table.append_column("split", pa.array([split] * table.num_rows, pa.string()))
-    return table, table_label_names(table, file)
+    return table.replace_schema_metadata(schema.metadata), table_label_names(table.replace_schema_metadata(schema.metadata), file)
 
 
 HF_SPLITS = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test",
@@ -169,21 +123,6 @@ def table_label_names(table: pa.Table, file: Path) -> tuple[str, ...]:
             return parse_label_names(json.dumps(feature["names"]).encode(), f"{file}: label_names")
     raise fail(f"{file}: label_names", "missing from the table's metadata (key selkd.label_names, or a "
                "Hugging Face ClassLabel feature for the label column)")
-
-
-def image_bytes(column: pa.ChunkedArray, file: Path) -> list:
-    """Each row's image bytes: a binary column, or the `datasets` Image struct<bytes, path> (a path read
-    relative to the file when the bytes are not stored)."""
-    if not pa.types.is_struct(column.type):
-        return column.to_pylist()
-    blobs = []
-    for row in column.to_pylist():
-        data, where = (row or {}).get("bytes"), (row or {}).get("path")
-        if data is None and where:
-            target = (file.parent / where) if not Path(where).is_absolute() else Path(where)
-            data = target.read_bytes() if target.is_file() else None
-        blobs.append(data)
-    return blobs
 
 
 def parse_label_names(raw: bytes, where: str) -> tuple[str, ...]:
@@ -223,30 +162,26 @@ def parse_splits(column: pa.ChunkedArray, where: str) -> np.ndarray:
     return np.array(values, dtype=object).astype(str)
 
 
-def read_image_folder(root: Path) -> Task:
+def read_image_folder(root: Path, surveyor: Surveyor) -> Task:
     """root/<split>/<class name>/<image>; root/unlabelled/<image> for images without labels."""
     train = root / "train"
     if not train.is_dir():
         raise fail(str(root), "expected an ImageFolder tree with a train/ folder of class folders")
     label_names = tuple(sorted(p.name for p in train.iterdir() if p.is_dir()))
-    images, labels, splits, skipped = [], [], [], []
+    entries: list[tuple[Path, int, str]] = []
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir():
             continue
-        entries = [(p, -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        entries += [(p, -1, split) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         for index, name in enumerate(label_names):
-            entries += [(p, index) for p in sorted((folder / name).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-        for file, label in entries:
-            try:
-                images.append(decode_image(file.read_bytes(), str(file)))
-            except SelkdError as err:
-                skipped.append(f"{err} (file left out)")
-                continue
-            labels.append(label)
-            splits.append(split)
-    return Task(root.name, image_array(images), np.array(labels, dtype=np.int64), np.array(splits, dtype=str),
-                label_names, tuple(skipped))
+            entries += [(p, index, split) for p in sorted((folder / name).glob("*"))
+                        if p.suffix.lower() in IMAGE_SUFFIXES]
+    chunks = file_chunks([file for file, _, _ in entries])
+    column, kept, skipped = column_of(chunks, list(surveyor(chunks)))
+    labels = np.array([label for _, label, _ in entries], dtype=np.int64)
+    splits = np.array([split for _, _, split in entries], dtype=str)
+    return Task(root.name, column, labels[kept], splits[kept], label_names, skipped)
 
 
 def validate_task(task: Task, where: str) -> Task:
