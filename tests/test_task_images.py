@@ -22,7 +22,7 @@ from selkd_ray.config import DistillConfig
 from selkd_ray.distillation import student_data, student_input_size
 from selkd_ray.errors import SelkdError
 from selkd_ray.forward import ForwardPath, at_size, model_input
-from selkd_ray.io.tasks import decode_image, load_task
+from selkd_ray.io.tasks import decode_image, load_task, write_task
 from selkd_ray.models import build_model
 from selkd_ray.records import Preprocessing, content_hash
 from selkd_ray.training import evaluate, ready
@@ -53,7 +53,7 @@ def photo(digit: np.ndarray, side: int, rgb: bool, rng: np.random.Generator) -> 
     return np.clip(background + image[..., None] * tint, 0, 255).astype(np.uint8)
 
 
-def mixed_task(target_task, path: Path, bad_rows: dict[int, bytes] | None = None) -> Path:
+def mixed_task(target_task, path: Path, bad_rows: dict[int, bytes] | None = None, row_group_size: int | None = None) -> Path:
     """The demo's target task as photos of 24 to 64 pixels, RGB and grey, PNG and JPEG, written as a task table
     the way a team's pyarrow code would; `bad_rows` replaces some rows' bytes."""
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def mixed_task(target_task, path: Path, bad_rows: dict[int, bytes] | None = None
     labels = pa.array([None if v < 0 else int(v) for v in target_task.labels], pa.int64())
     table = pa.table({"image": blobs, "label": labels, "split": target_task.splits.tolist()})
     table = table.replace_schema_metadata({"selkd.label_names": json.dumps(list(target_task.label_names))})
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=row_group_size)
     return path
 
 
@@ -178,3 +178,48 @@ def test_a_hugging_face_datasets_folder_is_a_task(target_task, tmp_path):
     for split in ("train", "val", "test", "unlabelled"):
         assert (task.splits == split).sum() == (target_task.splits == split).sum(), split
     assert set(task.labels[task.splits == "unlabelled"]) == {-1} and not task.skipped
+
+
+def test_a_stored_task_keeps_references_and_decodes_only_the_rows_asked_for(target_task, tmp_path):
+    """Reading a task keeps where each image lies, not its pixels: with every image file but the probe's
+    deleted after reading, the same probe comes back; asking for a deleted row names its file."""
+    from selkd_ray.probe import make_probe, stratified_indices
+
+    root = tmp_path / "folder"
+    for row, (image, label, split) in enumerate(zip(target_task.images, target_task.labels, target_task.splits)):
+        folder = root / split / ("" if label < 0 else target_task.label_names[label])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0]).save(folder / f"{row:05d}.png")
+    task = load_task(root)
+    assert not isinstance(task.images, np.ndarray)
+    stored = load_task(write_task(target_task, tmp_path / "task.parquet"))  # an image hashes alike on disk and here
+    assert stored.content_hash == target_task.content_hash and stored.images.shape == target_task.images.shape
+    probe = make_probe(task, 3, seed=0)
+    train = task.indices("train")
+    kept = set(train[stratified_indices(task.labels[train], 3, 0)].tolist())
+    column = task.images
+    for row in range(len(task.labels)):
+        if row not in kept:
+            Path(column.chunks[column.chunk_of[row]].files[column.place[row]]).unlink()
+    again = make_probe(task, 3, seed=0)
+    assert again.probe_hash == probe.probe_hash and np.array_equal(again.images, probe.images)
+    with pytest.raises(SelkdError, match="no image bytes"):
+        task.split("train")
+
+
+def test_a_large_task_is_surveyed_on_ray_data_as_it_is_here(ray_session, tiny_zoo, target_task, tmp_path):
+    """Surveyed in parallel on Ray Data (row groups of 64 images), a task reads as it does in this process: the
+    same images, hashes and skipped lines; a teacher's outputs over its rows, from the Ray Data actor pool,
+    equal the forward pass run here."""
+    from selkd_ray.distillation import local_teacher_probs, student_images, teacher_spec
+    from selkd_ray.distributed.outputs import teacher_outputs
+    from selkd_ray.distributed.task_data import surveyor
+
+    path = mixed_task(target_task, tmp_path / "mixed.parquet", {7: b"garbage", 100: b""}, row_group_size=64)
+    here, on_ray = load_task(path), load_task(path, surveyor(on_ray_from=1))
+    assert len(on_ray.images.chunks) > 2 and on_ray.content_hash == here.content_hash
+    assert on_ray.skipped == here.skipped and len(here.skipped) == 2
+    assert np.array_equal(on_ray.shapes, here.shapes) and np.array_equal(on_ray.split("val")[1], here.split("val")[1])
+    pool = student_images(on_ray)
+    spec = teacher_spec(sorted(p for p in Path(tiny_zoo).iterdir() if p.is_dir())[0])
+    assert np.allclose(teacher_outputs(spec, pool.images), local_teacher_probs(spec, pool), atol=1e-5)

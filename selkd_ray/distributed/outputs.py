@@ -13,7 +13,7 @@ from ..errors import SelkdError
 from ..forward import ForwardPath, choose_device, softmax
 from ..progress import Progress, Step, quiet
 from ..records import TaskRows, TeacherSpec
-from .runtime import cpu_slots, gpu_count
+from .runtime import cpu_slots, gpu_count, quiet_data
 
 ROWS_PER_BATCH = 256
 
@@ -43,6 +43,7 @@ def teacher_outputs(spec: TeacherSpec, rows: TaskRows, progress: Progress = quie
     """Softmax outputs (n, C_T) of the teacher on these rows, in their order."""
     actors, resources = pool_size()
     actors = max(1, min(actors, -(-len(rows) // ROWS_PER_BATCH)))
+    quiet_data()
     dataset = ray.data.from_numpy(np.arange(len(rows), dtype=np.int64)).rename_columns({"data": "id"})
     outputs = dataset.map_batches(TeacherOnRows, fn_constructor_args=(spec, rows), batch_size=ROWS_PER_BATCH,
                                   compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), **resources)

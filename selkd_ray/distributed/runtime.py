@@ -101,3 +101,13 @@ def check_gpu_workers(workers: int, timeout: float = 120.0) -> str:
         return ""
     return (f"the cluster declares {declared} GPU(s) but torch sees no CUDA device on a GPU node: training on "
             f"{workers} CPU worker(s) instead")
+
+
+def quiet_data() -> None:
+    """Ray Data's own progress bars and start lines off: the CLI draws one bar for the whole step."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False

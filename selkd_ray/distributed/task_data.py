@@ -11,7 +11,7 @@ from typing import Iterable
 import ray
 
 from ..io.task_images import Chunk, Survey, survey
-from .runtime import connect
+from .runtime import connect, quiet_data
 
 ON_RAY_FROM = 4096  # images; fewer are surveyed here
 
@@ -26,6 +26,7 @@ def survey_row(row: dict) -> dict:
 
 def survey_on_ray(chunks: list[Chunk]) -> list[Survey]:
     """Each chunk's survey, in the chunks' order, computed by Ray Data tasks (one CPU each)."""
+    quiet_data()
     items = [{"index": index, "chunk": chunk} for index, chunk in enumerate(chunks)]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(survey_row, num_cpus=1)
     surveys: list[Survey | None] = [None] * len(chunks)
