@@ -90,7 +90,7 @@ class StoredImages(Protocol):
     """A task's images kept as references (`io.task_images.ImageColumn`): indexing decodes those rows alone."""
 
     shapes: np.ndarray  # (n, 3): each image's (C, H, W)
-    hashes: np.ndarray  # (n,): each image's content hash
+    hashes: np.ndarray  # (n,) S64: each image's content hash
 
     def __len__(self) -> int: ...
     def __getitem__(self, index) -> np.ndarray: ...
@@ -136,12 +136,12 @@ class Task:
     def row_hashes(self) -> np.ndarray:
         """Each image's content hash: the same for an image in memory and the same image read from disk."""
         if not isinstance(self.images, np.ndarray):
-            return np.asarray(self.images.hashes)
-        return np.array([content_hash(np.ascontiguousarray(im)) for im in self.images], dtype=object).astype(str)
+            return np.asarray(self.images.hashes, dtype="S64")
+        return np.array([content_hash(np.ascontiguousarray(im)) for im in self.images], dtype="S64")
 
     def rows_hash(self, rows: np.ndarray, *extra: object) -> str:
         """One key for these rows' images (and `extra`), without decoding them."""
-        return content_hash("\n".join(self.row_hashes[np.asarray(rows, dtype=np.int64)]), *extra)
+        return content_hash(self.row_hashes[np.asarray(rows, dtype=np.int64)], *extra)
 
     def subset(self, rows: np.ndarray) -> TaskRows:
         """These rows, decoded only when indexed."""

@@ -104,10 +104,11 @@ def check_gpu_workers(workers: int, timeout: float = 120.0) -> str:
 
 
 def quiet_data() -> None:
-    """Ray Data's own progress bars and start lines off: the CLI draws one bar for the whole step."""
+    """Ray Data's own progress bars, start and finish lines off: the CLI draws one bar for the whole step."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no "execution finished" or "bars disabled" lines

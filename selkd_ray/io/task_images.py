@@ -155,7 +155,7 @@ class ImageColumn:
     chunk_of: np.ndarray  # int32 (n,): the chunk holding each row
     place: np.ndarray  # int32 (n,): its position within that chunk
     shapes: np.ndarray  # int32 (n, 3): each image's (C, H, W)
-    hashes: np.ndarray  # (n,) str: each image's content hash
+    hashes: np.ndarray  # (n,) S64: each image's content hash (hex)
 
     def __len__(self) -> int:
         return len(self.chunk_of)
@@ -204,10 +204,10 @@ def column_of(chunks: list[Chunk], surveys: list[Survey]) -> tuple[ImageColumn, 
     chunk_of = np.concatenate([np.full(len(s.hashes), i, np.int32) for i, s in enumerate(surveys)] or [np.zeros(0, np.int32)])
     place = np.concatenate([np.arange(len(s.hashes), dtype=np.int32) for s in surveys] or [np.zeros(0, np.int32)])
     shapes = np.concatenate([s.shapes for s in surveys] or [np.zeros((0, 3), np.int32)])
-    hashes = np.array([h for s in surveys for h in s.hashes], dtype=object)
+    hashes = np.array([h for s in surveys for h in s.hashes], dtype="S64")
     problems = [p for s in surveys for p in s.problems]
     kept = np.array([row for row, p in enumerate(problems) if not p], dtype=np.int64)
     skipped = tuple(f"{p} ({'row' if chunks[chunk_of[row]].rows else 'file'} left out)"
                     for row, p in enumerate(problems) if p)
-    column = ImageColumn(tuple(chunks), chunk_of[kept], place[kept], shapes[kept], hashes[kept].astype(str))
+    column = ImageColumn(tuple(chunks), chunk_of[kept], place[kept], shapes[kept], hashes[kept])
     return column, kept, skipped
