@@ -132,11 +132,11 @@ def zoo_index(zoo_dir: Path = typer.Argument(..., help="Zoo folder: teacher fold
         specs, path = index_zoo(zoo_dir, out, address, progress)
     bad = [s for s in specs if s.error]
     if json_output:
-        typer.echo(json.dumps({"catalogue": str(path), "teachers": [s.teacher_id for s in specs if not s.error],
+        progress.result(json.dumps({"catalogue": str(path), "teachers": [s.teacher_id for s in specs if not s.error],
                                "invalid": {s.teacher_id: s.error for s in bad},
                            "warnings": {s.teacher_id: s.warning for s in specs if s.warning}}))
         raise typer.Exit(1 if bad else 0)
-    typer.echo(f"catalogue {path}: {len(specs) - len(bad)} teachers indexed, {len(bad)} invalid")
+    progress.result(f"catalogue {path}: {len(specs) - len(bad)} teachers indexed, {len(bad)} invalid")
     for spec in specs:
         if spec.warning:
             typer.echo(f"warning: {spec.warning}", err=True)
@@ -172,10 +172,10 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     with Display(quiet or json_output) as progress:
         result = scan(zoo, task, out, config, address=address, progress=progress)
     if json_output:
-        typer.echo(json.dumps(scan_json(result), default=float))
+        progress.result(json.dumps(scan_json(result), default=float))
         return
-    typer.echo(ranking_table(result.rows, list(scorer)))
-    typer.echo(scan_summary(result))
+    progress.result(ranking_table(result.rows, list(scorer)))
+    progress.result(scan_summary(result))
 
 
 class Display:
@@ -210,9 +210,16 @@ class Display:
         self.bar.update(self.task, completed=event.done, total=event.total or None, counts=event.counts)
 
     def __enter__(self) -> "Display":
+        # stdout carries the command's result alone (--json parses it): while the work runs, and after, what
+        # anything else prints to stdout goes to stderr (Ray's driver prints raylet warnings to stdout)
+        self.out, sys.stdout = sys.stdout, sys.stderr
         if self.bar is not None:
             self.bar.start()
         return self
+
+    def result(self, text: str) -> None:
+        """The command's result, on stdout."""
+        typer.echo(text, file=self.out)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
@@ -263,12 +270,12 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
         result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=progress,
                          cache_dir=cache)
     if json_output:
-        typer.echo(json.dumps(distill_json(result), default=str))
+        progress.result(json.dumps(distill_json(result), default=str))
         return
-    typer.echo(f"test accuracy {result.test_accuracy:.4f}, validation accuracy {result.val_accuracy:.4f} "
+    progress.result(f"test accuracy {result.test_accuracy:.4f}, validation accuracy {result.val_accuracy:.4f} "
                f"(best epoch {result.best_epoch + 1} of {len(result.history)}; {result.stopped or 'ran every epoch'}; "
                f"{result.flops:.3g} training FLOPs)")
-    typer.echo(f"student: {result.student_dir}\nmetrics: {result.metrics_path}\nlearning curve: {result.curve_path}")
+    progress.result(f"student: {result.student_dir}\nmetrics: {result.metrics_path}\nlearning curve: {result.curve_path}")
 
 
 @app.command("select")
@@ -315,13 +322,13 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:
-        typer.echo(json.dumps({"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
+        progress.result(json.dumps({"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
                                "lambda": result.lam, "test_accuracy": result.test_accuracy,
                                "val_accuracy": result.val_accuracy, "message": result.message,
                                "stages": result.stages, "trials": result.trials,
                                "selection": str(result.selection_path)}, default=float))
         return
-    typer.echo(result.summary)
+    progress.result(result.summary)
 
 
 def gpu_workers(gpus: int, workers: int) -> dict:

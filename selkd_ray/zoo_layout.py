@@ -129,8 +129,13 @@ def find_teachers(zoo_dir: Path) -> list[TeacherFolder]:
         raise fail(str(zoo_dir), "not a folder; expected a zoo folder of teacher folders")
     found: list[TeacherFolder] = []
     caches: set[Path] = set()
-    for root, folders, files in os.walk(zoo_dir):
+    seen: set[Path] = set()  # folders by their real path: a symlinked folder is walked once, a link loop ends
+    for root, folders, files in os.walk(zoo_dir, followlinks=True):  # a zoo of links to shared storage
         here = Path(root)
+        if here.resolve() in seen:
+            folders[:] = []
+            continue
+        seen.add(here.resolve())
         if any(name.startswith(CACHE_PREFIX) for name in folders):
             caches.add(here)
         folders[:] = sorted(f for f in folders if not f.startswith(".") and not f.startswith(CACHE_PREFIX))
