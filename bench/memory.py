@@ -75,7 +75,7 @@ def photo_task(path: Path, size: int) -> Path:
     if path.is_file():
         return path
     images, labels = mnist()
-    order = np.random.default_rng(0).permutation(size) % len(labels)
+    order = np.resize(np.random.default_rng(0).permutation(len(labels)), size)  # every digit, shuffled
     splits = np.array(["train"] * 400 + ["val"] * 200 + ["test"] * 200 + ["unlabelled"] * (size - 800))
     with Pool(2) as pool:
         blobs = pool.starmap(photo, [(images[i, 0], row) for row, i in enumerate(order)], chunksize=64)
