@@ -126,7 +126,15 @@ def index_zoo(zoo_dir: Path, previous: list[Entry] | None = None,
     for i in fresh:
         spec, size, mtime = entries[i]
         entries[i] = (replace(spec, teacher_id=ids[spec.path]), size, mtime)
-    return own_ids_first(entries, {str(t.folder.resolve()): t.teacher_id for t in found})
+    return shared_label_names(own_ids_first(entries, {str(t.folder.resolve()): t.teacher_id for t in found}))
+
+
+def shared_label_names(entries: list[Entry]) -> list[Entry]:
+    """One tuple per distinct label space: a zoo of 5,000 ImageNet teachers holds the 1,000 names once, not
+    5,000 times (the driver's memory must not grow with the zoo's label spaces)."""
+    spaces: dict[tuple[str, ...], tuple[str, ...]] = {}
+    return [(replace(spec, label_names=spaces.setdefault(spec.label_names, spec.label_names)), size, mtime)
+            for spec, size, mtime in entries]
 
 
 def own_ids_first(entries: list[Entry], own: dict[str, str]) -> list[Entry]:

@@ -223,3 +223,13 @@ def test_a_large_task_is_surveyed_on_ray_data_as_it_is_here(ray_session, tiny_zo
     pool = student_images(on_ray)
     spec = teacher_spec(sorted(p for p in Path(tiny_zoo).iterdir() if p.is_dir())[0])
     assert np.allclose(teacher_outputs(spec, pool.images), local_teacher_probs(spec, pool), atol=1e-5)
+
+
+def test_a_task_named_by_a_relative_path_reads_from_any_folder(target_task, tmp_path, monkeypatch):
+    """Ray Train's workers run in their own folders: a task's references are absolute, whatever path it was
+    given by."""
+    monkeypatch.chdir(tmp_path)
+    write_task(target_task, Path("task.parquet"))
+    task = load_task("task.parquet")
+    monkeypatch.chdir(tmp_path.parent)
+    assert np.array_equal(task.split("val")[0], target_task.split("val")[0])

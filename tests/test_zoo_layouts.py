@@ -45,10 +45,12 @@ def test_nested_folders_at_any_depth_and_timms_bin_weights_are_teachers(tmp_path
     timm_folder(zoo / "org" / "legacy", label_names=["x", "y", "z"], safe=False, seed=1)
     assert (zoo / "org" / "legacy" / "pytorch_model.bin").is_file()
     (zoo / "notes").mkdir()  # a folder of no teacher is not one
-    (zoo / "shared").symlink_to(timm_folder(tmp_path / "storage" / "t", seed=2), target_is_directory=True)
+    (zoo / "shared").symlink_to(timm_folder(tmp_path / "storage" / "t", label_names=["a", "b", "c"], seed=2), target_is_directory=True)
     (zoo / "org" / "loop").symlink_to(zoo, target_is_directory=True)  # a link loop ends, walked once
     specs, _ = index_zoo(zoo)
     assert [s.teacher_id for s in specs] == ["org/legacy", "shared", "vision-team/digits/small"]
+    again, _ = index_zoo(zoo)  # indexed or from the catalogue, teachers of one label space share one tuple
+    assert specs[1].label_names is specs[2].label_names and again[1].label_names is again[2].label_names
     assert not any(s.error for s in specs)
     legacy = specs[0]
     probs = teacher_predictions(legacy, ForwardPath.for_teacher(legacy, CPU), IMAGES).probs

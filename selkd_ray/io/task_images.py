@@ -132,17 +132,19 @@ def survey_here(chunks: list[Chunk]) -> Iterable[Survey]:
 
 
 def parquet_chunks(file: Path, where: str) -> list[Chunk]:
-    """One chunk per row group of a Parquet file."""
+    """One chunk per row group of a Parquet file, by its absolute path: Ray workers (Ray Train's most) do not
+    run in the driver's folder."""
     metadata, start, chunks = pq.ParquetFile(file).metadata, 0, []
     for group in range(metadata.num_row_groups):
         rows = metadata.row_group(group).num_rows
-        chunks.append(Chunk((str(file),), tuple(range(start, start + rows)), where))
+        chunks.append(Chunk((str(file.absolute()),), tuple(range(start, start + rows)), where))
         start += rows
     return [c for c in chunks if c.rows]
 
 
 def file_chunks(files: list[Path]) -> list[Chunk]:
-    return [Chunk(tuple(map(str, files[i:i + FILES_PER_CHUNK])), (), "")
+    """Image files FILES_PER_CHUNK at a time, by absolute path."""
+    return [Chunk(tuple(str(f.absolute()) for f in files[i:i + FILES_PER_CHUNK]), (), "")
             for i in range(0, len(files), FILES_PER_CHUNK)]
 
 
