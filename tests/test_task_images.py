@@ -233,3 +233,17 @@ def test_a_task_named_by_a_relative_path_reads_from_any_folder(target_task, tmp_
     task = load_task("task.parquet")
     monkeypatch.chdir(tmp_path.parent)
     assert np.array_equal(task.split("val")[0], target_task.split("val")[0])
+
+
+def test_a_task_file_gone_before_the_workers_read_it_is_one_line(ray_session, target_task, tmp_path):
+    """The Ray Train workers read the student's images themselves: a task file removed after the task was read
+    is one line naming it, not a worker group's traceback."""
+    from selkd_ray.distillation import student_data
+    from selkd_ray.distributed.train import fit_student
+
+    config = DistillConfig(student="test_resnet", loss="ce", epochs=1, num_workers=1)
+    path = write_task(target_task, tmp_path / "task.parquet")
+    data = student_data(load_task(path), None, config, None)
+    path.unlink()
+    with pytest.raises(SelkdError, match=r"task\.parquet: cannot be read any more"):
+        fit_student(data, config, str(tmp_path / "runs"), "gone", max_failures=0)

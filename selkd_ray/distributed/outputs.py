@@ -13,7 +13,7 @@ from ..errors import SelkdError
 from ..forward import ForwardPath, choose_device, softmax
 from ..progress import Progress, Step, quiet
 from ..records import TaskRows, TeacherSpec
-from .runtime import cpu_slots, gpu_count, quiet_data
+from .runtime import cpu_slots, gpu_count, quiet_data, selkd_error_in
 
 ROWS_PER_BATCH = 256
 
@@ -55,16 +55,8 @@ def teacher_outputs(spec: TeacherSpec, rows: TaskRows, progress: Progress = quie
             text = f"teacher outputs: {spec.teacher_id} on {done}/{len(rows)} student images"
             progress(Step("outputs", done, len(rows), text, text, logged=done == len(rows)))
     except Exception as err:  # noqa: BLE001 - Ray Data wraps the actor's error; say it in one line
-        raise SelkdError(one_line(err, spec)) from None
+        ours = selkd_error_in(err)
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        raise SelkdError(str(ours).splitlines()[0] if ours else f"{spec.path}: teacher outputs failed: "
+                         f"{lines[-1] if lines else type(err).__name__}") from None
     return probs
-
-
-def one_line(err: BaseException, spec: TeacherSpec) -> str:
-    """The SelkdError inside Ray's wrapping when there is one, else the last line of the error."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, SelkdError):
-            return str(seen).splitlines()[0]
-        seen = seen.__cause__ or seen.__context__
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    return f"{spec.path}: teacher outputs failed: {lines[-1] if lines else type(err).__name__}"

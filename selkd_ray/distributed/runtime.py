@@ -112,3 +112,19 @@ def quiet_data() -> None:
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # no "execution finished" or "bars disabled" lines
+
+
+def selkd_error_in(err: BaseException) -> SelkdError | None:
+    """The one-line error a worker raised, inside Ray's wrapping (a Ray Train worker group's failures, a Ray
+    Data task's cause, a wrapped user exception), or None when the failure was not one of ours."""
+    seen, todo = set(), [err]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SelkdError):
+            return current
+        todo += [current.__cause__, current.__context__, getattr(current, "_base_exc", None),
+                 getattr(current, "cause", None), *getattr(current, "worker_failures", {}).values()]
+    return None

@@ -21,6 +21,8 @@ from ray.train.torch import TorchConfig, TorchTrainer, prepare_data_loader, prep
 from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch_process_group, _TorchBackend
 
 from ..config import DistillConfig
+from ..errors import SelkdError
+from .runtime import selkd_error_in
 
 if TYPE_CHECKING:
     from ..training import StudentData
@@ -214,13 +216,19 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
         run_config=RunConfig(storage_path=storage_path, name=name,
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
-    if on_epoch is None:
-        result = fit_interruptibly(trainer)
-    else:
-        with EpochWatcher(run_dir, on_epoch):
+    try:
+        if on_epoch is None:
             result = fit_interruptibly(trainer)
-    if result.error:
-        raise result.error
+        else:
+            with EpochWatcher(run_dir, on_epoch):
+                result = fit_interruptibly(trainer)
+        if result.error:
+            raise result.error
+    except Exception as err:  # noqa: BLE001 - a worker's one-line error stays one line (a task file gone, say)
+        ours = selkd_error_in(err)
+        if ours is None:
+            raise
+        raise SelkdError(str(ours).splitlines()[0]) from None
     return finished_state(*newest_checkpoint(run_dir))
 
 

@@ -84,7 +84,11 @@ class Chunk:
                 path = Path(file)
                 yield file, path.read_bytes() if path.is_file() else None
             return
-        file, reader = Path(self.files[0]), pq.ParquetFile(self.files[0])
+        file = Path(self.files[0])
+        try:
+            reader = pq.ParquetFile(file)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise fail(str(file), f"cannot be read any more ({type(err).__name__}); read the task again") from None
         starts = np.cumsum([0] + [reader.metadata.row_group(g).num_rows for g in range(reader.num_row_groups)])
         groups: dict[int, pa.ChunkedArray] = {}
         for row in self.rows:
