@@ -210,8 +210,8 @@ class Display:
         self.bar.update(self.task, completed=event.done, total=event.total or None, counts=event.counts)
 
     def __enter__(self) -> "Display":
-        # stdout carries the command's result alone (--json parses it): while the work runs, and after, what
-        # anything else prints to stdout goes to stderr (Ray's driver prints raylet warnings to stdout)
+        # stdout carries the command's result alone (--json parses it): while the work runs, what anything else
+        # prints to stdout goes to stderr (Ray's driver prints raylet warnings to stdout)
         self.out, sys.stdout = sys.stdout, sys.stderr
         if self.bar is not None:
             self.bar.start()
@@ -222,6 +222,7 @@ class Display:
         typer.echo(text, file=self.out)
 
     def __exit__(self, *exc) -> None:
+        sys.stdout = self.out  # restored, not dropped: the stream is the caller's (a test runner reads it after)
         if self.bar is not None:
             self.bar.stop()
 
