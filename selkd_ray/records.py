@@ -77,13 +77,19 @@ class TeacherSpec:
         return content_hash(self.architecture, "\n".join(self.label_names))
 
 
-def image_shapes(images: "np.ndarray | StoredImages") -> np.ndarray:
-    """(n, 3): each image's (C, H, W), without decoding stored ones."""
+def image_shapes(images: "np.ndarray | StoredImages", rows: np.ndarray) -> np.ndarray:
+    """(len(rows), 3): these rows' (C, H, W), without decoding stored images or copying in-memory ones."""
     if not isinstance(images, np.ndarray):
-        return np.asarray(images.shapes)
+        return np.asarray(images.shapes)[rows]
     if images.dtype == object:
-        return np.array([im.shape for im in images], dtype=np.int64).reshape(-1, 3)
-    return np.tile(np.array(images.shape[1:], dtype=np.int64), (len(images), 1))
+        return np.array([images[row].shape for row in rows], dtype=np.int64).reshape(-1, 3)
+    return np.tile(np.array(images.shape[1:], dtype=np.int64), (len(rows), 1))
+
+
+def take_rows(images: "np.ndarray | StoredImages", rows: np.ndarray) -> np.ndarray:
+    """These rows' images: indexed in memory, decoded from their files when stored."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return images[rows] if isinstance(images, np.ndarray) else images.take(rows)
 
 
 class StoredImages(Protocol):
@@ -117,8 +123,7 @@ class Task:
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         """These rows' images, decoded now when the task is stored."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return self.images[rows] if isinstance(self.images, np.ndarray) else self.images.take(rows)
+        return take_rows(self.images, rows)
 
     def indices(self, *splits: str) -> np.ndarray:
         return np.flatnonzero(np.isin(self.splits, list(splits)))
@@ -130,7 +135,7 @@ class Task:
     @property
     def shapes(self) -> np.ndarray:
         """(n, 3): each image's (C, H, W), known without decoding a stored task."""
-        return image_shapes(self.images)
+        return image_shapes(self.images, np.arange(len(self.labels)))
 
     @cached_property
     def row_hashes(self) -> np.ndarray:
@@ -165,12 +170,11 @@ class TaskRows:
         return len(self.rows)
 
     def __getitem__(self, index) -> np.ndarray:
-        picked = np.atleast_1d(np.asarray(self.rows[index], dtype=np.int64))
-        return self.images[picked] if isinstance(self.images, np.ndarray) else self.images.take(picked)
+        return take_rows(self.images, np.atleast_1d(self.rows[index]))
 
     @property
     def shapes(self) -> np.ndarray:
-        return image_shapes(self.images)[self.rows]
+        return image_shapes(self.images, self.rows)
 
 
 @dataclass(frozen=True)

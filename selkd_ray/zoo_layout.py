@@ -131,11 +131,11 @@ def find_teachers(zoo_dir: Path) -> list[TeacherFolder]:
     caches: set[Path] = set()
     seen: set[Path] = set()  # folders by their real path: a symlinked folder is walked once, a link loop ends
     for root, folders, files in os.walk(zoo_dir, followlinks=True):  # a zoo of links to shared storage
-        here = Path(root)
-        if here.resolve() in seen:
+        here, real = Path(root), Path(root).resolve()
+        if real in seen:
             folders[:] = []
             continue
-        seen.add(here.resolve())
+        seen.add(real)
         if any(name.startswith(CACHE_PREFIX) for name in folders):
             caches.add(here)
         folders[:] = sorted(f for f in folders if not f.startswith(".") and not f.startswith(CACHE_PREFIX))

@@ -22,7 +22,8 @@ from selkd_ray.config import DistillConfig
 from selkd_ray.distillation import student_data, student_input_size
 from selkd_ray.errors import SelkdError
 from selkd_ray.forward import ForwardPath, at_size, model_input
-from selkd_ray.io.tasks import decode_image, load_task, write_task
+from selkd_ray.io.task_images import decode_image
+from selkd_ray.io.tasks import load_task, write_task
 from selkd_ray.models import build_model
 from selkd_ray.records import Preprocessing, content_hash
 from selkd_ray.training import evaluate, ready

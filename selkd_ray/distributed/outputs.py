@@ -13,7 +13,7 @@ from ..errors import SelkdError
 from ..forward import ForwardPath, choose_device, softmax
 from ..progress import Progress, Step, quiet
 from ..records import TaskRows, TeacherSpec
-from .runtime import cpu_slots, gpu_count, quiet_data, selkd_error_in
+from .runtime import actor_options, quiet_data, selkd_error_in
 
 ROWS_PER_BATCH = 256
 
@@ -33,15 +33,9 @@ class TeacherOnRows:
         return {"id": index, "probs": softmax(logits)}
 
 
-def pool_size() -> tuple[int, dict]:
-    """(actors, resources of each): a whole GPU each, else one CPU slot each."""
-    gpus = gpu_count()
-    return (gpus, {"num_gpus": 1, "num_cpus": 1}) if gpus else (cpu_slots(), {"num_cpus": 1})
-
-
 def teacher_outputs(spec: TeacherSpec, rows: TaskRows, progress: Progress = quiet) -> np.ndarray:
     """Softmax outputs (n, C_T) of the teacher on these rows, in their order."""
-    actors, resources = pool_size()
+    actors, resources = actor_options()
     actors = max(1, min(actors, -(-len(rows) // ROWS_PER_BATCH)))
     quiet_data()
     dataset = ray.data.from_numpy(np.arange(len(rows), dtype=np.int64)).rename_columns({"data": "id"})

@@ -87,6 +87,14 @@ def cuda_visible() -> bool:
     return torch.cuda.is_available()
 
 
+def actor_options() -> tuple[int, dict]:
+    """How many actors of a pool (runner actors, the teachers' outputs), and the resources each takes: a whole GPU, else one CPU slot."""
+    gpus = gpu_count()
+    if gpus:
+        return gpus, {"num_gpus": 1, "num_cpus": 1}
+    return cpu_slots(), {"num_cpus": 1}
+
+
 def check_gpu_workers(workers: int, timeout: float = 120.0) -> str:
     """Before a Ray Train run on `workers` GPUs: a one-line error when the cluster has fewer GPUs; a warning
     (the run then falls back to CPU workers) when a GPU node has no CUDA that torch can use; '' when fine."""

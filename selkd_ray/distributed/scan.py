@@ -17,7 +17,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from ..records import ProbeSet, TeacherResult, TeacherSpec
 from ..runner import Scoring, TeacherRunner
-from .runtime import cpu_slots, gpu_count
+from .runtime import actor_options
 
 ACTOR_PREFIX = "selkd-runner"
 
@@ -36,14 +36,6 @@ class RunnerActor(TeacherRunner):
     def run(self, spec: TeacherSpec, probe: ProbeSet, upcoming: TeacherSpec | None,
             scoring: Scoring | None) -> TeacherResult:
         return replace(self(spec, probe, upcoming, scoring), node=ray.util.get_node_ip_address())
-
-
-def actor_options() -> tuple[int, dict]:
-    """How many runner actors, and the resources each takes: a whole GPU, else one CPU slot."""
-    gpus = gpu_count()
-    if gpus:
-        return gpus, {"num_gpus": 1, "num_cpus": 1}
-    return cpu_slots(), {"num_cpus": 1}
 
 
 class RunnerPool:

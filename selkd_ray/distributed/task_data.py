@@ -10,7 +10,7 @@ from typing import Iterable
 
 import ray
 
-from ..io.task_images import Chunk, Survey, survey
+from ..io.task_images import Chunk, Survey, survey, survey_here
 from .runtime import connect, quiet_data
 
 ON_RAY_FROM = 4096  # images; fewer are surveyed here
@@ -40,7 +40,7 @@ def surveyor(address: str | None = None, on_ray_from: int = ON_RAY_FROM):
 
     def survey_chunks(chunks: list[Chunk]) -> Iterable[Survey]:
         if sum(chunk_rows(chunk) for chunk in chunks) < on_ray_from or len(chunks) < 2:
-            return map(survey, chunks)
+            return survey_here(chunks)
         connect(address)
         return survey_on_ray(chunks)
 

@@ -13,7 +13,6 @@ from PIL import Image
 from ..errors import fail
 from ..records import Task
 from .atomic import write_table
-from .task_images import decode_image  # noqa: F401  (how a task's images are read, for callers)
 from .task_images import Surveyor, column_of, file_chunks, parquet_chunks, survey_here
 
 SPLITS = ("train", "val", "test", "unlabelled")
@@ -97,7 +96,8 @@ def read_task_table(file: Path) -> tuple[pa.Table, tuple[str, ...]]:
             raise fail(str(file), "missing column 'split'; expected image, label, split (or a Hugging Face "
                        "datasets file named by its split, such as train-00000-of-00001.parquet)")
         table = table.append_column("split", pa.array([split] * table.num_rows, pa.string()))
-    return table.replace_schema_metadata(schema.metadata), table_label_names(table.replace_schema_metadata(schema.metadata), file)
+    table = table.replace_schema_metadata(schema.metadata)  # the file's metadata: label names, datasets features
+    return table, table_label_names(table, file)
 
 
 HF_SPLITS = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test",
