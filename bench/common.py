@@ -10,7 +10,16 @@ from pathlib import Path
 import torch
 
 from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD
-from selkd_ray.models import WEIGHTS_FILE, build_model, save_teacher
+from dataclasses import replace
+
+import numpy as np
+
+from selkd_ray.config import DistillConfig
+from selkd_ray.models.timm_models import WEIGHTS_FILE, build_model, save_teacher
+from selkd_ray.plans.distill import trained_student
+from selkd_ray.records import Task
+from selkd_ray.training.loop import fit_plain
+from selkd_ray.training.student_data import student_data, teacher_spec
 
 TINY_ARCHITECTURES = ("test_efficientnet", "test_resnet", "test_byobnet")
 
@@ -58,3 +67,17 @@ def stopwatch(into: dict, key: str):
     started = time.perf_counter()
     yield
     into[key] = time.perf_counter() - started
+
+
+def student_accuracy_here(task: Task, teacher: str | Path | None, config: DistillConfig,
+                          cost_matrix: np.ndarray | None = None) -> dict:
+    """Train one student in this process with the plain loop (no Ray Train): a benchmark's ground truth.
+
+    Returns its test accuracy and per-epoch history; `teacher` None means labels only.
+    """
+    spec = teacher_spec(teacher) if teacher is not None else None
+    if spec is None:
+        config = replace(config, loss="ce")
+    data = student_data(task, spec, config, cost_matrix)
+    state = fit_plain(data, config)
+    return {"test_accuracy": trained_student(task, data, config, state["model"])[1], "history": state["history"]}

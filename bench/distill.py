@@ -30,18 +30,19 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
-from selkd_ray.api import scan, student_accuracy_here  # noqa: E402
+from common import student_accuracy_here  # noqa: E402
+from selkd_ray.api import scan  # noqa: E402
 from selkd_ray.config import DistillConfig, ScanConfig  # noqa: E402
 from selkd_ray.demo.data import target_task  # noqa: E402
 from selkd_ray.demo.zoo import RECIPES, TeacherRecipe, build_zoo, digits  # noqa: E402
-from selkd_ray.distillation import student_data, teacher_spec  # noqa: E402
+from selkd_ray.training.student_data import student_data, teacher_spec  # noqa: E402
 from selkd_ray.distributed.runtime import connect  # noqa: E402
 from selkd_ray.distributed.tasks import map_unordered  # noqa: E402
 from selkd_ray.distributed.train import fit_student  # noqa: E402
 from selkd_ray.io.atomic import write_table  # noqa: E402
-from selkd_ray.losses import sinkhorn_distillation_loss  # noqa: E402
-from selkd_ray.models import build_model  # noqa: E402
-from selkd_ray.training import fit_plain  # noqa: E402
+from selkd_ray.training.losses import sinkhorn_distillation_loss  # noqa: E402
+from selkd_ray.models.timm_models import build_model  # noqa: E402
+from selkd_ray.training.loop import fit_plain  # noqa: E402
 
 SAME_LABELS = TeacherRecipe("digits-358", digits(3, 5, 8))  # the target's own label space: KL applies
 

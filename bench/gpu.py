@@ -38,10 +38,10 @@ from selkd_ray.api import index_zoo, scan  # noqa: E402
 from selkd_ray.config import DistillConfig, ScanConfig  # noqa: E402
 from selkd_ray.demo.data import target_task  # noqa: E402
 from selkd_ray.distributed.runtime import connect  # noqa: E402
-from selkd_ray.forward import ForwardPath, choose_device, to_device  # noqa: E402
-from selkd_ray.models import WEIGHTS_FILE, build_model  # noqa: E402
-from selkd_ray.probe import make_probe  # noqa: E402
-from selkd_ray.training import step_loss  # noqa: E402
+from selkd_ray.models.forward import ForwardPath, choose_device, to_device  # noqa: E402
+from selkd_ray.models.timm_models import WEIGHTS_FILE, build_model  # noqa: E402
+from selkd_ray.scoring.probe import make_probe  # noqa: E402
+from selkd_ray.training.loop import step_loss  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def scan_figures(out: Path, sizes: Sizes, device: torch.device) -> dict:
 
 def step_figures(sizes: Sizes, device: torch.device) -> dict:
     """Seconds per distillation step, OT term against cross-entropy alone, same student and batches."""
-    from selkd_ray.training import StudentData
+    from selkd_ray.training.loop import StudentData
 
     torch.manual_seed(0)
     student = build_model(sizes.student, 10, sizes.student_input[0]).to(device)

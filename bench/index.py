@@ -25,7 +25,7 @@ from common import machine, synthetic_zoo  # noqa: E402
 
 from selkd_ray.distributed.indexing import index_in_tasks  # noqa: E402
 from selkd_ray.distributed.runtime import connect  # noqa: E402
-from selkd_ray.zoo_layout import find_teachers  # noqa: E402
+from selkd_ray.zoo.layout import find_teachers  # noqa: E402
 
 
 def timed_index(zoo: Path, workers: int) -> float:

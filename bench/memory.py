@@ -99,7 +99,8 @@ def measure(zoo: Path, task: str, out: Path, distill: bool = False) -> None:
     import torch  # noqa: F401
 
     from selkd_ray.api import distill as distill_student
-    from selkd_ray.api import as_task, scan
+    from selkd_ray.api import scan
+    from selkd_ray.plans.inputs import as_task
     from selkd_ray.config import DistillConfig, ScanConfig
     from selkd_ray.distributed.runtime import connect
 

@@ -37,14 +37,15 @@ from ray import cloudpickle  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sources)  # Ray workers cannot import a module of this folder by name
 
-from selkd_ray.api import index_zoo, scan, student_accuracy_here
+from common import student_accuracy_here
+from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.distributed.tasks import map_unordered
 from selkd_ray.io.atomic import read_table, write_table
-from selkd_ray.models import WEIGHTS_FILE
+from selkd_ray.models.timm_models import WEIGHTS_FILE
 from selkd_ray.records import content_hash
-from selkd_ray.scores import SCORERS
+from selkd_ray.scoring.scores import SCORERS
 
 SPLITS = {"train": 20, "val": 20, "test": 40}  # per class: few labels, the use case; the rest unlabelled
 PROBE_PER_CLASS = 10  # the probe, redrawn per seed from the 20 training labels of each class

@@ -38,9 +38,9 @@ from selkd_ray.demo.data import target_task  # noqa: E402
 from selkd_ray.demo.pretrained import save_imagenet_teacher  # noqa: E402
 from selkd_ray.demo.zoo import train_classifier  # noqa: E402
 from selkd_ray.distributed.runtime import connect  # noqa: E402
-from selkd_ray.forward import ForwardPath  # noqa: E402
-from selkd_ray.models import WEIGHTS_FILE, save_teacher  # noqa: E402
-from selkd_ray.probe import make_probe  # noqa: E402
+from selkd_ray.models.forward import ForwardPath  # noqa: E402
+from selkd_ray.models.timm_models import WEIGHTS_FILE, save_teacher  # noqa: E402
+from selkd_ray.scoring.probe import make_probe  # noqa: E402
 from selkd_ray.records import Preprocessing  # noqa: E402
 
 DIGIT_ARCHITECTURES = ("resnet18", "mobilenetv3_large_100", "convnext_atto", "vit_tiny_patch16_224")

@@ -38,9 +38,9 @@ from selkd_ray.demo.zoo import MORE_RECIPES, RECIPES, train_teacher  # noqa: E40
 from selkd_ray.distributed.runtime import connect  # noqa: E402
 from selkd_ray.distributed.tasks import map_unordered  # noqa: E402
 from selkd_ray.io.atomic import write_table  # noqa: E402
-from selkd_ray.forward import ForwardPath  # noqa: E402
-from selkd_ray.models import WEIGHTS_FILE, load_teacher, save_teacher  # noqa: E402
-from selkd_ray.probe import make_probe  # noqa: E402
+from selkd_ray.models.forward import ForwardPath  # noqa: E402
+from selkd_ray.models.timm_models import WEIGHTS_FILE, load_teacher, save_teacher  # noqa: E402
+from selkd_ray.scoring.probe import make_probe  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def efficiency(out: Path, sizes: Sizes) -> dict:
 
 def noisy_copy(source: Path, target: Path, scale: float, seed: int) -> None:
     """A teacher 'fine-tuned into something worse': its weights plus Gaussian noise of `scale` x each tensor's std."""
-    from selkd_ray.distillation import teacher_spec
+    from selkd_ray.training.student_data import teacher_spec
 
     spec = teacher_spec(source)
     model = load_teacher(spec)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, mnist, split_pools, task_from_pool
 from selkd_ray.demo.zoo import train_classifier
-from selkd_ray.models import save_teacher
+from selkd_ray.models.timm_models import save_teacher
 from selkd_ray.records import Task
 
 SOURCES = ("mnist", "sklearn")

@@ -165,7 +165,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     Example: selkd scan --zoo ./zoo --task task.parquet --out scan-out --budget 5e9 --eta 3
     """
     from selkd_ray.api import scan
-    from selkd_ray.report import ranking_table, scan_summary
+    from selkd_ray.reports.plots import ranking_table, scan_summary
 
     eta = eta if eta is not None else (3 if budget else None)
     config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe)
@@ -258,7 +258,8 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
 
     Example: selkd distill --teacher zoo/digits-all --task task.parquet --scan scan-out/scores.parquet
     """
-    from selkd_ray.api import as_task, cost_from_scan, distill
+    from selkd_ray.api import distill
+    from selkd_ray.plans.inputs import as_task, cost_from_scan
     from selkd_ray.config import DistillConfig
 
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
@@ -306,7 +307,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     """
     from selkd_ray.config import DistillConfig
     from selkd_ray.errors import SelkdError
-    from selkd_ray.pipeline import select_student
+    from selkd_ray.plans.select import select_student
     from selkd_ray.selection import SelectConfig
 
     try:
@@ -356,8 +357,8 @@ def scorers(json_output: bool = JSON) -> None:
 
     Example: selkd scorers --json
     """
-    from selkd_ray.costs import COST_BUILDERS
-    from selkd_ray.scores import SCORERS
+    from selkd_ray.scoring.costs import COST_BUILDERS
+    from selkd_ray.scoring.scores import SCORERS
 
     if json_output:
         typer.echo(json.dumps({"scorers": SCORERS.names(), "cost_builders": COST_BUILDERS.names()}))
@@ -377,7 +378,7 @@ def history(out: str = typer.Option("selkd-output/scan", help="The scan output f
     from selkd_ray.errors import SelkdError
     from selkd_ray.io.fs import Location
     from selkd_ray.io.history import read_history
-    from selkd_ray.report import history_table
+    from selkd_ray.reports.plots import history_table
 
     rows = read_history(Location(out) / "history.parquet")
     if not rows:
@@ -393,7 +394,7 @@ def report(out: str = typer.Option("selkd-output/scan", help="The scan output fo
 
     Example: selkd report --out selkd-output/scan && xdg-open selkd-output/scan/report.html
     """
-    from selkd_ray.html_report import write_report
+    from selkd_ray.reports.html import write_report
 
     typer.echo(f"report: {write_report(out, html_path)}")
 

@@ -4,14 +4,15 @@ Public API (imported lazily, so `import selkd_ray` loads neither Ray nor timm):
     index_zoo(zoo_dir) -> (specs, catalogue_path)
     scan(zoo_dir, task, out_dir, ScanConfig(), address=None) -> ScanResult
     distill(task, teacher_dir, out_dir, DistillConfig(), address=None) -> DistillResult
+    select_student(zoo_dir, task, out_dir, SelectConfig(), address=None) -> SelectResult
 """
 from __future__ import annotations
 
-__all__ = ["index_zoo", "scan", "distill", "ScanConfig", "DistillConfig", "SelkdError"]
+__all__ = ["index_zoo", "scan", "distill", "select_student", "ScanConfig", "DistillConfig", "SelectConfig", "SelkdError"]
 
 
 def __getattr__(name: str):
-    if name in ("index_zoo", "scan", "distill"):
+    if name in ("index_zoo", "scan", "distill", "select_student", "SelectConfig"):
         from . import api
 
         return getattr(api, name)

@@ -65,7 +65,7 @@ def tiny_zoo(tmp_path_factory) -> Path:
     """Three teachers really trained (two epochs, seconds each) and saved as timm folders."""
     from selkd_ray.demo.data import MNIST_MEAN, MNIST_STD
     from selkd_ray.demo.zoo import TeacherRecipe, recipe_data, train_classifier
-    from selkd_ray.models import save_teacher
+    from selkd_ray.models.timm_models import save_teacher
 
     zoo = tmp_path_factory.mktemp("zoo")
     for index, (name, groups) in enumerate(TINY_RECIPES.items()):

@@ -4,7 +4,7 @@ import pytest
 
 from selkd_ray.budget import Budget, Ledger, parse_budget, probe_sizes, survivors
 from selkd_ray.errors import SelkdError
-from selkd_ray.probe import stratified_indices
+from selkd_ray.scoring.probe import stratified_indices
 
 
 @pytest.mark.parametrize("text, expected", [("2e9", Budget("flops", 2e9)), ("2G", Budget("flops", 2e9)),

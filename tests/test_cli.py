@@ -127,7 +127,7 @@ def test_the_live_bar_draws_steps_and_logs_only_what_is_logged():
 
     from selkd_cli.main import Display
     from selkd_ray.progress import Step
-    from selkd_ray.scanning import ScanEvent
+    from selkd_ray.plans.halving import ScanEvent
 
     out = io.StringIO()
     display = Display()

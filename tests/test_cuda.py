@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from selkd_ray.config import DistillConfig
-from selkd_ray.forward import ForwardPath, autocast_dtype, teacher_predictions
-from selkd_ray.losses import sinkhorn_distillation_loss
+from selkd_ray.models.forward import ForwardPath, autocast_dtype, teacher_predictions
+from selkd_ray.training.losses import sinkhorn_distillation_loss
 from selkd_ray.records import ProbeSet
-from selkd_ray.runner import TeacherRunner
-from selkd_ray.training import StudentData, fit_plain
-from selkd_ray.distillation import teacher_spec
+from selkd_ray.scoring.runner import TeacherRunner
+from selkd_ray.training.loop import StudentData, fit_plain
+from selkd_ray.training.student_data import teacher_spec
 
 pytestmark = pytest.mark.cuda
 CUDA = torch.device("cuda", 0)
@@ -50,7 +50,7 @@ def test_the_ot_loss_runs_on_the_gpu(method):
 
 
 def test_a_student_trains_on_the_gpu(target_task, tiny_zoo):
-    from selkd_ray.distillation import student_data
+    from selkd_ray.training.student_data import student_data
 
     spec = teacher_spec(tiny_zoo / "own-classes")
     config = DistillConfig(epochs=2, augment=True)  # the teacher runs online, on the device

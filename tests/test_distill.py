@@ -9,9 +9,9 @@ from helpers.killing import stop_cli_midway
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
-from selkd_ray.distillation import student_data, teacher_spec
+from selkd_ray.training.student_data import student_data, teacher_spec
 from selkd_ray.errors import SelkdError
-from selkd_ray.training import epoch_flops
+from selkd_ray.training.loop import epoch_flops
 
 
 def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_session, tiny_zoo, target_task, tmp_path):

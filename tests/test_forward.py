@@ -5,12 +5,12 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 
-from selkd_ray.forward import ForwardPath, choose_device, model_input, teacher_predictions, to_host
-from selkd_ray.losses import sinkhorn_distillation_loss
-from selkd_ray.models import build_model, save_teacher
+from selkd_ray.models.forward import ForwardPath, choose_device, model_input, teacher_predictions, to_host
+from selkd_ray.training.losses import sinkhorn_distillation_loss
+from selkd_ray.models.timm_models import build_model, save_teacher
 from selkd_ray.records import Preprocessing
-from selkd_ray.training import StudentData, evaluate
-from selkd_ray.zoo import index_teacher
+from selkd_ray.training.loop import StudentData, evaluate
+from selkd_ray.zoo.index import index_teacher
 
 CPU = torch.device("cpu")
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from ot.batch import solve_batch
 
-from selkd_ray.losses import kl_distillation_loss, sinkhorn_distillation_loss
+from selkd_ray.training.losses import kl_distillation_loss, sinkhorn_distillation_loss
 
 
 def test_gradient_matches_finite_differences_in_float64():
@@ -69,7 +69,7 @@ def test_plain_and_log_domain_sinkhorn_give_the_same_value_and_gradient():
 
 
 def test_small_eps_switches_to_the_log_domain():
-    from selkd_ray.losses import sinkhorn_method
+    from selkd_ray.training.losses import sinkhorn_method
 
     cost = torch.ones(3, 2)
     assert sinkhorn_method(cost, 0.05, torch.float32) == "sinkhorn"

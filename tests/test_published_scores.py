@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from selkd_ray.costs import conditional_cost
+from selkd_ray.scoring.costs import conditional_cost
 from selkd_ray.records import Evidence
-from selkd_ray.scores import SCORERS, score_all, sinkhorn_costs
+from selkd_ray.scoring.scores import SCORERS, score_all, sinkhorn_costs
 
 
 def separated(per_class: int, classes: int = 3, dim: int = 6, seed: int = 0, spread: float = 0.05):
@@ -174,7 +174,7 @@ def test_nleep_is_leep_over_the_mixture_posteriors_by_hand():
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
-    from selkd_ray.scores import canonical_order
+    from selkd_ray.scoring.scores import canonical_order
 
     labels, features = small(n=30, dim=6)
     evidence = Evidence(None, features, labels, 3)

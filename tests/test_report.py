@@ -1,5 +1,5 @@
 """The report a person reads: a ranking table and a plot."""
-from selkd_ray.report import ranking_plot, ranking_table
+from selkd_ray.reports.plots import ranking_plot, ranking_table
 
 ROWS = [
     {"rank": 1, "teacher_id": "good", "architecture": "test_resnet", "status": "scored", "score": -0.1, "score_ot": -0.1},

@@ -4,11 +4,11 @@ import numpy as np
 
 from selkd_ray.config import ScanConfig
 from selkd_ray.io.fs import Location
-from selkd_ray.probe import make_probe
+from selkd_ray.scoring.probe import make_probe
 from selkd_ray.records import Predictions, TeacherResult
-from selkd_ray.runner import TeacherRunner
-from selkd_ray.scanning import run_plan
-from selkd_ray.zoo import index_zoo
+from selkd_ray.scoring.runner import TeacherRunner
+from selkd_ray.plans.halving import run_plan
+from selkd_ray.zoo.index import index_zoo
 
 
 def test_a_prefetched_teacher_that_is_not_run_is_let_go(tiny_zoo, target_task):

@@ -4,9 +4,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from selkd_ray.costs import FLOOR, SMOOTHING, conditional_cost, label_plan
+from selkd_ray.scoring.costs import FLOOR, SMOOTHING, conditional_cost, label_plan
 from selkd_ray.records import Evidence
-from selkd_ray.scores import PREDICTION_FREE_SCORERS, SCORERS, leep_score, nce_score, ot_score, transport_cost_to_labels
+from selkd_ray.scoring.scores import PREDICTION_FREE_SCORERS, SCORERS, leep_score, nce_score, ot_score, transport_cost_to_labels
 
 
 def test_transport_cost_to_labels_matches_hand_computation():
@@ -150,7 +150,7 @@ def test_logme_prefers_features_that_carry_the_label_linearly():
 
 
 def test_prototype_cost_by_hand():
-    from selkd_ray.costs import prototype_cost
+    from selkd_ray.scoring.costs import prototype_cost
 
     features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
     classifier = np.array([[0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])  # teacher classes: up, right, left
@@ -160,7 +160,7 @@ def test_prototype_cost_by_hand():
 
 
 def test_semantic_cost_and_prescreen_by_hand():
-    from selkd_ray.costs import semantic_cost
+    from selkd_ray.scoring.costs import semantic_cost
 
     target = np.eye(3)[:2]
     covering = np.eye(3)[[0, 1]]  # the teacher's two names are the target's

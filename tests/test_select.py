@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from selkd_cli.main import app
 from selkd_ray.config import DistillConfig, ScanConfig
-from selkd_ray.distillation import student_images, teacher_spec
+from selkd_ray.training.student_data import student_images, teacher_spec
 from selkd_ray.io.results import read_selection
-from selkd_ray.pipeline import epoch_costs, select_student
+from selkd_ray.plans.select import epoch_costs, select_student
 from selkd_ray.selection import SelectConfig
 
 runner = CliRunner()

@@ -19,14 +19,14 @@ import torch
 from PIL import Image
 
 from selkd_ray.config import DistillConfig
-from selkd_ray.distillation import student_data, student_input_size
+from selkd_ray.training.student_data import student_data, student_input_size
 from selkd_ray.errors import SelkdError
-from selkd_ray.forward import ForwardPath, at_size, model_input
+from selkd_ray.models.forward import ForwardPath, at_size, model_input
 from selkd_ray.io.task_images import decode_image
 from selkd_ray.io.tasks import load_task, write_task
-from selkd_ray.models import build_model
+from selkd_ray.models.timm_models import build_model
 from selkd_ray.records import Preprocessing, content_hash
-from selkd_ray.training import evaluate, ready
+from selkd_ray.training.loop import evaluate, ready
 
 CPU = torch.device("cpu")
 
@@ -184,7 +184,7 @@ def test_a_hugging_face_datasets_folder_is_a_task(target_task, tmp_path):
 def test_a_stored_task_keeps_references_and_decodes_only_the_rows_asked_for(target_task, tmp_path):
     """Reading a task keeps where each image lies, not its pixels: with every image file but the probe's
     deleted after reading, the same probe comes back; asking for a deleted row names its file."""
-    from selkd_ray.probe import make_probe, stratified_indices
+    from selkd_ray.scoring.probe import make_probe, stratified_indices
 
     root = tmp_path / "folder"
     for row, (image, label, split) in enumerate(zip(target_task.images, target_task.labels, target_task.splits)):
@@ -212,7 +212,7 @@ def test_a_large_task_is_surveyed_on_ray_data_as_it_is_here(ray_session, tiny_zo
     """Surveyed in parallel on Ray Data (row groups of 64 images), a task reads as it does in this process: the
     same images, hashes and skipped lines; a teacher's outputs over its rows, from the Ray Data actor pool,
     equal the forward pass run here."""
-    from selkd_ray.distillation import local_teacher_probs, student_images, teacher_spec
+    from selkd_ray.training.student_data import local_teacher_probs, student_images, teacher_spec
     from selkd_ray.distributed.outputs import teacher_outputs
     from selkd_ray.distributed.task_data import surveyor
 
@@ -239,7 +239,7 @@ def test_a_task_named_by_a_relative_path_reads_from_any_folder(target_task, tmp_
 def test_a_task_file_gone_before_the_workers_read_it_is_one_line(ray_session, target_task, tmp_path):
     """The Ray Train workers read the student's images themselves: a task file removed after the task was read
     is one line naming it, not a worker group's traceback."""
-    from selkd_ray.distillation import student_data
+    from selkd_ray.training.student_data import student_data
     from selkd_ray.distributed.train import fit_student
 
     config = DistillConfig(student="test_resnet", loss="ce", epochs=1, num_workers=1)

@@ -9,8 +9,8 @@ from timm.models import save_for_hf
 from selkd_ray.api import index_zoo
 from selkd_ray.demo.pretrained import INPUT_SIZE, TEACHER_ID, save_imagenet_teacher
 from selkd_ray.errors import SelkdError
-from selkd_ray.forward import ForwardPath, teacher_predictions
-from selkd_ray.models import load_weights_in_order
+from selkd_ray.models.forward import ForwardPath, teacher_predictions
+from selkd_ray.models.timm_models import load_weights_in_order
 
 CPU = torch.device("cpu")
 

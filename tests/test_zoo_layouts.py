@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from selkd_cli.main import app
 from selkd_ray.api import index_zoo
-from selkd_ray.assessment import assess
-from selkd_ray.distillation import teacher_spec
-from selkd_ray.forward import ForwardPath, teacher_predictions
+from selkd_ray.scoring.assessment import assess
+from selkd_ray.training.student_data import teacher_spec
+from selkd_ray.models.forward import ForwardPath, teacher_predictions
 from selkd_ray.io.catalogue import read_catalogue
 from selkd_ray.io.cache import prediction_key
 from selkd_ray.records import Predictions, ProbeSet
@@ -249,9 +249,9 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, targ
 def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_no_model(ray_session, tmp_path):
     """The same entries from Ray tasks as from this process (ids, hashes, FLOPs); a second index of the
     unchanged zoo hands no teacher to the indexer (no model is built), a touched one hands that one."""
-    import selkd_ray.zoo as zoo_module
+    import selkd_ray.zoo.index as zoo_module
     from selkd_ray.distributed.indexing import index_in_tasks
-    from selkd_ray.zoo_layout import find_teachers
+    from selkd_ray.zoo.layout import find_teachers
 
     zoo = tmp_path / "zoo"
     source = timm_folder(tmp_path / "source", label_names=["a", "b", "c"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models import build_model, data_config, imagenet_label_names, load_weights_in_order, save_teacher
+from ..models.timm_models import build_model, data_config, imagenet_label_names, load_weights_in_order, save_teacher
 
 TEACHER_ID = "imagenet-efficientnet-lite0"
 INPUT_SIZE = (3, 224, 224)

@@ -1,17 +1,19 @@
 """`selkd demo`: build (or reuse) the demo zoo and task, scan, distil three students, report honestly."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..api import DistillResult, cost_from_scan, distill, scan
+from ..plans.distill import DistillResult, distill
+from ..plans.inputs import cost_from_scan
+from ..plans.scan import scan
 from ..config import DistillConfig, ScanConfig
 from ..io.fs import writable_folder
 from ..io.tasks import load_task, write_task
-from ..html_report import write_report
-from ..pipeline import validation_correct
-from ..report import ranking_plot, ranking_table
+from ..reports.html import write_report
+from ..plans.select import validation_correct
+from ..reports.plots import ranking_plot, ranking_table
 from ..selection import SelectConfig, guard
 from . import pretrained
 from .data import target_task

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..forward import model_input
-from ..models import WEIGHTS_FILE, build_model, save_teacher
+from ..models.forward import model_input
+from ..models.timm_models import WEIGHTS_FILE, build_model, save_teacher
 from ..progress import Step
 from ..records import Preprocessing
 from .data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD, mnist, pools

@@ -9,8 +9,8 @@ from typing import Callable
 
 import ray
 
-from ..zoo import Entry, index_teacher
-from ..zoo_layout import TeacherFolder
+from ..zoo.index import Entry, index_teacher
+from ..zoo.layout import TeacherFolder
 from .tasks import map_unordered
 
 CHUNKS_PER_CPU = 4  # small enough chunks that a slow teacher does not hold the last worker alone

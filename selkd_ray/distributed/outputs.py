@@ -10,7 +10,7 @@ import numpy as np
 import ray
 
 from ..errors import SelkdError
-from ..forward import ForwardPath, choose_device, softmax
+from ..models.forward import ForwardPath, choose_device, softmax
 from ..progress import Progress, Step, quiet
 from ..records import TaskRows, TeacherSpec
 from .runtime import actor_options, quiet_data, selkd_error_in

@@ -15,8 +15,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from ..config import DistillConfig
-from ..forward import choose_device, place
-from ..training import StudentData, fit_epochs, loaders, new_student, ready
+from ..models.forward import choose_device, place
+from ..training.loop import StudentData, fit_epochs, loaders, new_student, ready
 from .runtime import cpu_slots, gpu_count
 
 METRIC = "best_val_accuracy"

@@ -16,7 +16,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from ..records import ProbeSet, TeacherResult, TeacherSpec
-from ..runner import Scoring, TeacherRunner
+from ..scoring.runner import Scoring, TeacherRunner
 from .runtime import actor_options
 
 ACTOR_PREFIX = "selkd-runner"

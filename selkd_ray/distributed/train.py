@@ -25,7 +25,7 @@ from ..errors import SelkdError
 from .runtime import selkd_error_in
 
 if TYPE_CHECKING:
-    from ..training import StudentData
+    from ..training.loop import StudentData
 
 STATE_FILE = "student.pt"
 
@@ -77,7 +77,7 @@ def train_func(job: dict) -> None:
 
     The student loop is imported here, not at the top: Ray Train's controller unpickles this function and so
     imports this module, and it needs neither timm nor POT (seconds of start-up on every run)."""
-    from ..training import fit_epochs, loaders, new_student, ready
+    from ..training.loop import fit_epochs, loaders, new_student, ready
 
     config = DistillConfig(**job["config"])
     data: StudentData = ready(ray.get(job["data_ref"]))  # the images are decoded here, on the worker
@@ -199,7 +199,7 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
 
     The run resumes from, and its result is read from, the newest whole checkpoint on disk (see
     `resume_state`): storage is shared by every node of a run, so the driver reads what the workers wrote."""
-    from ..training import finished
+    from ..training.loop import finished
 
     run_dir = Path(storage_path) / name
     before = newest_checkpoint(run_dir)

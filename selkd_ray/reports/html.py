@@ -9,11 +9,11 @@ import base64
 import html
 from pathlib import Path
 
-from .errors import SelkdError
-from .io.fs import Location
-from .io.history import read_history
-from .io.results import read_scores, read_selection
-from .report import (figure_png, ranking_figure, rounds_figure, spending_figure, top_changes_figure)
+from ..errors import SelkdError
+from ..io.fs import Location
+from ..io.history import read_history
+from ..io.results import read_scores, read_selection
+from .plots import (figure_png, ranking_figure, rounds_figure, spending_figure, top_changes_figure)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}

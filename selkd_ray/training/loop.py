@@ -13,12 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import DistillConfig
-from .forward import ForwardPath, at_size, host_state, model_input, place, to_device
+from ..config import DistillConfig
+from ..models.forward import ForwardPath, at_size, host_state, model_input, place, to_device
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
-from .models import build_model, count_flops
-from .preprocess import random_shift
-from .records import Preprocessing, TaskRows, TeacherSpec
+from ..models.timm_models import build_model, count_flops
+from ..models.preprocess import random_shift
+from ..records import Preprocessing, TaskRows, TeacherSpec
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ import numpy as np
 import ot
 from ot.batch import solve_batch
 
-from .config import DistillConfig
+from ..config import DistillConfig
 from .costs import COST_BUILDERS, target_marginal
 from .discriminant import fit_discriminant
-from .errors import SelkdError
+from ..errors import SelkdError
 from .probe import halves
-from .records import Evidence, content_hash
+from ..records import Evidence, content_hash
 from .registry import Registry
 
 Scorer = Callable[[Evidence], float]
@@ -301,6 +301,6 @@ def needs_label_embeddings(names: list[str]) -> bool:
 
 LABEL_NAME_SCORERS = ("ot-semantic", "semantic")
 
-from . import published_scores  # noqa: E402  registers SFDA, N-LEEP, PARC, TransRate, GBC and the static priors
+from . import published as published_scores  # noqa: E402  registers SFDA, N-LEEP, PARC, TransRate, GBC and the static priors
 
 PREDICTION_FREE_SCORERS = ("semantic", *published_scores.STATIC_PRIORS)  # need no forward pass of the teacher

@@ -15,8 +15,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .discriminant import class_means, fit_discriminant, softmax
-from .errors import SelkdError
-from .records import Evidence
+from ..errors import SelkdError
+from ..records import Evidence
 from .scores import SCORERS, canonical_order, leep_score
 
 PARC_DIMS = 32  # Bolya et al. reduce features to 32 dimensions before comparing

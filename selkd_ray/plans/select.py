@@ -12,26 +12,28 @@ from pathlib import Path
 
 import numpy as np
 
-from .address import check_address
-from .api import (DistillResult, ScanResult, as_task, cached_teacher_probs, check_outputs, cost_from_scan, distill,
-                  scan)
-from .budget import Budget, parse_budget
-from .distillation import (local_teacher_probs, needs_teacher_outputs, run_name, student_data, student_images,
+from ..address import check_address
+from .distill import DistillResult, distill
+from .inputs import as_task, check_outputs, cost_from_scan
+from .scan import ScanResult, scan
+from .teacher_outputs import cached_teacher_probs
+from ..budget import Budget, parse_budget
+from ..training.student_data import (local_teacher_probs, needs_teacher_outputs, run_name, student_data, student_images,
                            teacher_spec)
-from .errors import SelkdError
-from .io.cache import PredictionCache, prediction_key
-from .io.fs import Location, writable_folder
-from .io.lock import ScanLock
-from .io.results import write_selection
-from .models import require_architecture
-from .progress import Progress, quiet
-from .scores import SCORERS
-from .records import ProbeSet, Task, TeacherSpec, content_hash
-from .selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
+from ..errors import SelkdError
+from ..io.cache import PredictionCache, prediction_key
+from ..io.fs import Location, writable_folder
+from ..io.lock import ScanLock
+from ..io.results import write_selection
+from ..models.timm_models import require_architecture
+from ..progress import Progress, quiet
+from ..scoring.scores import SCORERS
+from ..records import ProbeSet, Task, TeacherSpec, content_hash
+from ..selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
                         plan_stages, race_allowance, race_epochs, race_winner, require_final_epoch,
                         shortlist)
-from .training import StudentData, epoch_flops
-from .zoo import require_zoo
+from ..training.loop import StudentData, epoch_flops
+from ..zoo.index import require_zoo
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     else:
         progress(f"race: {len(pool)} candidates ({', '.join(c.name for c in pool)}), up to {epochs} epochs "
                  f"each, ASHA (grace {config.grace_epochs}, reduction {config.reduction_factor})")
-    from .distributed.race import run_race
+    from ..distributed.race import run_race
 
     started = time.perf_counter()
     trials = [{"candidate": c.teacher_id, "lam": c.lam, "loss": "ce" if c.teacher_id == LABELS_ONLY else "ot"}

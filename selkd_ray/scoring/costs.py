@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 import ot
 
-from .errors import SelkdError
-from .records import Evidence
+from ..errors import SelkdError
+from ..records import Evidence
 from .registry import Registry
 
 CostBuilder = Callable[[Evidence], np.ndarray]

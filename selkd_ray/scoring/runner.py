@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from .assessment import assess
-from .errors import SelkdError
-from .forward import ForwardPath, choose_device, teacher_predictions
-from .records import ProbeSet, TeacherResult, TeacherSpec
+from ..errors import SelkdError
+from ..models.forward import ForwardPath, choose_device, teacher_predictions
+from ..records import ProbeSet, TeacherResult, TeacherSpec
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from .errors import SelkdError, fail
-from .records import TeacherSpec
-from .zoo_layout import TeacherFolder, find_teachers, teacher_in
+from ..errors import SelkdError, fail
+from ..records import TeacherSpec
+from .layout import TeacherFolder, find_teachers, teacher_in
 
 Entry = tuple[TeacherSpec, int, int]  # (spec, size of its defining files, sum of their mtimes in ns)
 
@@ -61,14 +61,14 @@ def describe_folder(found: TeacherFolder) -> dict:
     """The spec's fields that the library reading this folder decides (architecture, labels, size, FLOPs,
     preprocessing); a broken folder raises SelkdError."""
     if found.library == "transformers":
-        from .hf_models import describe_hf, read_hf_config
+        from ..models.hf import describe_hf, read_hf_config
 
         config = read_hf_config(found.folder)  # before transformers is needed: a bad config says so either way
         params, flops = describe_hf(found.folder, config["preprocessing"])
         return dict(architecture=config["architecture"], label_names=config["label_names"],
                     label_names_known=config["label_names_known"], param_count=params, flops_per_sample=flops,
                     **asdict(config["preprocessing"]))
-    from .models import describe, read_teacher_config
+    from ..models.timm_models import describe, read_teacher_config
 
     config = read_teacher_config(found.folder)
     weights = found.weights

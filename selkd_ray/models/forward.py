@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from timm.data import create_transform
 
-from .errors import SelkdError
-from .models import load_teacher
-from .records import Predictions, Preprocessing, TeacherSpec
+from ..errors import SelkdError
+from .timm_models import load_teacher
+from ..records import Predictions, Preprocessing, TeacherSpec
 
 CPU_BATCH = 256
 CUDA_BATCH = 512  # halved on out-of-memory until a batch fits
@@ -149,7 +149,7 @@ class ForwardPath:
     @classmethod
     def for_teacher(cls, spec: TeacherSpec, device: torch.device) -> "ForwardPath":
         if spec.library == "transformers":
-            from .hf_models import load_hf_teacher
+            from .hf import load_hf_teacher
 
             return cls(load_hf_teacher(spec), spec.preprocessing, device)
         return cls(load_teacher(spec), spec.preprocessing, device)

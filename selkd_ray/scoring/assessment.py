@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .costs import conditional_cost, describe_plan, label_plan
-from .records import Evidence, Predictions, ProbeSet, TeacherSpec
+from ..records import Evidence, Predictions, ProbeSet, TeacherSpec
 from .scores import score_all
 
 

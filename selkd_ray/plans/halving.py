@@ -13,16 +13,16 @@ from typing import Callable
 
 import numpy as np
 
-from .assessment import assess
-from .budget import Ledger, parse_budget, probe_sizes, survivors
-from .config import ScanConfig
-from .io.cache import PredictionCache, prediction_key
-from .io.fs import Location
-from .progress import Step
-from .probe import make_probe
-from .records import Predictions, ProbeSet, Task, TeacherSpec
-from .runner import Scoring
-from .scores import needs_label_embeddings
+from ..scoring.assessment import assess
+from ..budget import Ledger, parse_budget, probe_sizes, survivors
+from ..config import ScanConfig
+from ..io.cache import PredictionCache, prediction_key
+from ..io.fs import Location
+from ..progress import Step
+from ..scoring.probe import make_probe
+from ..records import Predictions, ProbeSet, Task, TeacherSpec
+from ..scoring.runner import Scoring
+from ..scoring.scores import needs_label_embeddings
 
 
 @dataclass(frozen=True)
@@ -175,9 +175,9 @@ def short_classes(probe: ProbeSet, per_class: int) -> str:
 def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[], dict], tally: Tally) -> list[TeacherSpec]:
     """Order teachers by the free semantic score (label names only), best first, so that a budget too small
     for every teacher spends itself on the likeliest ones. Unchanged order when names cannot be embedded."""
-    from .errors import SelkdError
-    from .records import Evidence
-    from .scores import SCORERS
+    from ..errors import SelkdError
+    from ..records import Evidence
+    from ..scoring.scores import SCORERS
 
     try:
         vectors = label_embeddings()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .records import ProbeSet, Task, content_hash
+from ..records import ProbeSet, Task, content_hash
 
 
 def stratified_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

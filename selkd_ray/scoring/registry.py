@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from .errors import SelkdError
+from ..errors import SelkdError
 
 F = TypeVar("F", bound=Callable)
 

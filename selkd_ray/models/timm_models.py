@@ -14,9 +14,9 @@ from timm.data import resolve_model_data_config
 from timm.models import load_checkpoint, save_for_hf
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import fail
-from .records import Preprocessing, TeacherSpec
-from .zoo_layout import read_json_config, weights_in
+from ..errors import fail
+from ..records import Preprocessing, TeacherSpec
+from ..zoo.layout import read_json_config, weights_in
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

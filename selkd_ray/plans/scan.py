@@ -1,0 +1,158 @@
+"""The scan job: every teacher of a zoo ranked for a task under a budget, into scores.parquet and a report.
+
+Reads top to bottom: check the inputs, index the zoo, run the halving rounds (`halving.run_rounds`) on the
+runner actors, write the ranked table and the history.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..address import check_address
+from ..budget import parse_budget, probe_sizes
+from ..config import ScanConfig
+from ..errors import SelkdError
+from ..io.cache import PredictionCache, prediction_key
+from ..io.embeddings import EmbeddingCache
+from ..io.fs import Location, writable_folder
+from ..io.history import append_history
+from ..io.lock import ScanLock
+from ..io.results import read_scores, write_scores
+from ..progress import Progress, quiet
+from ..records import Task, TeacherSpec
+from ..scoring.probe import make_probe
+from ..scoring.scores import SCORERS
+from ..zoo.index import require_zoo
+from .halving import rank_rows, run_plan
+from .index import index_zoo
+from .inputs import as_task, check_outputs
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    scores_path: Path | str  # a Path on the local disk, else the filesystem URI
+    catalogue_path: Path | str
+    rows: list[dict]  # ranked: best teacher first, failed teachers last
+    ran: int  # teachers run to the last round in this scan
+    cached: int  # teachers answered from the cache in the last round
+    failed: int
+    dropped: int = 0  # dropped by successive halving
+    skipped: int = 0  # not run (or not finished) because the budget was spent
+    spent: str = ""  # the ledger in words: spent against budget
+    flops: int = 0  # forward FLOPs this scan spent
+    seconds: float = 0.0
+    round_flops: tuple[int, ...] = ()  # cumulative FLOPs at the end of each halving round
+    history_path: Path | str | None = None  # history.parquet: one row per scan of this output
+    runners: tuple[dict, ...] = ()  # where each runner actor ran (node, resources, GPUs, device), when any ran
+    recomputed: tuple[str, ...] = ()  # cache entries found bad (unreadable, another key's, failed checksum): "FILE (why)"
+
+    @property
+    def ranked(self) -> list[dict]:
+        return [row for row in self.rows if row["rank"] is not None]
+
+
+
+def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: ScanConfig = ScanConfig(),
+         address: str | None = None, progress: Progress = quiet, runners=None) -> ScanResult:
+    """Rank every teacher of the zoo for the task, within the budget; cached predictions are reused, failures
+    recorded. `progress` receives ScanEvent objects (str() gives a log line).
+
+    `runners`: a `distributed.scan.RunnerPool` to use and leave running, for a driver that scans many tasks
+    (a runner actor takes seconds to start); by default each scan starts its own and stops it at the end."""
+    for name in config.scorers:
+        SCORERS.get(name, "--scorer")
+    parse_budget(config.budget)
+    probe_sizes(config.probe_per_class, config.min_probe, config.eta)
+    check_address(address)
+    task = as_task(task, progress, address)  # a bad task, zoo or output table: one line before anything is written
+    require_zoo(Path(zoo_dir))
+    out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
+    check_outputs(out_dir)
+    with ScanLock(out_dir):
+        scores_location = out_dir / "scores.parquet"
+        previous = read_scores(scores_location) if scores_location.is_file() else []
+        specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet", address, progress)
+        cache = PredictionCache(out_dir / "cache")
+        check_budget_floor(specs, task, config, cache, previous)
+        pool, placements = runners, []
+
+        def run_teachers(pending, probe, admit, scoring):
+            nonlocal pool
+            if pool is None:
+                from .distributed.runtime import connect
+                from .distributed.scan import RunnerPool
+
+                connect(address)
+                pool = RunnerPool(config.max_actors, len(pending))
+                if sizing := pool.sizing(config.max_actors, len(pending)):
+                    progress(f"note: {sizing}")
+            if not placements:
+                placements.extend(pool.placements())
+                for warning in sorted({p["warning"] for p in placements if p["warning"]}):
+                    progress(f"warning: runner actors: {warning}")
+            return pool.run(pending, probe, admit, scoring)
+
+        try:
+            rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
+                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache)
+        finally:
+            if pool is not None and pool is not runners:
+                pool.close()
+        ranked = rank_rows(rows)
+        scores_path = write_scores(ranked, list(config.scorers), scores_location)
+        count = lambda *statuses: sum(row["status"] in statuses for row in ranked)  # noqa: E731
+        result = ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
+                            count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
+                            ledger.seconds, tuple(ledger.round_flops))
+        known = {row["content_hash"] for row in previous}
+        new = sum(spec.content_hash not in known for spec in specs)
+        history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
+                                 out_dir / "history.parquet")
+    return replace(result, history_path=history, runners=tuple(placements), recomputed=tuple(cache.rejected))
+
+
+
+def check_budget_floor(specs: list[TeacherSpec], task: Task, config: ScanConfig, cache: PredictionCache,
+                       previous: list[dict]) -> None:
+    """A FLOPs budget that cannot pay for a single teacher on the first round's probe (and no teacher is free
+    from the cache) would skip them all: refused in one line before any work, naming the cheapest teacher."""
+    budget = parse_budget(config.budget)
+    alive = [spec for spec in specs if not spec.error]
+    if budget is None or budget.kind != "flops" or not alive:
+        return
+    probe = make_probe(task, probe_sizes(config.probe_per_class, config.min_probe, config.eta)[0], config.seed)
+    answered = {(row["content_hash"], row.get("probe_hash")) for row in previous}
+    if any((s.content_hash, probe.probe_hash) in answered or prediction_key(s, probe) in cache for s in alive):
+        return
+    cheapest = min(alive, key=lambda spec: spec.flops_per_sample)
+    cost = cheapest.flops_per_sample * len(probe)
+    if cost > budget.amount:
+        raise SelkdError(f"--budget: {budget} does not cover one teacher: the cheapest, {cheapest.teacher_id}, "
+                         f"costs {cost:.3g} FLOPs on the first round's probe of {len(probe)} images")
+
+
+def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config: ScanConfig, budget,
+                top_k: int = 5) -> dict:
+    """What the history table keeps of one scan: counts, cost, and the top teachers with their scores.
+    `new`: teachers (new or changed files) the previous scan of this output had not seen."""
+    top = result.ranked[:top_k]
+    return {"scanned_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "task": task.name,
+            "task_hash": task.content_hash, "zoo_size": zoo_size, "new": new,
+            "ran": sum(row.get("flops", 0) > 0 for row in result.rows), "cached": result.cached,
+            "failed": result.failed, "dropped": result.dropped, "skipped": result.skipped, "flops": result.flops,
+            "seconds": result.seconds, "budget": config.budget or "",
+            "budget_flops": budget.amount if budget is not None and budget.kind == "flops" else None,
+            "round_flops": list(result.round_flops), "scorer": config.scorers[0],
+            "top_teachers": [row["teacher_id"] for row in top], "top_scores": [float(row["score"]) for row in top]}
+
+
+def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) -> dict[str, np.ndarray]:
+    """Unit text embeddings of every label name in the zoo and the task, cached on disk by name."""
+    from .models.text import TEXT_MODEL, embed_label_names
+
+    names = sorted({name for spec in specs if spec.label_names_known for name in spec.label_names}
+                   | set(task.label_names))
+    return EmbeddingCache(cache_dir, TEXT_MODEL).lookup(names, embed_label_names)
