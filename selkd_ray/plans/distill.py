@@ -47,8 +47,8 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     The teacher's outputs on the student's images are computed by a runner actor and cached (`cache_dir`,
     default OUT/cache; pass a scan's cache to share it), unless `config.augment` makes it run online in the
     workers. Starting the same distillation again resumes its run from the latest checkpoint."""
-    from .distributed.runtime import check_gpu_workers, connect
-    from .distributed.train import fit_student
+    from ..distributed.runtime import check_gpu_workers, connect
+    from ..distributed.train import fit_student
 
     task = as_task(task, progress, address)
     check_address(address)

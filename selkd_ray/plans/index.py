@@ -37,8 +37,8 @@ def parallel_indexer(address: str | None, progress: Progress):
     def index_many(folders):
         if len(folders) < PARALLEL_INDEX_FROM:
             return index_here(folders)
-        from .distributed.indexing import index_in_tasks
-        from .distributed.runtime import connect
+        from ..distributed.indexing import index_in_tasks
+        from ..distributed.runtime import connect
 
         connect(address)
         return index_in_tasks(folders, lambda done, total: progress(Step(

@@ -21,7 +21,7 @@ from ..records import Task
 def as_task(task: Task | str | Path, progress: Progress = quiet, address: str | None = None) -> Task:
     """The task, read from its files when given a path (a large one surveyed on Ray Data, at `address` or an
     embedded Ray); each image left out as unreadable is said once, here."""
-    from .distributed.task_data import surveyor
+    from ..distributed.task_data import surveyor
 
     if isinstance(task, Task):
         return task

@@ -82,8 +82,8 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         def run_teachers(pending, probe, admit, scoring):
             nonlocal pool
             if pool is None:
-                from .distributed.runtime import connect
-                from .distributed.scan import RunnerPool
+                from ..distributed.runtime import connect
+                from ..distributed.scan import RunnerPool
 
                 connect(address)
                 pool = RunnerPool(config.max_actors, len(pending))
@@ -151,7 +151,7 @@ def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config:
 
 def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) -> dict[str, np.ndarray]:
     """Unit text embeddings of every label name in the zoo and the task, cached on disk by name."""
-    from .models.text import TEXT_MODEL, embed_label_names
+    from ..models.text import TEXT_MODEL, embed_label_names
 
     names = sorted({name for spec in specs if spec.label_names_known for name in spec.label_names}
                    | set(task.label_names))
