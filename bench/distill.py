@@ -37,7 +37,7 @@ from selkd_ray.demo.data import target_task  # noqa: E402
 from selkd_ray.demo.zoo import RECIPES, TeacherRecipe, build_zoo, digits  # noqa: E402
 from selkd_ray.training.student_data import student_data, teacher_spec  # noqa: E402
 from selkd_ray.distributed.runtime import connect  # noqa: E402
-from selkd_ray.distributed.tasks import map_unordered  # noqa: E402
+from selkd_ray.distributed.fan_out import fan_out  # noqa: E402
 from selkd_ray.distributed.train import fit_student  # noqa: E402
 from selkd_ray.io.atomic import write_table  # noqa: E402
 from selkd_ray.training.losses import sinkhorn_distillation_loss  # noqa: E402
@@ -128,7 +128,7 @@ def students(task, calls: list[tuple[str, str | None, DistillConfig]]) -> list[d
     """Train (label, teacher, config) students as parallel Ray tasks; rows with test accuracy."""
     rows = []
     jobs = [("@task", teacher, config) for _, teacher, config in calls]
-    for index, result in map_unordered(student_accuracy_here, jobs, shared={"task": task}):
+    for index, result in fan_out(student_accuracy_here, jobs, shared={"task": task}):
         label, teacher, config = calls[index]
         rows.append({"label": label, "teacher": Path(teacher).name if teacher else "", "seed": config.seed,
                      "loss": config.loss if teacher else "ce", "lam": config.lam, "tau": config.tau, "eps": config.eps,

@@ -41,7 +41,7 @@ from common import student_accuracy_here
 from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.distributed.runtime import connect
-from selkd_ray.distributed.tasks import map_unordered
+from selkd_ray.distributed.fan_out import fan_out
 from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.models.timm_models import WEIGHTS_FILE
 from selkd_ray.records import content_hash
@@ -79,7 +79,7 @@ def build_zoo(plan: Plan, zoo_dir: Path, say) -> None:
     """Train the missing teachers as parallel Ray tasks (one CPU slot each)."""
     calls = [(teacher, str(zoo_dir / teacher.teacher_id)) for teacher in plan.teachers
              if not (zoo_dir / teacher.teacher_id / WEIGHTS_FILE).is_file()]
-    for done, (_, folder) in enumerate(map_unordered(train_bench_teacher, calls), 1):
+    for done, (_, folder) in enumerate(fan_out(train_bench_teacher, calls), 1):
         say(f"[zoo {done}/{len(calls)}] trained {Path(folder).name}")
 
 
@@ -113,7 +113,7 @@ def ground_truth(plan: Plan, zoo_dir: Path, tasks: dict, out: Path, say) -> list
                 calls.append(("@" + target, spec.path if spec else None, replace(plan.student, seed=seed)))
     say(f"ground truth: {len(rows)} students cached, {len(calls)} to train")
     started = time.perf_counter()
-    for done, (index, result) in enumerate(map_unordered(student_accuracy_here, calls, shared=tasks), 1):
+    for done, (index, result) in enumerate(fan_out(student_accuracy_here, calls, shared=tasks), 1):
         row = {**keys[index], "test_accuracy": result["test_accuracy"], "cached": False}
         write_table(pa.Table.from_pylist([row]), cache_dir / f"{row['key']}.parquet")
         rows.append(row)

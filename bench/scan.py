@@ -36,7 +36,7 @@ from selkd_ray.config import ScanConfig  # noqa: E402
 from selkd_ray.demo.data import target_task  # noqa: E402
 from selkd_ray.demo.zoo import MORE_RECIPES, RECIPES, train_teacher  # noqa: E402
 from selkd_ray.distributed.runtime import connect  # noqa: E402
-from selkd_ray.distributed.tasks import map_unordered  # noqa: E402
+from selkd_ray.distributed.fan_out import fan_out  # noqa: E402
 from selkd_ray.io.atomic import write_table  # noqa: E402
 from selkd_ray.models.forward import ForwardPath  # noqa: E402
 from selkd_ray.models.timm_models import WEIGHTS_FILE, load_teacher, save_teacher  # noqa: E402
@@ -133,7 +133,7 @@ def budget_zoo(zoo: Path, sizes: Sizes) -> list[Path]:
     recipes = RECIPES + MORE_RECIPES
     calls = [(r, i, str(zoo / r.teacher_id), 1) for i, r in enumerate(recipes)
              if not (zoo / r.teacher_id / WEIGHTS_FILE).is_file()]
-    for _ in map_unordered(train_teacher, calls):
+    for _ in fan_out(train_teacher, calls):
         pass
     for index, recipe in enumerate(recipes):
         for variant in range(sizes.budget_variants):

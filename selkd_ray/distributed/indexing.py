@@ -11,7 +11,7 @@ import ray
 
 from ..zoo.index import Entry, index_teacher
 from ..zoo.layout import TeacherFolder
-from .tasks import map_unordered
+from .fan_out import fan_out
 
 CHUNKS_PER_CPU = 4  # small enough chunks that a slow teacher does not hold the last worker alone
 
@@ -21,7 +21,7 @@ def index_chunk(folders: list[TeacherFolder]) -> list[Entry]:
 
 
 def index_in_tasks(folders: list[TeacherFolder], progress: Callable[[int, int], None] | None = None) -> list[Entry]:
-    """Entries for `folders`, in their order, computed by Ray tasks (one CPU each) over the cluster's CPUs."""
+    """Entries for `folders`, in their order, computed on Ray Data (one CPU a chunk) over the cluster's CPUs."""
     if not folders:
         return []
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -30,7 +30,7 @@ def index_in_tasks(folders: list[TeacherFolder], progress: Callable[[int, int], 
     chunks = [folders[start:start + size] for start in range(0, len(folders), size)]
     entries: list[list[Entry] | None] = [None] * len(chunks)
     done = 0
-    for index, result in map_unordered(index_chunk, [(chunk,) for chunk in chunks]):
+    for index, result in fan_out(index_chunk, [(chunk,) for chunk in chunks]):
         entries[index] = result
         done += len(result)
         if progress is not None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import ray
-
 from ..io.task_images import Chunk, Survey, survey, survey_here
-from .runtime import connect, quiet_data
+from .fan_out import fan_out_in_order
+from .runtime import connect
 
 ON_RAY_FROM = 4096  # images; fewer are surveyed here
 
@@ -20,19 +19,9 @@ def chunk_rows(chunk: Chunk) -> int:
     return len(chunk.rows) or len(chunk.files)
 
 
-def survey_row(row: dict) -> dict:
-    return {"index": row["index"], "survey": survey(row["chunk"])}
-
-
 def survey_on_ray(chunks: list[Chunk]) -> list[Survey]:
-    """Each chunk's survey, in the chunks' order, computed by Ray Data tasks (one CPU each)."""
-    quiet_data()
-    items = [{"index": index, "chunk": chunk} for index, chunk in enumerate(chunks)]
-    dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(survey_row, num_cpus=1)
-    surveys: list[Survey | None] = [None] * len(chunks)
-    for row in dataset.iter_rows():
-        surveys[int(row["index"])] = row["survey"]
-    return surveys  # type: ignore[return-value]
+    """Each chunk's survey, in the chunks' order, computed on Ray Data (one CPU a chunk)."""
+    return fan_out_in_order(survey, [(chunk,) for chunk in chunks])
 
 
 def surveyor(address: str | None = None, on_ray_from: int = ON_RAY_FROM):

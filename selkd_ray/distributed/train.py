@@ -6,10 +6,10 @@ returns at once when it had finished) instead of training from scratch.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import pickle
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -18,6 +18,8 @@ import ray.train
 import torch
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer, prepare_data_loader, prepare_model
+from ray.util.queue import Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch_process_group, _TorchBackend
 
 from ..config import DistillConfig
@@ -143,93 +145,109 @@ def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
     return None
 
 
-class EpochWatcher:
-    """Calls `on_epoch(epochs done)` from a background thread as the run's checkpoints appear on disk: the
-    driver's view of a Ray Train run while `fit()` blocks (one checkpoint is written per epoch)."""
+class EpochReports(ray.train.UserCallback):
+    """Ray Train's own report of each finished epoch, passed on to the driver: the callback runs in the run's
+    controller, so it puts (run index, epochs done) on a Ray queue that the driver reads while it waits."""
 
-    def __init__(self, run_dir: Path, on_epoch: Callable[[int], None], poll: float = 0.5) -> None:
-        self.run_dir, self.on_epoch, self.poll = run_dir, on_epoch, poll
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
+    def __init__(self, queue: Queue, index: int) -> None:
+        self.queue, self.index = queue, index
 
-    def watch(self) -> None:
-        seen = -1
-        while not self.stop.wait(self.poll):
-            done = len([p for p in self.run_dir.glob("checkpoint_*") if p.is_dir()]) if self.run_dir.is_dir() else 0
-            if done != seen:
-                seen = done
-                self.on_epoch(done)
-
-    def __enter__(self) -> "EpochWatcher":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        if metrics and "epoch" in metrics[0]:
+            self.queue.put((self.index, int(metrics[0]["epoch"]) + 1))
 
 
-def fit_interruptibly(trainer: TorchTrainer):
-    """`trainer.fit()` on a helper thread, the caller's thread waiting on it. Called from the main thread, fit()
-    would install Ray Train's own SIGINT handler, whose graceful abort kept a Ctrl-C'd `selkd distill` alive
-    for over a minute; this way Ctrl-C reaches the caller as KeyboardInterrupt at once (the CLI then shuts
-    Ray down, which ends the run's controller and workers; the checkpoints already written stay, and the
-    same command resumes from the last one)."""
-    outcome: dict = {}
+@dataclass(frozen=True)
+class TrainRun:
+    """One student's Ray Train run: its data, its config, where its checkpoints go and under what name."""
 
-    def run() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as err:  # handed to the waiting thread as it is
-            outcome["error"] = err
+    data: "StudentData"
+    config: DistillConfig
+    storage_path: str
+    name: str
+    max_failures: int = 2
 
-    thread = threading.Thread(target=run, name="ray-train-fit", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.storage_path) / self.name
+
+
+def trainer_for(run: TrainRun, reports: EpochReports, resume_from: Path | None) -> TorchTrainer:
+    return TorchTrainer(
+        train_func,
+        train_loop_config={"config": dataclasses.asdict(run.config), "data_ref": ray.put(run.data),
+                           "resume_from": str(resume_from) if resume_from else None},
+        scaling_config=ScalingConfig(num_workers=run.config.num_workers, use_gpu=run.config.use_gpu),
+        torch_config=LoopbackTorchConfig(),
+        run_config=RunConfig(storage_path=run.storage_path, name=run.name, callbacks=[reports],
+                             failure_config=FailureConfig(max_failures=run.max_failures)),
+    )
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def fit_run(run: TrainRun, reports: EpochReports, resume_from: Path | None) -> None:
+    """A Ray task that drives one TorchTrainer to its end: several runs go side by side as several tasks, and
+    the driver's own thread only waits (Ctrl-C reaches it at once as KeyboardInterrupt; the CLI then shuts
+    Ray down, which ends the task, its controller and its workers; the checkpoints written stay)."""
+    result = trainer_for(run, reports, resume_from).fit()
+    if result.error:
+        raise result.error
+
+
+def on_this_node() -> NodeAffinitySchedulingStrategy:
+    """The driving task stays on the driver's node: it is a waiting loop, and the driver reads the run there."""
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
+def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Run (or resume) every run's TorchTrainer side by side, each driven by a Ray task; return each run's last
+    checkpoint's state: the best-validation weights ("model"), the per-epoch history and why it stopped.
+    `on_epoch(run index, epochs done)` hears of each finished epoch from Ray Train's reports.
+
+    A run resumes from, and its result is read from, the newest whole checkpoint on disk (see `resume_state`):
+    storage is shared by every node of a run, so the driver reads what the workers wrote."""
+    from ..training.loop import finished
+
+    queue, pending = Queue(actor_options={"num_cpus": 0}), {}
+    try:
+        for index, run in enumerate(runs):
+            before = newest_checkpoint(run.run_dir)
+            if before is not None and finished(before[1], run.config):  # nothing to train: no Ray Train
+                if on_epoch is not None:
+                    on_epoch(index, len(before[1]["history"]))
+                continue
+            task = fit_run.options(scheduling_strategy=on_this_node())
+            pending[task.remote(run, EpochReports(queue, index), before[0] if before else None)] = index
+        wait_for(pending, queue, on_epoch)
+    finally:
+        queue.shutdown()
+    return [finished_state(*newest_checkpoint(run.run_dir)) for run in runs]
+
+
+def wait_for(pending: dict, queue: Queue, on_epoch: Callable[[int, int], None] | None) -> None:
+    """Wait for the driving tasks, passing on epoch reports as they come; a worker's one-line error stays one
+    line (a task file gone, say), whatever Ray Train and Ray wrapped it in."""
+    waiting = list(pending)
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.2)
+        for index, epochs in queue.get_nowait_batch(queue.qsize()):
+            if on_epoch is not None:
+                on_epoch(index, epochs)
+        for ref in done:
+            try:
+                ray.get(ref)
+            except Exception as err:  # noqa: BLE001
+                ours = selkd_error_in(err)
+                if ours is None:
+                    raise
+                raise SelkdError(str(ours).splitlines()[0]) from None
 
 
 def fit_student(data: StudentData, config: DistillConfig, storage_path: str, name: str,
                 max_failures: int = 2, on_epoch: Callable[[int], None] | None = None) -> dict:
-    """Run (or resume) the TorchTrainer; return the last checkpoint's state: the best-validation weights
-    ("model"), the per-epoch history and why it stopped. `on_epoch(n)` hears of each finished epoch.
-
-    The run resumes from, and its result is read from, the newest whole checkpoint on disk (see
-    `resume_state`): storage is shared by every node of a run, so the driver reads what the workers wrote."""
-    from ..training.loop import finished
-
-    run_dir = Path(storage_path) / name
-    before = newest_checkpoint(run_dir)
-    if before is not None and finished(before[1], config):  # the same run again: nothing to train, no Ray Train
-        if on_epoch is not None:
-            on_epoch(len(before[1]["history"]))
-        return finished_state(*before)
-    trainer = TorchTrainer(
-        train_func,
-        train_loop_config={"config": dataclasses.asdict(config), "data_ref": ray.put(data),
-                           "resume_from": str(before[0]) if before else None},
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
-        torch_config=LoopbackTorchConfig(),
-        run_config=RunConfig(storage_path=storage_path, name=name,
-                             failure_config=FailureConfig(max_failures=max_failures)),
-    )
-    try:
-        if on_epoch is None:
-            result = fit_interruptibly(trainer)
-        else:
-            with EpochWatcher(run_dir, on_epoch):
-                result = fit_interruptibly(trainer)
-        if result.error:
-            raise result.error
-    except Exception as err:  # noqa: BLE001 - a worker's one-line error stays one line (a task file gone, say)
-        ours = selkd_error_in(err)
-        if ours is None:
-            raise
-        raise SelkdError(str(ours).splitlines()[0]) from None
-    return finished_state(*newest_checkpoint(run_dir))
+    """One run of `fit_students`."""
+    hear = None if on_epoch is None else (lambda _, epochs: on_epoch(epochs))
+    return fit_students([TrainRun(data, config, storage_path, name, max_failures)], hear)[0]
 
 
 def finished_state(folder: Path, state: dict) -> dict:

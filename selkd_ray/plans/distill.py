@@ -15,7 +15,7 @@ from ..io.fs import writable_folder
 from ..io.results import write_metrics
 from ..models.timm_models import build_model, require_architecture, save_teacher
 from ..progress import Progress, Step, quiet
-from ..records import Task
+from ..records import Task, TeacherSpec
 from ..reports.plots import learning_curve
 from ..training.loop import StudentData, epoch_flops, evaluate
 from ..training.student_data import run_name, student_data, teacher_spec
@@ -38,51 +38,95 @@ class DistillResult:
     run_name: str = ""  # the Ray Train run (same inputs, same name: a rerun resumes it)
 
 
+@dataclass(frozen=True)
+class Distillation:
+    """One distillation, planned on the driver and ready to train: what the Ray Train run needs, and what the
+    plan needs after it to save, measure and report the student."""
+
+    task: Task
+    teacher: str  # the teacher folder, or "" for labels only
+    spec: TeacherSpec | None
+    config: DistillConfig
+    data: StudentData
+    name: str  # the student's name in the output folder
+    out_dir: Path
+
+    def train_run(self, run: str):
+        from ..distributed.train import TrainRun
+
+        return TrainRun(self.data, self.config, str(self.out_dir / "runs"), run)
+
+
 def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | Path,
             config: DistillConfig = DistillConfig(), cost_matrix: np.ndarray | None = None,
             address: str | None = None, name: str | None = None, progress: Progress = quiet,
             cache_dir: str | Path | None = None) -> DistillResult:
     """Train a student for the task, distilled from `teacher` (a teacher folder), or from labels alone if None.
 
-    The teacher's outputs on the student's images are computed by a runner actor and cached (`cache_dir`,
-    default OUT/cache; pass a scan's cache to share it), unless `config.augment` makes it run online in the
-    workers. Starting the same distillation again resumes its run from the latest checkpoint."""
-    from ..distributed.runtime import check_gpu_workers, connect
-    from ..distributed.train import fit_student
+    The teacher's outputs on the student's images are computed on Ray Data and cached (`cache_dir`, default
+    OUT/cache; pass a scan's cache to share it), unless `config.augment` makes it run online in the workers.
+    Starting the same distillation again resumes its run from the latest checkpoint."""
+    from ..distributed.runtime import connect
 
     task = as_task(task, progress, address)
     check_address(address)
+    connect(address)
+    job = plan_distillation(task, teacher, out_dir, config, cost_matrix, name, progress, cache_dir)
+    return train_side_by_side([job], progress)[0]
+
+
+def plan_distillation(task: Task, teacher: str | Path | None, out_dir: str | Path, config: DistillConfig,
+                      cost_matrix: np.ndarray | None, name: str | None, progress: Progress,
+                      cache_dir: str | Path | None) -> Distillation:
+    """Check the inputs, fetch (or compute and cache) the teacher's outputs, and refuse a FLOPs cap that does not
+    pay for one epoch: everything before Ray Train, on the driver."""
+    from ..distributed.runtime import check_gpu_workers
+
     require_architecture(config.student, "--student")
     spec = teacher_spec(teacher) if teacher is not None else None
     if spec is None:
         config = replace(config, loss="ce")
     out_dir = writable_folder(Path(out_dir).resolve()).native()
-    connect(address)
     if config.use_gpu and (warning := check_gpu_workers(config.num_workers)):
         progress(f"warning: {warning}")
         config = replace(config, use_gpu=False)
     cache = PredictionCache(cache_dir or out_dir / "cache")
-    data = student_data(task, spec, config, cost_matrix, lambda s, images: cached_teacher_probs(s, images, cache, progress))
-    if config.max_flops:
-        needed = epoch_flops(data, config)
-        if needed > config.max_flops:
-            raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch ({needed:.3g} FLOPs)")
+    data = student_data(task, spec, config, cost_matrix, lambda s, rows: cached_teacher_probs(s, rows, cache, progress))
+    if config.max_flops and (needed := epoch_flops(data, config)) > config.max_flops:
+        raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch ({needed:.3g} FLOPs)")
     name = name or f"student-{spec.teacher_id if spec else 'labels-only'}-{config.loss}-seed{config.seed}"
-    run = run_name(name, config, spec, task, data.cost)
+    return Distillation(task, str(teacher or ""), spec, config, data, name, out_dir)
+
+
+def train_side_by_side(jobs: list[Distillation], progress: Progress = quiet) -> list[DistillResult]:
+    """Train the planned students on Ray Train, side by side (each run driven by its own Ray task), then save,
+    measure and report each one."""
+    from ..distributed.train import fit_students
+
     started = time.perf_counter()
-    def epochs(done: int) -> None:  # a line per epoch in a log; under a live bar, the bar moves
-        text = f"{name}: epoch {done}/{config.epochs}"
-        progress(Step("distill", done, config.epochs, text, text, logged=False))
-    state = fit_student(data, config, str(out_dir / "runs"), run, on_epoch=epochs)
-    student, test_accuracy = trained_student(task, data, config, state["model"])
-    student_dir = save_teacher(student, out_dir / name, task.label_names, data.input_size, data.mean, data.std)
+    runs = [run_name(job.name, job.config, job.spec, job.task, job.data.cost) for job in jobs]
+
+    def epochs(index: int, done: int) -> None:  # a line per epoch in a log; under a live bar, the bar moves
+        text = f"{jobs[index].name}: epoch {done}/{jobs[index].config.epochs}"
+        progress(Step("distill", done, jobs[index].config.epochs, text, text, logged=False))
+
+    states = fit_students([job.train_run(run) for job, run in zip(jobs, runs)], epochs)
+    return [finish(job, state, run, started, progress) for job, state, run in zip(jobs, states, runs)]
+
+
+def finish(job: Distillation, state: dict, run: str, started: float, progress: Progress) -> DistillResult:
+    """The trained student saved as a teacher folder, its test accuracy, metrics table and learning curve."""
+    task, out_dir, name = job.task, job.out_dir, job.name
+    student, test_accuracy = trained_student(task, job.data, job.config, state["model"])
+    student_dir = save_teacher(student, out_dir / name, task.label_names, job.data.input_size, job.data.mean,
+                               job.data.std)
     history = [{**row, "test_accuracy": test_accuracy if row["epoch"] == state["best_epoch"] else None,
                 "best": row["epoch"] == state["best_epoch"]} for row in state["history"]]
     metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet")
     curve = learning_curve(history, out_dir / f"{name}.curve.png", f"{name}: {state['stopped'] or 'all epochs'}")
     progress(f"student {name}: test accuracy {test_accuracy:.3f} (best epoch {state['best_epoch'] + 1} of "
              f"{len(history)}; {state['stopped'] or 'ran every epoch'}; {time.perf_counter() - started:.0f} s)")
-    return DistillResult(student_dir, metrics_path, test_accuracy, state["best_val"], history, str(teacher or ""),
+    return DistillResult(student_dir, metrics_path, test_accuracy, state["best_val"], history, job.teacher,
                          state["best_epoch"], state["stopped"], int(state["flops"]), curve, run)
 
 

@@ -5,7 +5,6 @@ guard that keeps the label-only student unless distillation beat it on the valid
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..address import check_address
-from .distill import DistillResult, distill
+from .distill import DistillResult, plan_distillation, train_side_by_side
 from .inputs import as_task, check_outputs, cost_from_scan
 from .scan import ScanResult, scan
 from .teacher_outputs import cached_teacher_probs
@@ -254,39 +253,41 @@ def race_name(run: Selection, short: list[str]) -> str:
 def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, str]:
     """Distil the winner in full, train the label-only reference, keep the one the guard picks:
     (what was kept, that student, the decision in words). The stage gets whatever the budget has left."""
-    task, config, plan, progress = run.task, run.config, run.plan, run.progress
-    students, cache, stages = run.out_dir / "students", run.out_dir / "cache", run.stages
-    left = final_allowance(plan, run.spent)
+    left = final_allowance(run.plan, run.spent)
     one_epoch = run.labels_epoch + (0 if winner.teacher_id == LABELS_ONLY else run.distilled_epoch)
     if left is not None:
-        require_final_epoch(plan.budget, left, one_epoch, f" after the scan, the race and the teachers' outputs "
-                                                          f"({run.spent:.3g} FLOPs)")
-    share = run.distilled_epoch / (run.distilled_epoch + run.labels_epoch)
-    limit = lambda part: {} if left is None else (  # noqa: E731
-        {"max_flops": left * part} if plan.budget.kind == "flops" else {"max_seconds": left * part})
+        require_final_epoch(run.plan.budget, left, one_epoch, f" after the scan, the race and the teachers' "
+                                                              f"outputs ({run.spent:.3g} FLOPs)")
     if winner.teacher_id == LABELS_ONLY:
-        started = time.perf_counter()
-        labels = distill(task, None, students, replace(config.distill, **limit(1.0)), name="final-labels-only",
-                         progress=progress, cache_dir=cache)
-        stages.append(stage_row("final labels-only", labels, time.perf_counter() - started))
+        labels, = final_students(run, [(None, "final-labels-only", 0.0, 1.0)], left)
         return LABELS_ONLY, labels, ("kept the LABEL-ONLY student: the label-only reference won the race, so no "
                                      f"shortlisted teacher helped (validation accuracy {labels.val_accuracy:.3f})")
-    _, cost = run.teacher(winner.teacher_id)
-    # The two students are independent: two Ray Train runs side by side (one worker each) instead of in turn.
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as runs:
-        distilled_run = runs.submit(distill, task, run.paths[winner.teacher_id], students,
-                                    replace(config.distill, lam=winner.lam, **limit(share)), cost_matrix=cost,
-                                    name=f"final-{winner.teacher_id}", progress=progress, cache_dir=cache)
-        labels_run = runs.submit(distill, task, None, students, replace(config.distill, **limit(1 - share)),
-                                 name="final-labels-only", progress=progress, cache_dir=cache)
-        distilled, labels = distilled_run.result(), labels_run.result()
-    wall = time.perf_counter() - started  # shared by the two side-by-side runs
-    stages += [stage_row(f"final {winner.teacher_id}", distilled, wall), stage_row("final labels-only", labels, wall)]
-    decision = guard(validation_correct(task, distilled), validation_correct(task, labels), config.guard_z,
-                     winner.teacher_id)
+    share = run.distilled_epoch / (run.distilled_epoch + run.labels_epoch)
+    distilled, labels = final_students(run, [(winner.teacher_id, f"final-{winner.teacher_id}", winner.lam, share),
+                                             (None, "final-labels-only", 0.0, 1 - share)], left)
+    decision = guard(validation_correct(run.task, distilled), validation_correct(run.task, labels),
+                     run.config.guard_z, winner.teacher_id)
     return ("distilled", distilled, decision.message) if decision.keep_distilled else \
         (LABELS_ONLY, labels, decision.message)
+
+
+def final_students(run: Selection, students: list[tuple[str | None, str, float, float]],
+                   left: float | None) -> list[DistillResult]:
+    """Train the final stage's students, each (teacher id or None, name, lambda, share of what is left), side by
+    side on Ray Train; each stage row carries the wall time they shared."""
+    config, budget, jobs = run.config.distill, run.plan.budget, []
+    for teacher_id, name, lam, share in students:
+        limit = {} if left is None else {"max_flops" if budget.kind == "flops" else "max_seconds": left * share}
+        teacher, cost = (None, None) if teacher_id is None else (run.paths[teacher_id], run.teacher(teacher_id)[1])
+        jobs.append(plan_distillation(run.task, teacher, run.out_dir / "students", replace(config, lam=lam, **limit)
+                                      if teacher_id else replace(config, **limit), cost, name, run.progress,
+                                      run.out_dir / "cache"))
+    started = time.perf_counter()
+    results = train_side_by_side(jobs, run.progress)
+    wall = time.perf_counter() - started
+    run.stages.extend(stage_row(f"final {teacher_id or LABELS_ONLY}", result, wall)
+                      for (teacher_id, *_), result in zip(students, results))
+    return results
 
 
 def stage_row(name: str, result: DistillResult, seconds: float) -> dict:
