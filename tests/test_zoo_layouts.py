@@ -241,7 +241,7 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, targ
     assert sorted(warned) == ["hf/resnet-bin", "org/cached"]
     assert np.isnan(rows["org/cached"]["score_ot-semantic"]) and np.isfinite(rows["team/named"]["score_ot-semantic"])
     # `distill --scan` finds a nested teacher's cost matrix by its folder (its id is not the folder's name)
-    from selkd_ray.api import cost_from_scan
+    from selkd_ray.plans.inputs import cost_from_scan
 
     assert cost_from_scan(result.scores_path, zoo / "team" / "named", target_task.num_classes).shape == (3, 3)
 
