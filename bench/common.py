@@ -79,5 +79,5 @@ def student_accuracy_here(task: Task, teacher: str | Path | None, config: Distil
     if spec is None:
         config = replace(config, loss="ce")
     data = student_data(task, spec, config, cost_matrix)
-    state = fit_plain(data, config)
-    return {"test_accuracy": trained_student(task, data, config, state["model"])[1], "history": state["history"]}
+    trained = fit_plain(data, config)
+    return {"test_accuracy": trained_student(task, data, config, trained.model)[1], "history": list(trained.history)}

@@ -77,8 +77,8 @@ def ray_train_overhead(task, teacher, sizes: Sizes, out: Path) -> dict:
     ray_state = fit_student(data, config, str(out / "runs"), f"overhead-{time.time_ns()}")
     ray_total = time.perf_counter() - started
     skip = 1 if sizes.overhead_epochs > 2 else 0  # the first epoch pays one-off warm-up on both sides
-    plain_epoch = statistics.median(r["seconds"] for r in plain["history"][skip:])
-    ray_epoch = statistics.median(r["seconds"] for r in ray_state["history"][skip:])
+    plain_epoch = statistics.median(r["seconds"] for r in plain.history[skip:])
+    ray_epoch = statistics.median(r["seconds"] for r in ray_state.history[skip:])
     figures = {"epochs": sizes.overhead_epochs, "plain_epoch_s": plain_epoch, "ray_train_epoch_s": ray_epoch,
                "epoch_ratio": ray_epoch / plain_epoch, "plain_run_s": plain_total, "ray_train_run_s": ray_total,
                "run_ratio": ray_total / plain_total}

@@ -55,6 +55,6 @@ def test_a_student_trains_on_the_gpu(target_task, tiny_zoo):
     spec = teacher_spec(tiny_zoo / "own-classes")
     config = DistillConfig(epochs=2, augment=True)  # the teacher runs online, on the device
     data: StudentData = student_data(target_task, spec, config, np.ones((3, 3)) - np.eye(3))
-    state = fit_plain(data, config, device="cuda")
-    assert len(state["history"]) == 2 and state["history"][-1]["val_accuracy"] > 0.5
-    assert all(tensor.device.type == "cpu" for tensor in state["model"].values())
+    trained = fit_plain(data, config, device="cuda")
+    assert len(trained.history) == 2 and trained.history[-1]["val_accuracy"] > 0.5
+    assert all(tensor.device.type == "cpu" for tensor in trained.model.values())

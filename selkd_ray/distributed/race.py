@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from ..config import DistillConfig
 from ..models.forward import choose_device, place
-from ..training.loop import StudentData, fit_epochs, loaders, new_student, ready
+from ..training.loop import LoopState, StudentData, fit_epochs, loaders, new_student, ready
 from .runtime import cpu_slots, gpu_count
 
 METRIC = "best_val_accuracy"
@@ -46,9 +46,9 @@ def race_trial(space: dict, data: dict, base: dict) -> None:
     student = place(student, device)  # in place: the optimiser's parameters move with it
     labelled_loader, all_loader = loaders(student_data, config)
 
-    def report(state: dict) -> None:
-        tune.report({METRIC: state["best_val"], "val_accuracy": state["history"][-1]["val_accuracy"],
-                     "flops": float(state["flops"]), "epoch": state["epoch"] + 1, "gpu": gpu,
+    def report(state: LoopState) -> None:
+        tune.report({METRIC: state.best_val, "val_accuracy": state.history[-1]["val_accuracy"],
+                     "flops": float(state.flops), "epoch": state.epoch + 1, "gpu": gpu,
                      "device": str(device)})
 
     fit_epochs(student, optimizer, student_data, config, device, labelled_loader, all_loader, after_epoch=report)

@@ -24,6 +24,7 @@ from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch
 
 from ..config import DistillConfig
 from ..errors import SelkdError
+from ..records import TrainedRun
 from .runtime import selkd_error_in
 
 if TYPE_CHECKING:
@@ -79,28 +80,29 @@ def train_func(job: dict) -> None:
 
     The student loop is imported here, not at the top: Ray Train's controller unpickles this function and so
     imports this module, and it needs neither timm nor POT (seconds of start-up on every run)."""
-    from ..training.loop import fit_epochs, loaders, new_student, ready
+    from ..training.loop import LoopState, fit_epochs, loaders, new_student, ready
 
     config = DistillConfig(**job["config"])
     data: StudentData = ready(ray.get(job["data_ref"]))  # the images are decoded here, on the worker
     context = ray.train.get_context()
     student, optimizer = new_student(data, config)
-    state = resume_state(ray.train.get_checkpoint(), job.get("resume_from"))
-    if state is not None:  # resume where the last written epoch ended
-        student.load_state_dict(state.pop("model"))
-        optimizer.load_state_dict(state.pop("optimizer"))
+    saved, state = resume_state(ray.train.get_checkpoint(), job.get("resume_from")), None
+    if saved is not None:  # resume where the last written epoch ended
+        student.load_state_dict(saved.pop("model"))
+        optimizer.load_state_dict(saved.pop("optimizer"))
+        state = LoopState.from_saved(saved)
     student = prepare_model(student)
     device = next(student.parameters()).device
     labelled_loader, all_loader = loaders(data, config, context.get_world_rank())
     all_loader = prepare_data_loader(all_loader, move_to_device=False)
 
-    def report(progress: dict) -> None:
-        metrics = {**progress["history"][-1], "stopped": progress["stopped"]}
+    def report(progress: LoopState) -> None:
+        metrics = {**progress.history[-1], "stopped": progress.stopped}
         with tempfile.TemporaryDirectory() as folder:
             saved = None
             if context.get_world_rank() == 0:
                 module = getattr(student, "module", student)
-                torch.save({**progress, "model": module.state_dict(), "optimizer": optimizer.state_dict()},
+                torch.save({**progress.saved(), "model": module.state_dict(), "optimizer": optimizer.state_dict()},
                            Path(folder) / STATE_FILE)
                 saved = Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=saved)
@@ -199,20 +201,20 @@ def on_this_node() -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
-def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | None = None) -> list[dict]:
+def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | None = None) -> list[TrainedRun]:
     """Run (or resume) every run's TorchTrainer side by side, each driven by a Ray task; return each run's last
     checkpoint's state: the best-validation weights ("model"), the per-epoch history and why it stopped.
     `on_epoch(run index, epochs done)` hears of each finished epoch from Ray Train's reports.
 
     A run resumes from, and its result is read from, the newest whole checkpoint on disk (see `resume_state`):
     storage is shared by every node of a run, so the driver reads what the workers wrote."""
-    from ..training.loop import finished
+    from ..training.loop import LoopState, finished
 
     queue, pending = Queue(actor_options={"num_cpus": 0}), {}
     try:
         for index, run in enumerate(runs):
             before = newest_checkpoint(run.run_dir)
-            if before is not None and finished(before[1], run.config):  # nothing to train: no Ray Train
+            if before is not None and finished(LoopState.from_saved(before[1]), run.config):  # nothing to train: no Ray Train
                 if on_epoch is not None:
                     on_epoch(index, len(before[1]["history"]))
                 continue
@@ -244,14 +246,14 @@ def wait_for(pending: dict, queue: Queue, on_epoch: Callable[[int, int], None] |
 
 
 def fit_student(data: StudentData, config: DistillConfig, storage_path: str, name: str,
-                max_failures: int = 2, on_epoch: Callable[[int], None] | None = None) -> dict:
+                max_failures: int = 2, on_epoch: Callable[[int], None] | None = None) -> TrainedRun:
     """One run of `fit_students`."""
     hear = None if on_epoch is None else (lambda _, epochs: on_epoch(epochs))
     return fit_students([TrainRun(data, config, storage_path, name, max_failures)], hear)[0]
 
 
-def finished_state(folder: Path, state: dict) -> dict:
-    """A run's result from its last checkpoint: the best-validation weights as "model"."""
-    state["model"] = state["best_model"] or state["model"]
-    state["checkpoint_path"] = str(folder)
-    return state
+def finished_state(folder: Path, saved: dict) -> TrainedRun:
+    """A run's result from its last checkpoint: the best-validation weights, else the last ones."""
+    from ..training.loop import LoopState
+
+    return LoopState.from_saved(saved).outcome(saved["model"], str(folder))

@@ -15,7 +15,7 @@ from ..io.fs import writable_folder
 from ..io.results import write_metrics
 from ..models.timm_models import build_model, require_architecture, save_teacher
 from ..progress import Progress, Step, quiet
-from ..records import Task, TeacherSpec
+from ..records import StopReason, Task, TeacherSpec, TrainedRun
 from ..reports.plots import learning_curve
 from ..training.loop import StudentData, epoch_flops, evaluate
 from ..training.student_data import run_name, student_data, teacher_spec
@@ -36,6 +36,7 @@ class DistillResult:
     flops: int = 0  # training FLOPs spent
     curve_path: Path | None = None  # learning-curve plot
     run_name: str = ""  # the Ray Train run (same inputs, same name: a rerun resumes it)
+    stop: StopReason = StopReason.NONE  # why training ended before its last epoch, as a reason
 
 
 @dataclass(frozen=True)
@@ -114,20 +115,20 @@ def train_side_by_side(jobs: list[Distillation], progress: Progress = quiet) -> 
     return [finish(job, state, run, started, progress) for job, state, run in zip(jobs, states, runs)]
 
 
-def finish(job: Distillation, state: dict, run: str, started: float, progress: Progress) -> DistillResult:
+def finish(job: Distillation, trained: TrainedRun, run: str, started: float, progress: Progress) -> DistillResult:
     """The trained student saved as a teacher folder, its test accuracy, metrics table and learning curve."""
-    task, out_dir, name = job.task, job.out_dir, job.name
-    student, test_accuracy = trained_student(task, job.data, job.config, state["model"])
+    task, out_dir, name, best = job.task, job.out_dir, job.name, trained.best_epoch
+    student, test_accuracy = trained_student(task, job.data, job.config, trained.model)
     student_dir = save_teacher(student, out_dir / name, task.label_names, job.data.input_size, job.data.mean,
                                job.data.std)
-    history = [{**row, "test_accuracy": test_accuracy if row["epoch"] == state["best_epoch"] else None,
-                "best": row["epoch"] == state["best_epoch"]} for row in state["history"]]
+    history = [{**row, "test_accuracy": test_accuracy if row["epoch"] == best else None, "best": row["epoch"] == best}
+               for row in trained.history]
     metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet")
-    curve = learning_curve(history, out_dir / f"{name}.curve.png", f"{name}: {state['stopped'] or 'all epochs'}")
-    progress(f"student {name}: test accuracy {test_accuracy:.3f} (best epoch {state['best_epoch'] + 1} of "
-             f"{len(history)}; {state['stopped'] or 'ran every epoch'}; {time.perf_counter() - started:.0f} s)")
-    return DistillResult(student_dir, metrics_path, test_accuracy, state["best_val"], history, job.teacher,
-                         state["best_epoch"], state["stopped"], int(state["flops"]), curve, run)
+    curve = learning_curve(history, out_dir / f"{name}.curve.png", f"{name}: {trained.stopped or 'all epochs'}")
+    progress(f"student {name}: test accuracy {test_accuracy:.3f} (best epoch {best + 1} of {len(history)}; "
+             f"{trained.stopped or 'ran every epoch'}; {time.perf_counter() - started:.0f} s)")
+    return DistillResult(student_dir, metrics_path, test_accuracy, trained.best_val, history, job.teacher, best,
+                         trained.stopped, trained.flops, curve, run, trained.stop)
 
 
 def trained_student(task: Task, data: StudentData, config: DistillConfig, weights: dict):

@@ -6,7 +6,7 @@ the validation split, the FLOPs budget, the best-validation weights and a resuma
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -18,7 +18,7 @@ from ..models.forward import ForwardPath, at_size, host_state, model_input, plac
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
 from ..models.timm_models import build_model, count_flops
 from ..models.preprocess import random_shift
-from ..records import Preprocessing, TaskRows, TeacherSpec
+from ..records import Preprocessing, StopReason, TaskRows, TeacherSpec, TrainedRun
 
 
 @dataclass(frozen=True)
@@ -183,82 +183,114 @@ def teacher_runs_online(data: StudentData, config: DistillConfig) -> bool:
     return data.teacher is not None and config.loss != "ce"
 
 
-def initial_state() -> dict:
-    return {"epoch": -1, "history": [], "best_val": -1.0, "best_epoch": -1, "best_model": None, "flops": 0,
-            "seconds": 0.0, "stopped": ""}
+@dataclass
+class LoopState:
+    """Where a student's training stands, beside its weights: what each checkpoint saves. Mutable, it lives in
+    the loop; it leaves as a checkpoint or as a TrainedRun."""
+
+    epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+    best_val: float = -1.0
+    best_epoch: int = -1
+    best_model: dict | None = None
+    flops: int = 0
+    seconds: float = 0.0
+    stop: StopReason = StopReason.NONE
+    stopped: str = ""  # the stop in words
+
+    def saved(self) -> dict:
+        """Plain values for a checkpoint file (the weights and optimiser are added beside them)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "stop": self.stop.value}
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "LoopState":
+        names = {f.name for f in fields(cls)} - {"stop"}
+        return cls(**{k: v for k, v in saved.items() if k in names}, stop=StopReason.of(saved))
+
+    def outcome(self, last_model: dict, checkpoint_path: str = "") -> TrainedRun:
+        return TrainedRun(self.best_model or last_model, tuple(self.history), self.best_epoch, self.best_val,
+                          int(self.flops), self.stop, self.stopped, checkpoint_path)
+
+    def halt(self, reason: StopReason, text: str) -> None:
+        self.stop, self.stopped = reason, text
 
 
-BUDGET_STOPS = ("FLOPs budget", "time budget")  # how a stop for budget begins: a later, larger budget lifts it
-
-
-def finished(state: dict, config: DistillConfig) -> bool:
+def finished(state: LoopState, config: DistillConfig) -> bool:
     """Whether resuming `state` under `config` would train nothing: every epoch done, or stopped for a reason
     no later budget lifts (a budget stop is decided again on resume, by `fit_epochs`)."""
-    stopped = state["stopped"]
-    return state["epoch"] + 1 >= config.epochs or (bool(stopped) and not stopped.startswith(BUDGET_STOPS))
+    stopped_for_good = state.stop is not StopReason.NONE and not state.stop.lifted_by_a_larger_budget
+    return state.epoch + 1 >= config.epochs or stopped_for_good
 
 
-def budget_stop(state: dict, config: DistillConfig, flops_per_epoch: int) -> str:
-    """Why the next epoch may not start under the FLOPs and time budgets ('' when it may)."""
-    if config.max_flops and state["flops"] + flops_per_epoch > config.max_flops:
-        return f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
-    done = len(state["history"])
-    if config.max_seconds and done and state["seconds"] + state["seconds"] / done > config.max_seconds:
-        return f"time budget: another epoch would pass {config.max_seconds:.0f} s"
-    return ""
+def budget_stop(state: LoopState, config: DistillConfig, flops_per_epoch: int) -> tuple[StopReason, str]:
+    """Why the next epoch may not start under the FLOPs and time budgets (StopReason.NONE when it may)."""
+    if config.max_flops and state.flops + flops_per_epoch > config.max_flops:
+        return StopReason.FLOPS_BUDGET, f"FLOPs budget: another epoch would pass {config.max_flops:.3g}"
+    done = len(state.history)
+    if config.max_seconds and done and state.seconds + state.seconds / done > config.max_seconds:
+        return StopReason.TIME_BUDGET, f"time budget: another epoch would pass {config.max_seconds:.0f} s"
+    return StopReason.NONE, ""
 
 
 def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, config: DistillConfig,
-               device: torch.device, labelled_loader, all_loader, state: dict | None = None,
-               after_epoch: Callable[[dict], None] | None = None, rank: int = 0, world_size: int = 1) -> dict:
+               device: torch.device, labelled_loader, all_loader, state: LoopState | None = None,
+               after_epoch: Callable[[LoopState], None] | None = None, rank: int = 0,
+               world_size: int = 1) -> TrainedRun:
     """Train from `state` (resume) to the end: `config.epochs`, the FLOPs or time budget, or early stopping.
     A resumed run that stopped early stays stopped, unless it stopped for a budget that has since grown.
 
     Keeps the best-validation weights; `after_epoch(state)` is the hook for reporting and checkpoints. FLOPs
     count every worker's steps; a budget is checked before each epoch (the caller checks the first)."""
-    state = state or initial_state()
+    state = state or LoopState()
     module = getattr(student, "module", student)
     teacher = ForwardPath.for_teacher(data.teacher, device) if teacher_runs_online(data, config) else None
     flops_per_epoch = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
     generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
-    if state["stopped"].startswith(BUDGET_STOPS):  # resumed with a budget that may have grown since
-        state["stopped"] = budget_stop(state, config, flops_per_epoch)
-    first = config.epochs if state["stopped"] else state["epoch"] + 1  # an early-stopped run stays stopped
+    if state.stop.lifted_by_a_larger_budget:  # resumed with a budget that may have grown since
+        state.halt(*budget_stop(state, config, flops_per_epoch))
+    first = config.epochs if state.stop is not StopReason.NONE else state.epoch + 1  # a stopped run stays so
     for epoch in range(first, config.epochs):
         if hasattr(all_loader.sampler, "set_epoch"):
             all_loader.sampler.set_epoch(epoch)
         generator.manual_seed(config.seed * 7919 + rank * 104729 + epoch)
-        started = time.perf_counter()
-        loss = train_epoch(student, optimizer, data, labelled_loader, all_loader, config, device, teacher, generator)
-        seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
-        val = evaluate(module, data, data.val_images, data.val_labels, device)
-        state["flops"] += flops_per_epoch
-        state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - started
-        state["epoch"] = epoch
-        state["history"].append({"epoch": epoch, "loss": loss, "val_accuracy": val, "flops": state["flops"],
-                                 "seconds": seconds})
-        if val > state["best_val"]:
-            state["best_val"], state["best_epoch"] = val, epoch
-            state["best_model"] = host_state(module)
-        if config.patience and epoch - state["best_epoch"] >= config.patience:
-            state["stopped"] = f"early stop: no validation gain for {config.patience} epochs"
-        if epoch + 1 < config.epochs:
-            state["stopped"] = budget_stop(state, config, flops_per_epoch) or state["stopped"]
+        one_epoch(student, optimizer, data, config, device, (labelled_loader, all_loader), teacher, generator,
+                  state, epoch, flops_per_epoch)
         if after_epoch is not None:
             after_epoch(state)
-        if state["stopped"]:
+        if state.stop is not StopReason.NONE:
             break
-    state["final_model"] = host_state(module)
-    return state
+    return state.outcome(host_state(module))
 
 
-def fit_plain(data: StudentData, config: DistillConfig, device: str = "cpu") -> dict:
+def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, config: DistillConfig,
+              device: torch.device, batches: tuple, teacher: ForwardPath | None, generator: torch.Generator,
+              state: LoopState, epoch: int, flops_per_epoch: int) -> None:
+    """Train one epoch, validate, and record it in `state`: the best weights, and whether to stop (no
+    validation gain for `patience` epochs, or a budget the next epoch would pass)."""
+    module = getattr(student, "module", student)
+    started = time.perf_counter()
+    loss = train_epoch(student, optimizer, data, *batches, config, device, teacher, generator)
+    seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
+    val = evaluate(module, data, data.val_images, data.val_labels, device)
+    state.flops += flops_per_epoch
+    state.seconds += time.perf_counter() - started
+    state.epoch = epoch
+    state.history.append({"epoch": epoch, "loss": loss, "val_accuracy": val, "flops": state.flops,
+                          "seconds": seconds})
+    if val > state.best_val:
+        state.best_val, state.best_epoch, state.best_model = val, epoch, host_state(module)
+    if config.patience and epoch - state.best_epoch >= config.patience:
+        state.halt(StopReason.EARLY_STOP, f"early stop: no validation gain for {config.patience} epochs")
+    if epoch + 1 < config.epochs and (budget := budget_stop(state, config, flops_per_epoch))[0] is not StopReason.NONE:
+        state.halt(*budget)
+
+
+def fit_plain(data: StudentData, config: DistillConfig, device: str = "cpu") -> TrainedRun:
     """The whole student loop in this process, no Ray: for benchmarks' ground truth and overhead baselines.
 
-    Returns the same state as the Ray Train job: best-validation weights and a per-epoch history."""
+    Returns what the Ray Train job returns: the best-validation weights and a per-epoch history."""
     data = ready(data)
     student, optimizer = new_student(data, config)
     student = place(student, torch.device(device))
     labelled_loader, all_loader = loaders(data, config)
-    state = fit_epochs(student, optimizer, data, config, torch.device(device), labelled_loader, all_loader)
-    return {**state, "model": state["best_model"] or state["final_model"]}
+    return fit_epochs(student, optimizer, data, config, torch.device(device), labelled_loader, all_loader)
