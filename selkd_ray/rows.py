@@ -1,0 +1,169 @@
+"""The rows of the tables the jobs write, as typed records: a teacher's score row (scores.parquet), a scan's
+history row (history.parquet), and a selection's trial, stage and decision rows (selection.parquet).
+
+Each Parquet schema is derived from its record's fields in one place (`io/results.schema_of`); a field's
+`column` metadata names an Arrow type where the Python type alone does not decide it. No pyarrow here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R")
+
+
+def int32(default: Any = None) -> Any:
+    return field(default=default, metadata={"column": "int32"})
+
+
+class Status(str, Enum):
+    """Where a teacher's scan ended."""
+
+    SCORED = "scored"  # run on this scan's last round probe
+    CACHED = "cached"  # answered from the cache (or the last scan's row) on that probe
+    DROPPED = "dropped"  # dropped by successive halving after an earlier round
+    UNFINISHED = "unfinished"  # ran in an earlier round, not in a later one: the budget was spent
+    SKIPPED = "skipped"  # never ran: the budget was spent
+    FAILED = "failed"  # could not be indexed, loaded or run
+
+    @property
+    def ranked(self) -> bool:
+        return self in (Status.SCORED, Status.CACHED, Status.DROPPED, Status.UNFINISHED)
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One teacher's row of scores.parquet: where its scan ended, its scores and what it cost."""
+
+    teacher_id: str
+    path: str
+    architecture: str
+    content_hash: str
+    status: str  # a Status value
+    error: str = ""
+    rank: int | None = int32()  # 1 = best; teachers that never ran have no rank
+    round: int | None = int32()  # the last halving round the teacher was scored in (0-based)
+    node: str = ""  # the Ray node that ran it ('' when cached)
+    score: float = math.nan  # the ranking scorer's value
+    probe_size: int | None = int32()  # probe images of its last round
+    probe_hash: str | None = None  # content hash of that probe: a rescan reuses the row when it matches
+    flops: int = 0  # forward FLOPs spent on this teacher in this scan, over its rounds (0 when cached)
+    seconds: float = 0.0
+    num_teacher_classes: int | None = int32()
+    cost_matrix: tuple[float, ...] = ()  # conditional cost M (C_T x C_S), row-major, from the whole probe
+    label_plan: str | None = None  # which teacher class carries onto each target class
+    round_scores: tuple[float, ...] = ()  # the ranking score after each halving round it reached
+    scores: dict[str, float] = field(default_factory=dict, metadata={"expand": "score_"})  # every scorer's value
+
+    CORE: ClassVar[tuple[str, ...]] = ("teacher_id", "status", "content_hash", "score", "rank")  # in every version
+
+    @property
+    def ranked(self) -> bool:
+        return Status(self.status).ranked
+
+    def score_of(self, scorer: str) -> float:
+        """This scorer's value (NaN where the teacher lacks its inputs or the row predates the scorer)."""
+        value = self.scores.get(scorer)
+        return math.nan if value is None else value
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """What the history table keeps of one scan: counts, cost, and the top teachers with their scores."""
+
+    scanned_at: str
+    task: str
+    task_hash: str
+    zoo_size: int
+    new: int  # teachers (new or changed files) the previous scan of this output had not seen
+    ran: int
+    cached: int
+    failed: int
+    dropped: int
+    skipped: int
+    flops: int
+    seconds: float
+    budget: str
+    budget_flops: float | None
+    round_flops: tuple[int, ...]
+    scorer: str
+    top_teachers: tuple[str, ...]
+    top_scores: tuple[float, ...]
+
+    CORE: ClassVar[tuple[str, ...]] = ("scanned_at", "task_hash", "zoo_size", "flops")
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One race candidate: a teacher (or labels only) at one OT weight."""
+
+    candidate: str  # teacher id or 'labels-only'
+    lam: float  # weight of the OT term
+    epochs: int = int32(0)  # epochs it ran before it finished or was stopped
+    val_accuracy: float = 0.0  # its best validation accuracy
+    flops: float = 0.0  # training FLOPs it spent
+    status: str = ""  # winner / finished / stopped early / failed: why
+    gpu: float = 0.0  # the share of a GPU the trial held
+    device: str = ""  # where it trained
+    kind: str = "trial"
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """What one stage of a selection spent: the scan, the teachers' outputs, the race, a final student."""
+
+    candidate: str  # the stage's name
+    flops: float  # forward FLOPs for the scan and the outputs, training FLOPs for the race and the students
+    seconds: float
+    val_accuracy: float | None = None  # a final student's
+    test_accuracy: float | None = None
+    epochs: int | None = int32()  # the race: its longest trial's epochs
+    budget: float | None = None  # the whole selection's FLOPs budget
+    kind: str = "stage"
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """The guard's decision: which student the selection keeps, and why in words."""
+
+    candidate: str  # the race winner's teacher id
+    lam: float
+    val_accuracy: float
+    test_accuracy: float
+    kept: str  # 'distilled' or 'labels-only'
+    message: str
+    flops: float  # everything the selection spent
+    seconds: float
+    status: str = "kept"
+    kind: str = "decision"
+
+
+SELECTION_ROWS = (TrialRow, StageRow, DecisionRow)  # one table, the columns of all three
+
+
+def as_row(record: Any) -> dict[str, Any]:
+    """A record as a table row: a field marked `expand` becomes one column per key (score_nce, ...)."""
+    row = asdict(record)
+    for spec in fields(record):
+        prefix = spec.metadata.get("expand")
+        if prefix is not None:
+            row.update({f"{prefix}{key}": value for key, value in row.pop(spec.name).items()})
+    return row
+
+
+def from_row(kind: type[R], row: dict[str, Any]) -> R:
+    """A record from a table row: columns it lacks, and nulls where the record has a value, take the field's
+    default; lists become tuples."""
+    values: dict[str, Any] = {}
+    for spec in fields(kind):  # type: ignore[arg-type]
+        prefix = spec.metadata.get("expand")
+        if prefix is not None:
+            values[spec.name] = {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+            continue
+        value = row.get(spec.name)
+        if value is None and (spec.default is not MISSING and spec.default is not None or spec.name not in row):
+            continue
+        values[spec.name] = tuple(value) if isinstance(value, list) else value
+    return kind(**values)
