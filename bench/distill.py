@@ -155,7 +155,7 @@ def run(out: Path, sizes: Sizes) -> dict:
     build_zoo(out / "same-labels", say, recipes=(SAME_LABELS,))
     task = target_task()
     ranking = scan(zoo, task, out / "scan", ScanConfig(probe_per_class=20)).ranked
-    top, bottom = ranking[0]["path"], ranking[-1]["path"]
+    top, bottom = ranking[0].path, ranking[-1].path
     say(f"scan ({ScanConfig.scorers[0]}): top {ranking[0]['teacher_id']}, bottom {ranking[-1]['teacher_id']}")
     figures = {"date": datetime.date.today().isoformat(), "machine": machine(),
                "ray_train_overhead": ray_train_overhead(task, top, sizes, out), "ot_loss_overhead": ot_loss_overhead(sizes)}

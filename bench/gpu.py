@@ -146,7 +146,7 @@ def scan_figures(out: Path, sizes: Sizes, device: torch.device) -> dict:
     started = time.perf_counter()
     result = scan(zoo, task, target / datetime.datetime.now().strftime("%H%M%S"), ScanConfig(scorers=("leep",)))
     wall = time.perf_counter() - started
-    assert result.ran == len(specs), [row["error"] for row in result.rows if row["error"]]
+    assert result.ran == len(specs), [row.error for row in result.rows if row.error]
     bare = sum(row["run_s"] for row in rows)
     images = len(specs) * len(probe)
     return {"teachers": rows, "probe_images": len(probe), "read_bandwidth_bytes_s": bandwidth,

@@ -111,7 +111,7 @@ def measure(zoo: Path, task: str, out: Path, distill: bool = False) -> None:
     config = ScanConfig(scorers=("leep",), probe_per_class=5) if distill else ScanConfig()
     result = scan(zoo, target, out / "scan", config)
     if distill:
-        best = result.ranked[0]["path"]
+        best = result.ranked[0].path
         distill_student(target, best, out / "distill", DistillConfig(student="test_resnet", epochs=1,
                         student_size="32x32", num_workers=1), cache_dir=out / "scan" / "cache")
     print(json.dumps({"after_imports": after_imports, "peak": status_mib("VmHWM"),

@@ -145,11 +145,11 @@ def evaluate_scorers(scans: dict, truth: list[dict], scorers: list[str]) -> list
     accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"] for r in truth}
     rows = []
     for (target, seed), scanned in sorted(scans.items()):
-        teachers = [row for row in scanned if row["status"] != "failed"]
-        acc = np.array([accuracy[(target, seed, row["teacher_id"])] for row in teachers])
+        teachers = [row for row in scanned if row.status != "failed"]
+        acc = np.array([accuracy[(target, seed, row.teacher_id)] for row in teachers])
         labels_only = accuracy[(target, seed, "labels-only")]
         for scorer in scorers:
-            values = np.array([row[f"score_{scorer}"] for row in teachers], dtype=float)
+            values = np.array([row.score_of(scorer) for row in teachers], dtype=float)
             rows.append({"target": target, "seed": seed, "scorer": scorer, "labels_only_accuracy": labels_only,
                          "best_gain": float(acc.max() - labels_only), **unit_metrics(values, acc)})
     return rows
@@ -236,10 +236,10 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
     colours = plt.get_cmap("tab10").colors
     for ax, scorer in zip(axes.ravel(), scorers):
         for colour, (target, rows) in zip(colours, sorted(first.items())):
-            rows = [r for r in rows if r["status"] != "failed" and np.isfinite(r[f"score_{scorer}"])]
-            values = np.array([r[f"score_{scorer}"] for r in rows])
+            rows = [r for r in rows if r.status != "failed" and np.isfinite(r.score_of(scorer))]
+            values = np.array([r.score_of(scorer) for r in rows])
             z = (values - values.mean()) / (values.std() or 1.0)
-            ax.scatter(z, [np.mean(gains[(target, r["teacher_id"])]) for r in rows], s=12, color=colour,
+            ax.scatter(z, [np.mean(gains[(target, r.teacher_id)]) for r in rows], s=12, color=colour,
                        label=target)
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.set_title(scorer, fontsize=10)

@@ -89,7 +89,7 @@ def cold_scan(zoo: Path, task, out: Path, per_class: int, actors: int) -> float:
     started = time.perf_counter()
     result = scan(zoo, task, out, ScanConfig(probe_per_class=per_class, max_actors=actors))
     seconds = time.perf_counter() - started
-    assert result.failed == 0 and result.ran == len(result.rows), [r.get("error") for r in result.rows]
+    assert result.failed == 0 and result.ran == len(result.rows), [r.error for r in result.rows]
     return seconds
 
 

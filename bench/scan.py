@@ -155,8 +155,8 @@ def budget(out: Path, sizes: Sizes) -> dict:
         halving = scan(zoo, task, out / "budget" / f"halving-{seed}",
                        ScanConfig(scorers=("ot",), seed=seed, probe_per_class=sizes.budget_per_class, eta=3,
                                   min_probe=2))
-        rows.append({"seed": seed, "full_top1": full.ranked[0]["teacher_id"],
-                     "halving_top1": halving.ranked[0]["teacher_id"], "full_flops": full.flops,
+        rows.append({"seed": seed, "full_top1": full.ranked[0].teacher_id,
+                     "halving_top1": halving.ranked[0].teacher_id, "full_flops": full.flops,
                      "halving_flops": halving.flops})
         rows[-1]["same_top1"] = rows[-1]["full_top1"] == rows[-1]["halving_top1"]
         rows[-1]["flops_fraction"] = halving.flops / full.flops

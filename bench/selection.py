@@ -56,9 +56,9 @@ def run(out: Path, bench: Plan, shortlist: int, race_epochs: int, say=print) -> 
             result = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}", config, progress=say)
             teachers = {r["teacher_id"] for r in truth if r["target"] == target and r["seed"] == seed} - {"labels-only"}
             oracle = max(accuracy[(target, seed, t)] for t in teachers)
-            top = result.scan.ranked[0]["teacher_id"]
+            top = result.scan.ranked[0].teacher_id
             distilled_epoch, _ = epoch_costs(task, config)
-            training = sum(s["flops"] for s in result.stages if s["candidate"] != "scan")
+            training = sum(s.flops for s in result.stages if s.candidate != "scan")
             rows.append({"target": target, "seed": seed, **guard_sweep(task, result),
                          "pipeline": result.test_accuracy, "kept": result.kept,
                          "winner": result.teacher, "oracle": oracle, "top_scored": accuracy[(target, seed, top)],
@@ -79,14 +79,14 @@ GUARD_Z = (0.0, 0.5, 1.0, 2.0)
 def guard_sweep(task, result) -> dict:
     """The test accuracy the pipeline would return under other guard margins: the guard needs only the two
     final students' validation results, so every z is decided on the same students."""
-    stages = {s["candidate"]: s for s in result.stages}
+    stages = {s.candidate: s for s in result.stages}
     if result.teacher == LABELS_ONLY:  # the label-only reference won the race: no guard to sweep
         return {f"z{z:g}": result.test_accuracy for z in GUARD_Z}
     students = Path(result.student_dir).parent
-    labels = DistillResult(students / "final-labels-only", None, stages["final labels-only"]["test_accuracy"],
+    labels = DistillResult(students / "final-labels-only", None, stages["final labels-only"].test_accuracy,
                            0.0, [], "")
     distilled = DistillResult(students / f"final-{result.teacher}", None,
-                              stages[f"final {result.teacher}"]["test_accuracy"], 0.0, [], result.teacher)
+                              stages[f"final {result.teacher}"].test_accuracy, 0.0, [], result.teacher)
     right = validation_correct(task, distilled), validation_correct(task, labels)
     return {f"z{z:g}": distilled.test_accuracy if guard(*right, z, result.teacher).keep_distilled
             else labels.test_accuracy for z in GUARD_Z}

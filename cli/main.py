@@ -229,7 +229,9 @@ class Display:
 
 def scan_json(result) -> dict:
     """The scan as one JSON document: counts, spending and every teacher's row (cost matrices left out)."""
-    rows = [{k: v for k, v in row.items() if k != "cost_matrix"} for row in result.rows]
+    from selkd_ray.rows import as_row
+
+    rows = [{k: v for k, v in as_row(row).items() if k != "cost_matrix"} for row in result.rows]
     return {"scores": str(result.scores_path), "catalogue": str(result.catalogue_path), "ran": result.ran,
             "cached": result.cached, "failed": result.failed, "dropped": result.dropped,
             "skipped": result.skipped, "flops": result.flops, "seconds": result.seconds, "spent": result.spent,
@@ -308,6 +310,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     from selkd_ray.config import DistillConfig
     from selkd_ray.errors import SelkdError
     from selkd_ray.plans.select import select_student
+    from selkd_ray.rows import as_row
     from selkd_ray.selection import SelectConfig
 
     try:
@@ -327,7 +330,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
         progress.result(json.dumps({"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
                                "lambda": result.lam, "test_accuracy": result.test_accuracy,
                                "val_accuracy": result.val_accuracy, "message": result.message,
-                               "stages": result.stages, "trials": result.trials,
+                               "stages": [as_row(s) for s in result.stages], "trials": [as_row(t) for t in result.trials],
                                "selection": str(result.selection_path)}, default=float))
         return
     progress.result(result.summary)

@@ -92,6 +92,13 @@ class Ledger:
             return self.flops + flops <= self.budget.amount
         return self.seconds < self.budget.amount
 
+    def charge_if_affordable(self, flops: int) -> bool:
+        """Charge `flops` when the budget pays for them now; refuse, charging nothing, when it does not."""
+        if not self.affords(flops):
+            return False
+        self.spend(flops)
+        return True
+
     def spend(self, flops: int) -> None:
         self.flops += int(flops)
 

@@ -248,6 +248,16 @@ def content_hash(*parts: object) -> str:
 
 
 @dataclass(frozen=True)
+class Assessment:
+    """One teacher assessed on a probe: every requested score, its conditional cost matrix to the target's
+    classes, and the label plan in words."""
+
+    scores: dict[str, float]
+    cost_matrix: np.ndarray  # (C_T, C_S)
+    label_plan: str
+
+
+@dataclass(frozen=True)
 class TeacherResult:
     """What running one teacher on the probe yields: its predictions, or the error that stopped it."""
 
@@ -256,7 +266,7 @@ class TeacherResult:
     error: str = ""
     node: str = ""  # address of the node that ran it (set by the Ray layer)
     skipped: bool = False  # not run: the budget was spent before its turn
-    assessment: dict | None = None  # scores etc., when the runner assessed it
+    assessment: Assessment | None = None  # when the runner assessed it
     forward_ran: bool = False  # the teacher's forward pass ran (a teacher failing to load cost no FLOPs)
 
 

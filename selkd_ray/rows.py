@@ -46,7 +46,7 @@ class ScoreRow:
     rank: int | None = int32()  # 1 = best; teachers that never ran have no rank
     round: int | None = int32()  # the last halving round the teacher was scored in (0-based)
     node: str = ""  # the Ray node that ran it ('' when cached)
-    score: float = math.nan  # the ranking scorer's value
+    score: float | None = None  # the ranking scorer's value (None for teachers that never ran)
     probe_size: int | None = int32()  # probe images of its last round
     probe_hash: str | None = None  # content hash of that probe: a rescan reuses the row when it matches
     flops: int = 0  # forward FLOPs spent on this teacher in this scan, over its rounds (0 when cached)
@@ -73,26 +73,24 @@ class ScoreRow:
 class HistoryRow:
     """What the history table keeps of one scan: counts, cost, and the top teachers with their scores."""
 
-    scanned_at: str
-    task: str
+    scanned_at: str  # ISO 8601, UTC, when the scan finished
+    task: str  # task name
     task_hash: str
-    zoo_size: int
-    new: int  # teachers (new or changed files) the previous scan of this output had not seen
-    ran: int
-    cached: int
-    failed: int
-    dropped: int
-    skipped: int
-    flops: int
-    seconds: float
-    budget: str
-    budget_flops: float | None
-    round_flops: tuple[int, ...]
-    scorer: str
-    top_teachers: tuple[str, ...]
-    top_scores: tuple[float, ...]
-
-    CORE: ClassVar[tuple[str, ...]] = ("scanned_at", "task_hash", "zoo_size", "flops")
+    zoo_size: int = int32(0)  # teachers in the catalogue
+    new: int = int32(0)  # teachers (new or changed files) the previous scan of this output had not seen
+    ran: int = int32(0)  # teachers that cost FLOPs in this scan (new ones, or cached ones on a larger probe)
+    cached: int = int32(0)  # answered from the cache or the last scan
+    failed: int = int32(0)
+    dropped: int = int32(0)  # dropped by successive halving
+    skipped: int = int32(0)  # left out by the budget
+    flops: int = 0  # forward FLOPs this scan spent
+    seconds: float = 0.0
+    budget: str = ""  # the budget as given ('' for none)
+    budget_flops: float | None = None  # the FLOPs budget (None when none or a time budget)
+    round_flops: tuple[int, ...] = ()  # cumulative FLOPs at the end of each halving round
+    scorer: str = ""  # the ranking scorer
+    top_teachers: tuple[str, ...] = ()  # best first
+    top_scores: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def test_an_unreadable_cache_entry_is_recomputed_and_rewritten(ray_session, tiny
     (tmp_path / "scores.parquet").unlink()  # the rescan then goes through the prediction cache
     again = scan(tiny_zoo, target_task, tmp_path, config)
     assert (again.ran, again.cached) == (1, 2)
-    assert [r["score"] for r in again.rows] == [r["score"] for r in first.rows]
+    assert [r.score for r in again.rows] == [r.score for r in first.rows]
     assert read_table(entries[0]).num_rows == 18  # rewritten: 6 images x 3 classes
 
 
@@ -69,7 +69,7 @@ def test_a_swapped_or_edited_cache_entry_is_not_served(ray_session, tiny_zoo, ta
     (tmp_path / "scores.parquet").unlink()
     again = scan(tiny_zoo, target_task, tmp_path, config)
     assert (again.ran, again.cached) == (2, 1)
-    assert [r["score"] for r in again.rows] == [r["score"] for r in first.rows]
+    assert [r.score for r in again.rows] == [r.score for r in first.rows]
     reasons = dict(entry.rsplit(" (", 1) for entry in again.recomputed)
     assert reasons == {str(swapped): "its teacher_hash, teacher_config is not this entry's)",
                        str(edited): "its contents do not match their checksum)"}

@@ -52,9 +52,9 @@ def test_every_scan_is_recorded_and_a_rescan_costs_only_what_is_new(scanned):
     assert history[0]["ran"] == 3 and history[0]["flops"] > 0
     assert history[1]["ran"] == 0 and history[1]["flops"] == 0  # unchanged zoo: nothing ran
     assert history[2]["ran"] == 1 and history[2]["flops"] > 0  # only the new teacher ran
-    new_rows = [r for r in results[2].rows if r["teacher_id"] == "own-classes-v2"]
-    old_rows = [r for r in results[2].rows if r["teacher_id"] != "own-classes-v2"]
-    assert new_rows[0]["flops"] > 0 and all(r["flops"] == 0 for r in old_rows if r["round"] == 0)
+    new_rows = [r for r in results[2].rows if r.teacher_id == "own-classes-v2"]
+    old_rows = [r for r in results[2].rows if r.teacher_id != "own-classes-v2"]
+    assert new_rows[0].flops > 0 and all(r.flops == 0 for r in old_rows if r.round == 0)
     assert set(history[2]["top_teachers"][:2]) == {"own-classes", "own-classes-v2"}
     assert all(len(h["top_teachers"]) == len(h["top_scores"]) for h in history)
     assert len(history[0]["round_flops"]) == 2 and history[0]["round_flops"] == sorted(history[0]["round_flops"])

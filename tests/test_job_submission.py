@@ -62,5 +62,5 @@ def test_a_scan_submitted_with_ray_job_submit_and_only_with_the_token(tiny_zoo, 
     assert document["ran"] == 3 and document["teachers"][0]["teacher_id"] == "own-classes"
     assert {row["node"] for row in document["teachers"]} == {"127.0.0.6"}  # run inside the job's cluster
     rows = read_scores(out / "scores.parquet")
-    assert rows[0]["teacher_id"] == "own-classes" and rows[0]["rank"] == 1
+    assert rows[0].teacher_id == "own-classes" and rows[0].rank == 1
     assert len(read_history(out / "history.parquet")) == 1

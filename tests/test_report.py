@@ -1,10 +1,11 @@
 """The report a person reads: a ranking table and a plot."""
 from selkd_ray.reports.plots import ranking_plot, ranking_table
+from selkd_ray.rows import ScoreRow
 
 ROWS = [
-    {"rank": 1, "teacher_id": "good", "architecture": "test_resnet", "status": "scored", "score": -0.1, "score_ot": -0.1},
-    {"rank": 2, "teacher_id": "weak", "architecture": "test_resnet", "status": "cached", "score": -0.3, "score_ot": -0.3},
-    {"rank": None, "teacher_id": "broken", "architecture": "", "status": "failed", "error": "zoo/broken: bad file"},
+    ScoreRow("good", "zoo/good", "test_resnet", "h1", "scored", rank=1, score=-0.1, scores={"ot": -0.1}),
+    ScoreRow("weak", "zoo/weak", "test_resnet", "h2", "cached", rank=2, score=-0.3, scores={"ot": -0.3}),
+    ScoreRow("broken", "zoo/broken", "", "h3", "failed", "zoo/broken: bad file"),
 ]
 
 

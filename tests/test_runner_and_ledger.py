@@ -46,7 +46,7 @@ def test_a_teacher_that_fails_before_its_forward_pass_costs_nothing(tiny_zoo, ta
     rows, ledger = run_plan(specs, target_task, Location(tmp_path), config, lambda event: None, run_teachers, None)
     cost = {spec.teacher_id: spec.flops_per_sample * 12 for spec in specs}  # 4 per class x 3 classes
     assert ledger.flops == cost["own-classes"] + cost["digits-01"]  # the one that never ran is refunded
-    assert {row["teacher_id"]: row["status"] for row in rows} == {"own-classes": "scored", "digits-01": "failed",
+    assert {row.teacher_id: row.status for row in rows} == {"own-classes": "scored", "digits-01": "failed",
                                                                    "random": "failed"}
 
 
@@ -67,7 +67,7 @@ def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tm
     notes = [str(e) for e in events if e.kind == "note"]
     assert notes == [f"probe of round 1: {most + 5} images per class asked; 'three' has {most}, 'five' has "
                      f"{most}, 'eight' has {most} (all of them used)"]
-    assert {row["probe_size"] for row in rows} == {3 * most}
+    assert {row.probe_size for row in rows} == {3 * most}
 
 
 def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):

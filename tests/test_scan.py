@@ -7,31 +7,31 @@ from selkd_ray.config import ScanConfig
 
 def test_scan_ranks_the_teacher_of_the_target_classes_first(ray_session, tiny_zoo, target_task, tmp_path):
     result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(probe_per_class=20))
-    assert [r["status"] for r in result.rows] == ["scored"] * 3
-    assert result.rows[0]["teacher_id"] == "own-classes"
-    assert result.rows[-1]["teacher_id"] in ("random", "digits-01")
+    assert [r.status for r in result.rows] == ["scored"] * 3
+    assert result.rows[0].teacher_id == "own-classes"
+    assert result.rows[-1].teacher_id in ("random", "digits-01")
     table = pq.read_table(result.scores_path)
     assert table.column("rank").to_pylist() == [1, 2, 3]
     assert all(f > 0 for f in table.column("flops").to_pylist())
-    assert "x-three" in result.rows[0]["label_plan"]
+    assert "x-three" in result.rows[0].label_plan
 
     again = scan(tiny_zoo, target_task, tmp_path, ScanConfig(probe_per_class=20))
     assert (again.ran, again.cached) == (0, 3)
-    assert [r["teacher_id"] for r in again.rows] == [r["teacher_id"] for r in result.rows]
-    assert [r["score"] for r in again.rows] == [r["score"] for r in result.rows]
+    assert [r.teacher_id for r in again.rows] == [r.teacher_id for r in result.rows]
+    assert [r.score for r in again.rows] == [r.score for r in result.rows]
 
 
 def test_corrupt_checkpoint_is_recorded_and_the_scan_goes_on(ray_session, zoo_copy, target_task, tmp_path):
     (zoo_copy / "digits-01" / "model.safetensors").write_bytes(b"not a safetensors file")
     result = scan(zoo_copy, target_task, tmp_path, ScanConfig(probe_per_class=10))
-    status = {r["teacher_id"]: r for r in result.rows}
-    assert status["digits-01"]["status"] == "failed"
+    status = {r.teacher_id: r for r in result.rows}
+    assert status["digits-01"].status == "failed"
     # found from the safetensors header when the zoo is indexed, so the scan never pays to run it
-    assert "model.safetensors: not a readable safetensors file" in status["digits-01"]["error"]
-    assert status["digits-01"]["flops"] == 0 and result.flops == sum(r["flops"] for r in result.rows)
-    assert "\n" not in status["digits-01"]["error"]
-    assert status["own-classes"]["status"] == "scored" and status["random"]["status"] == "scored"
-    assert result.rows[-1]["teacher_id"] == "digits-01" and result.rows[-1]["rank"] is None
+    assert "model.safetensors: not a readable safetensors file" in status["digits-01"].error
+    assert status["digits-01"].flops == 0 and result.flops == sum(r.flops for r in result.rows)
+    assert "\n" not in status["digits-01"].error
+    assert status["own-classes"].status == "scored" and status["random"].status == "scored"
+    assert result.rows[-1].teacher_id == "digits-01" and result.rows[-1].rank is None
 
 
 def test_prototype_and_semantic_scorers_on_a_real_scan(ray_session, tiny_zoo, target_task, tmp_path):
@@ -42,12 +42,12 @@ def test_prototype_and_semantic_scorers_on_a_real_scan(ray_session, tiny_zoo, ta
     again = scan(tiny_zoo, target_task, tmp_path, config)
     assert again.cached == 3
     for before, after in zip(first.rows, again.rows):
-        assert after["score_ot-prototype"] == before["score_ot-prototype"]  # classifier rows came from the cache
-    scores = {r["teacher_id"]: r for r in first.rows}
-    assert first.rows[0]["teacher_id"] == "own-classes"
+        assert after.scores["ot-prototype"] == before.scores["ot-prototype"]  # classifier rows came from the cache
+    scores = {r.teacher_id: r for r in first.rows}
+    assert first.rows[0].teacher_id == "own-classes"
     # 'x-three' / 'x-five' / 'x-eight' name the target's classes; 'a' / 'b' name nothing
-    assert scores["own-classes"]["score_semantic"] > scores["random"]["score_semantic"]
-    assert scores["own-classes"]["score_ot-semantic"] > scores["random"]["score_ot-semantic"]
+    assert scores["own-classes"].scores["semantic"] > scores["random"].scores["semantic"]
+    assert scores["own-classes"].scores["ot-semantic"] > scores["random"].scores["ot-semantic"]
     assert len(list((tmp_path / "cache" / "classifiers").glob("*.parquet"))) == 3
     assert list((tmp_path / "cache").glob("label-embeddings-*.parquet"))
 
@@ -56,7 +56,7 @@ def test_a_rescan_with_a_new_scorer_scores_cached_predictions(ray_session, tiny_
     scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=10))
     again = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("leep", "nce"), probe_per_class=10))
     assert (again.ran, again.cached) == (0, 3)
-    assert all(isinstance(row["score_nce"], float) for row in again.rows)
+    assert all(isinstance(row.scores["nce"], float) for row in again.rows)
 
 
 def test_a_teacher_with_non_finite_outputs_is_recorded_and_skipped(ray_session, zoo_copy, target_task, tmp_path):
@@ -67,6 +67,6 @@ def test_a_teacher_with_non_finite_outputs_is_recorded_and_skipped(ray_session, 
     weights = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()}
     save_file(weights, weights_path, metadata={"format": "pt"})
     result = scan(zoo_copy, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=5))
-    rows = {r["teacher_id"]: r for r in result.rows}
-    assert rows["random"]["status"] == "failed" and "non-finite outputs" in rows["random"]["error"]
-    assert rows["own-classes"]["status"] == rows["digits-01"]["status"] == "scored"
+    rows = {r.teacher_id: r for r in result.rows}
+    assert rows["random"].status == "failed" and "non-finite outputs" in rows["random"].error
+    assert rows["own-classes"].status == rows["digits-01"].status == "scored"

@@ -20,16 +20,16 @@ def flops_per_sample(zoo):
 def test_successive_halving_keeps_the_best_and_counts_every_round(ray_session, tiny_zoo, target_task, tmp_path):
     config = ScanConfig(scorers=("ot", "leep"), probe_per_class=8, eta=2, min_probe=2)  # rounds of 2, 4, 8 per class
     result = scan(tiny_zoo, target_task, tmp_path, config)
-    rows = {r["teacher_id"]: r for r in result.rows}
-    assert result.rows[0]["teacher_id"] == "own-classes"
-    assert (rows["own-classes"]["status"], rows["own-classes"]["round"]) == ("scored", 2)
-    assert sorted(r["status"] for r in result.rows) == ["dropped", "dropped", "scored"]
-    assert [r["rank"] for r in result.rows] == [1, 2, 3]
+    rows = {r.teacher_id: r for r in result.rows}
+    assert result.rows[0].teacher_id == "own-classes"
+    assert (rows["own-classes"].status, rows["own-classes"].round) == ("scored", 2)
+    assert sorted(r.status for r in result.rows) == ["dropped", "dropped", "scored"]
+    assert [r.rank for r in result.rows] == [1, 2, 3]
     fps = flops_per_sample(tiny_zoo)
-    assert rows["own-classes"]["flops"] == fps["own-classes"] * 3 * (2 + 4 + 8)
-    dropped_first = [r for r in result.rows if r["round"] == 0]
-    assert len(dropped_first) == 1 and dropped_first[0]["flops"] == fps[dropped_first[0]["teacher_id"]] * 3 * 2
-    assert result.flops == sum(r["flops"] for r in result.rows)
+    assert rows["own-classes"].flops == fps["own-classes"] * 3 * (2 + 4 + 8)
+    dropped_first = [r for r in result.rows if r.round == 0]
+    assert len(dropped_first) == 1 and dropped_first[0].flops == fps[dropped_first[0].teacher_id] * 3 * 2
+    assert result.flops == sum(r.flops for r in result.rows)
     assert result.dropped == 2 and "FLOPs" in result.spent
 
 
@@ -39,12 +39,12 @@ def test_flops_budget_is_never_exceeded_and_the_prescreen_picks_who_runs(ray_ses
     budget = fps["own-classes"] * 30 + 1  # exactly one teacher on a 30-image probe
     result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=10,
                                                              budget=str(budget)))
-    rows = {r["teacher_id"]: r for r in result.rows}
+    rows = {r.teacher_id: r for r in result.rows}
     # 'x-three', 'x-five', 'x-eight' name the target's classes: the semantic pre-screen runs it first
-    assert rows["own-classes"]["status"] == "scored"
-    assert sorted(r["status"] for r in result.rows) == ["scored", "skipped", "skipped"]
+    assert rows["own-classes"].status == "scored"
+    assert sorted(r.status for r in result.rows) == ["scored", "skipped", "skipped"]
     assert result.flops <= budget and result.skipped == 2
-    assert [r["rank"] for r in result.rows] == [1, None, None]
+    assert [r.rank for r in result.rows] == [1, None, None]
 
 
 def test_a_killed_runner_actor_is_restarted_and_its_teacher_retried(ray_session, wide_zoo, target_task, tmp_path):
@@ -59,7 +59,7 @@ def test_a_killed_runner_actor_is_restarted_and_its_teacher_retried(ray_session,
     result = scan(wide_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5, max_actors=1),
                   progress=kill_a_runner)
     assert killed
-    assert [r["status"] for r in result.rows] == ["scored"] * 9
+    assert [r.status for r in result.rows] == ["scored"] * 9
 
 
 def test_a_second_scan_on_the_same_output_fails_clearly(ray_session, tiny_zoo, target_task, tmp_path):
@@ -120,7 +120,7 @@ def test_rows_reused_in_a_later_round_keep_what_this_scan_spent_earlier(ray_sess
         path.unlink()
     again = scan(tiny_zoo, target_task, tmp_path, config)
     assert again.flops > 0
-    assert again.flops == sum(row["flops"] for row in again.rows)  # the ledger and the rows agree
+    assert again.flops == sum(row.flops for row in again.rows)  # the ledger and the rows agree
 
 
 def test_a_teacher_that_fails_at_indexing_is_reported_as_it_is_found(ray_session, zoo_copy, target_task, tmp_path):

@@ -36,17 +36,17 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_
     result = select_student(tiny_zoo, target_task, tmp_path, config)
     assert "no budget left for a race" in result.summary and result.trials == []
     assert result.teacher == "random"  # forced to the top, distilled without a race
-    stages = {s["candidate"]: s for s in result.stages}
+    stages = {s.candidate: s for s in result.stages}
     assert list(stages) == ["scan", "teacher outputs", "final random", "final labels-only"]
-    assert stages["teacher outputs"]["flops"] == outputs_flops(tiny_zoo, "random", target_task)  # charged
-    assert sum(s["flops"] for s in result.stages) <= float(f"{budget:.6g}")
+    assert stages["teacher outputs"].flops == outputs_flops(tiny_zoo, "random", target_task)  # charged
+    assert sum(s.flops for s in result.stages) <= float(f"{budget:.6g}")
     distilled, labels = stages["final random"], stages["final labels-only"]
-    assert result.val_accuracy >= labels["val_accuracy"]  # never worse on the split the guard may look at
+    assert result.val_accuracy >= labels.val_accuracy  # never worse on the split the guard may look at
     if result.kept == "labels-only":
-        assert result.test_accuracy == labels["test_accuracy"] and "LABEL-ONLY" in result.message
+        assert result.test_accuracy == labels.test_accuracy and "LABEL-ONLY" in result.message
     else:  # kept only when it won on validation by more than noise
-        assert distilled["val_accuracy"] > labels["val_accuracy"] and "kept the student distilled" in result.message
-    assert result.test_accuracy >= labels["test_accuracy"] - 0.05
+        assert distilled.val_accuracy > labels.val_accuracy and "kept the student distilled" in result.message
+    assert result.test_accuracy >= labels.test_accuracy - 0.05
     decision = [row for row in read_selection(result.selection_path) if row["kind"] == "decision"]
     assert decision[0]["kept"] == result.kept and decision[0]["candidate"] == "random"
 

@@ -148,7 +148,7 @@ def test_a_mixed_task_is_scanned_on_ray(ray_session, tiny_zoo, target_task, tmp_
     events = []
     result = scan(tiny_zoo, path, tmp_path / "scan", ScanConfig(scorers=("leep",), probe_per_class=5),
                   progress=events.append)
-    assert result.failed == 0 and result.ranked[0]["teacher_id"] == "own-classes"
+    assert result.failed == 0 and result.ranked[0].teacher_id == "own-classes"
     assert [str(e) for e in events if "left out" in str(e)] == [f"warning: {load_task(path).skipped[0]}"]
 
 

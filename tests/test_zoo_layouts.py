@@ -155,7 +155,7 @@ def test_timm_configs_without_label_names(tmp_path):
     for spec, expect_score in ((by_id["named"], True), (unnamed, False)):
         probs = rng.dirichlet(np.ones(spec.num_classes), 6).astype(np.float32)
         scores = assess(spec, Predictions(probs, rng.normal(size=(6, 4))), probe, ["semantic", "ot-semantic", "nce"],
-                        vectors)["scores"]
+                        vectors).scores
         assert np.isfinite(scores["nce"])
         assert np.isfinite(scores["semantic"]) == expect_score and np.isfinite(scores["ot-semantic"]) == expect_score
 
@@ -234,12 +234,12 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, targ
     events = []
     result = scan(zoo, target_task, tmp_path / "out", ScanConfig(scorers=("leep", "ot-semantic"), probe_per_class=4),
                   progress=events.append)
-    rows = {row["teacher_id"]: row for row in result.rows}
+    rows = {row.teacher_id: row for row in result.rows}
     assert sorted(rows) == ["hf/resnet-bin", "hf/vit-digits", "org/cached", "team/named"]
-    assert result.failed == 0 and all(row["rank"] is not None for row in rows.values())
+    assert result.failed == 0 and all(row.rank is not None for row in rows.values())
     warned = [e.teacher_id for e in events if e.kind == "note" and "warning:" in e.message]
     assert sorted(warned) == ["hf/resnet-bin", "org/cached"]
-    assert np.isnan(rows["org/cached"]["score_ot-semantic"]) and np.isfinite(rows["team/named"]["score_ot-semantic"])
+    assert np.isnan(rows["org/cached"].scores["ot-semantic"]) and np.isfinite(rows["team/named"].scores["ot-semantic"])
     # `distill --scan` finds a nested teacher's cost matrix by its folder (its id is not the folder's name)
     from selkd_ray.plans.inputs import cost_from_scan
 

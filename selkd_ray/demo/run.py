@@ -13,6 +13,7 @@ from ..io.fs import writable_folder
 from ..io.tasks import load_task, write_task
 from ..reports.html import write_report
 from ..plans.select import validation_correct
+from ..rows import ScoreRow
 from ..reports.plots import ranking_plot, ranking_table
 from ..selection import SelectConfig, guard
 from . import pretrained
@@ -23,7 +24,7 @@ from .zoo import RECIPES, build_zoo
 @dataclass(frozen=True)
 class DemoResult:
     out_dir: Path
-    ranking: list[dict]
+    ranking: list[ScoreRow]
     students: dict[str, DistillResult]  # top / bottom / labels-only
     reused_zoo: bool
     cached_teachers: int
@@ -55,14 +56,14 @@ def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(
     top, bottom = ranked[0], ranked[-1]
     students = {}
     for role, row in (("top", top), ("bottom", bottom), ("labels-only", None)):
-        progress(f"distilling the {role} student" + (f" from {row['teacher_id']}" if row else ""))
-        cost = cost_from_scan(result.scores_path, row["teacher_id"], task.num_classes) if row else None
-        students[role] = distill(task, row["path"] if row else None, out_dir / "students", distill_config,
+        progress(f"distilling the {role} student" + (f" from {row.teacher_id}" if row else ""))
+        cost = cost_from_scan(result.scores_path, row.teacher_id, task.num_classes) if row else None
+        students[role] = distill(task, row.path if row else None, out_dir / "students", distill_config,
                                  cost_matrix=cost, address=address, name=f"{role}-seed{distill_config.seed}",
                                  progress=progress)
     plot = ranking_plot(result.rows, config.scorers[0], out_dir / "ranking.png")
     guarded = guard(validation_correct(task, students["top"]), validation_correct(task, students["labels-only"]),
-                    SelectConfig().guard_z, top["teacher_id"]).message
+                    SelectConfig().guard_z, top.teacher_id).message
     html = write_report(out_dir / "scan")
     summary = summarise(result.rows, list(config.scorers), students, top, bottom, out_dir, plot, result.scores_path,
                         guarded, html)
@@ -79,8 +80,8 @@ def summarise(rows, scorers, students, top, bottom, out_dir, plot, scores_path, 
     lines = ["Teacher ranking (target: digits three/five/eight, 20 labels per class)",
              ranking_table(rows, scorers), "",
              "Students (same architecture, budget and seed; test split):",
-             f"  from top-ranked teacher    {top['teacher_id']:<14} {acc['top']:.3f}",
-             f"  from bottom-ranked teacher {bottom['teacher_id']:<14} {acc['bottom']:.3f}",
+             f"  from top-ranked teacher    {top.teacher_id:<14} {acc['top']:.3f}",
+             f"  from bottom-ranked teacher {bottom.teacher_id:<14} {acc['bottom']:.3f}",
              f"  from labels alone          {'':<14} {acc['labels-only']:.3f}",
              f"Verdict: {verdict}.",
              f"Guard (validation split, as `selkd select` decides): {guard_message}", "",

@@ -1,4 +1,4 @@
-"""The scan's plan, run from the driver: pre-screen, successive-halving rounds under a budget, the ranking.
+"""The scan's rounds, run from the driver: pre-screen, successive-halving rounds under a budget, the ranking.
 
 Each round scores the surviving teachers on a nested probe (cached predictions cost nothing), keeps the best
 1/eta, and gives them a probe eta times larger. Results stream into the cache as they arrive, so a killed
@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ..scoring.assessment import assess
 from ..budget import Ledger, parse_budget, probe_sizes, survivors
 from ..config import ScanConfig
+from ..errors import SelkdError
 from ..io.cache import PredictionCache, prediction_key
 from ..io.fs import Location
 from ..progress import Step
+from ..records import Assessment, Evidence, Predictions, ProbeSet, Task, TeacherResult, TeacherSpec
+from ..rows import ScoreRow, Status
+from ..scoring.assessment import assess
 from ..scoring.probe import make_probe
-from ..records import Predictions, ProbeSet, Task, TeacherSpec
 from ..scoring.runner import Scoring
-from ..scoring.scores import needs_label_embeddings
+from ..scoring.scores import SCORERS, needs_label_embeddings
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,8 @@ class ScanEvent(Step):
 
 
 LOGGED = ("round", "note", "failed")  # event kinds that also print a line under a live bar
-
-
 Events = Callable[[ScanEvent], None]
+RunTeachers = Callable[[list[TeacherSpec], ProbeSet, Callable[[TeacherSpec], bool], Scoring], Iterable[TeacherResult]]
 
 
 class Tally:
@@ -64,104 +65,145 @@ class Tally:
                               teacher_id, self.failed, self.cached, spent))
 
 
+class Rounds:
+    """The state of one scan's rounds, where it lives: every teacher's row so far, the ledger, the cache."""
+
+    def __init__(self, config: ScanConfig, events: Events, cache: PredictionCache, previous_rows: list[ScoreRow],
+                 label_embeddings: Callable[[], dict] | None) -> None:
+        self.config, self.cache, self.scorers = config, cache, list(config.scorers)
+        self.previous = {(row.content_hash, row.probe_hash): row for row in previous_rows if row.ranked}
+        self.ledger = Ledger(parse_budget(config.budget))
+        self.tally = Tally(events, self.ledger)
+        self.started = time.perf_counter()
+        self.label_embeddings = functools.cache(label_embeddings) if label_embeddings else None  # once a scan
+        wanted = self.label_embeddings and needs_label_embeddings(self.scorers)
+        self.embeddings = self.label_embeddings() if wanted else None
+        self.rows: dict[str, ScoreRow] = {}
+
+    def alive(self, specs: list[TeacherSpec], task: Task) -> list[TeacherSpec]:
+        """The teachers that can run: the broken ones recorded as failed, the rest said and pre-screened."""
+        for spec in specs:
+            if spec.error:
+                self.fail(spec, spec.error)
+            elif spec.warning:
+                self.tally.emit("note", spec.teacher_id, f"warning: {spec.warning}")
+        alive = [spec for spec in specs if not spec.error]
+        if self.config.budget and self.label_embeddings:
+            return prescreen(alive, task, self.label_embeddings, self.tally)
+        return alive
+
+    def fail(self, spec: TeacherSpec, error: str) -> None:
+        self.rows[spec.teacher_id] = failed_row(spec, error)
+        self.tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {error}")
+
+    def settle(self, row: ScoreRow, status: str, scored: list[ScoreRow]) -> None:
+        self.rows[row.teacher_id] = row
+        scored.append(row)
+        self.tally.emit(status, row.teacher_id, f"{status:<8}{row.teacher_id}  {self.scorers[0]}={row.score:.4f}")
+
+    def answer_from_cache(self, alive: list[TeacherSpec], probe: ProbeSet, round_index: int,
+                          scored: list[ScoreRow]) -> list[TeacherSpec]:
+        """Settle every teacher the last scan's table or the prediction cache answers; the rest are pending."""
+        pending = []
+        for spec in alive:
+            earlier = self.rows.get(spec.teacher_id)
+            reused = reusable(self.previous, spec, probe, self.scorers, earlier)
+            if reused is not None:
+                self.settle(replace(reused, round=round_index), "cached", scored)
+                continue
+            cached = self.cached(spec, probe)
+            if cached is None:
+                pending.append(spec)
+            else:
+                assessment = assess(spec, cached, probe, self.scorers, self.embeddings)
+                self.settle(self.result_row(spec, cached, assessment, probe, "cached", round_index), "cached", scored)
+        return pending
+
+    def cached(self, spec: TeacherSpec, probe: ProbeSet) -> Predictions | None:
+        bad = len(self.cache.rejected)
+        cached = self.cache.get(prediction_key(spec, probe))
+        if len(self.cache.rejected) > bad:
+            self.tally.emit("note", spec.teacher_id, f"cache entry {self.cache.rejected[-1]}: recomputed")
+        return cached
+
+    def run(self, pending: list[TeacherSpec], probe: ProbeSet, round_index: int, run_teachers: RunTeachers,
+            scored: list[ScoreRow]) -> None:
+        """Run the pending teachers on the runner actors, each admitted only while the budget pays for it."""
+        def admit(spec: TeacherSpec) -> bool:
+            self.ledger.seconds = time.perf_counter() - self.started
+            return self.ledger.charge_if_affordable(spec.flops_per_sample * len(probe))
+
+        by_id = {spec.teacher_id: spec for spec in pending}
+        for result in run_teachers(pending, probe, admit, Scoring(self.scorers, self.embeddings)):
+            spec = by_id[result.teacher_id]
+            if result.skipped:
+                self.skip(spec, round_index)
+            elif result.error:
+                if not result.forward_ran:  # charged before it started; a teacher that never ran costs nothing
+                    self.ledger.spend(-spec.flops_per_sample * len(probe))
+                self.fail(spec, result.error)
+            else:
+                self.cache.put(prediction_key(spec, probe), result.predictions)
+                assessment = result.assessment or assess(spec, result.predictions, probe, self.scorers, self.embeddings)
+                row = self.result_row(spec, result.predictions, assessment, probe, "scored", round_index)
+                self.settle(replace(row, node=result.node), "scored", scored)
+
+    def skip(self, spec: TeacherSpec, round_index: int) -> None:
+        earlier = self.rows.get(spec.teacher_id)
+        self.rows[spec.teacher_id] = (replace(earlier, status=Status.UNFINISHED.value) if earlier else
+                                      replace(failed_row(spec, ""), status=Status.SKIPPED.value, round=round_index))
+        self.tally.emit("skipped", spec.teacher_id, f"skipped {spec.teacher_id}: budget spent")
+
+    def result_row(self, spec: TeacherSpec, predictions: Predictions, assessment: Assessment, probe: ProbeSet,
+                   status: str, round_index: int) -> ScoreRow:
+        """One teacher's row after a round; FLOPs and seconds add up over its rounds (0 when cached)."""
+        earlier, ran = self.rows.get(spec.teacher_id), status == "scored"
+        score = assessment.scores[self.scorers[0]]
+        return ScoreRow(spec.teacher_id, spec.path, spec.architecture, spec.content_hash, status, "", None,
+                        round_index, "", score, len(probe), probe.probe_hash,
+                        (spec.flops_per_sample * len(probe) if ran else 0) + (earlier.flops if earlier else 0),
+                        (predictions.seconds if ran else 0.0) + (earlier.seconds if earlier else 0.0),
+                        spec.num_classes, tuple(assessment.cost_matrix.ravel().tolist()), assessment.label_plan,
+                        round_scores(earlier, score), dict(assessment.scores))
+
+    def drop(self, alive: list[TeacherSpec], scored: list[ScoreRow], round_index: int) -> list[TeacherSpec]:
+        """Keep the best 1/eta of this round's teachers for the next round; the rest are dropped."""
+        ranked = sorted(scored, key=score_key)
+        keep = survivors(len(ranked), self.config.eta)
+        for row in ranked[keep:]:
+            self.rows[row.teacher_id] = replace(row, status=Status.DROPPED.value)
+            self.tally.emit("dropped", row.teacher_id, f"dropped {row.teacher_id} after round {round_index + 1}")
+        kept = {row.teacher_id for row in ranked[:keep]}
+        return [spec for spec in alive if spec.teacher_id in kept]
+
+
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
-             run_teachers: Callable | None, label_embeddings: Callable[[], dict] | None,
-             previous_rows: list[dict] = (), cache: PredictionCache | None = None) -> tuple[list[dict], Ledger]:
+             run_teachers: RunTeachers | None, label_embeddings: Callable[[], dict] | None,
+             previous_rows: list[ScoreRow] = (), cache: PredictionCache | None = None) -> tuple[list[ScoreRow], Ledger]:
     """Every teacher's row (unranked) and the ledger (`cache`: default OUT/cache; its `rejected` lists the bad
     entries this scan found, each recomputed). `run_teachers(specs, probe, admit, scoring)` runs and
     assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the
     pre-screen needs them; `previous_rows` (the last scores.parquet) answer unchanged teachers without reading
     their predictions."""
-    previous = {(row["content_hash"], row.get("probe_hash")): row for row in previous_rows
-                if row.get("status") in RANKED}
-    ledger = Ledger(parse_budget(config.budget))
-    tally = Tally(events, ledger)
-    started = time.perf_counter()
-    cache = cache or PredictionCache(out_dir / "cache")
-    scorers = list(config.scorers)
-    if label_embeddings is not None:
-        label_embeddings = functools.cache(label_embeddings)  # read (or embed) the names once per scan
-    embeddings = label_embeddings() if label_embeddings and needs_label_embeddings(scorers) else None
-    rows: dict[str, dict] = {}
-    for spec in specs:
-        if spec.error:
-            rows[spec.teacher_id] = failed_row(spec, spec.error)
-            tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {spec.error}")
-    alive = [spec for spec in specs if not spec.error]
-    for spec in alive:
-        if spec.warning:
-            tally.emit("note", spec.teacher_id, f"warning: {spec.warning}")
-    alive = prescreen(alive, task, label_embeddings, tally) if config.budget and label_embeddings else alive
+    rounds = Rounds(config, events, cache or PredictionCache(out_dir / "cache"), list(previous_rows),
+                    label_embeddings)
+    alive = rounds.alive(specs, task)
     sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     for round_index, per_class in enumerate(sizes):
         probe = make_probe(task, per_class, config.seed)
         if short := short_classes(probe, per_class):
-            tally.emit("note", "", f"probe of round {round_index + 1}: {per_class} images per class asked; {short}")
-        tally.begin(len(alive), f"round {round_index + 1}/{len(sizes)}: {len(alive)} teachers on a probe of "
-                                f"{len(probe)} images ({per_class} per class)")
-        scored: list[dict] = []
-
-        def settle(spec: TeacherSpec, predictions: Predictions, status: str, node: str = "",
-                   assessment: dict | None = None) -> None:
-            assessment = assessment or assess(spec, predictions, probe, scorers, embeddings)
-            row = result_row(spec, predictions, assessment, config, probe, status, rows.get(spec.teacher_id))
-            rows[spec.teacher_id] = {**row, "round": round_index, "node": node}
-            scored.append(rows[spec.teacher_id])
-            tally.emit(status, spec.teacher_id, f"{status:<8}{spec.teacher_id}  {scorers[0]}={row['score']:.4f}")
-
-        pending = []
-        for spec in alive:
-            reused = reusable(previous, spec, probe, scorers, rows.get(spec.teacher_id))
-            if reused is not None:
-                rows[spec.teacher_id] = {**reused, "round": round_index}
-                scored.append(rows[spec.teacher_id])
-                tally.emit("cached", spec.teacher_id, f"cached  {spec.teacher_id}  {scorers[0]}={reused['score']:.4f}")
-                continue
-            bad = len(cache.rejected)
-            cached = cache.get(prediction_key(spec, probe))
-            if len(cache.rejected) > bad:
-                tally.emit("note", spec.teacher_id, f"cache entry {cache.rejected[-1]}: recomputed")
-            if cached is None:
-                pending.append(spec)
-            else:
-                settle(spec, cached, "cached")
+            rounds.tally.emit("note", "", f"probe of round {round_index + 1}: {per_class} images per class asked; {short}")
+        rounds.tally.begin(len(alive), f"round {round_index + 1}/{len(sizes)}: {len(alive)} teachers on a probe "
+                                       f"of {len(probe)} images ({per_class} per class)")
+        scored: list[ScoreRow] = []
+        pending = rounds.answer_from_cache(alive, probe, round_index, scored)
         if pending and run_teachers is not None:
-            def admit(spec: TeacherSpec) -> bool:
-                ledger.seconds = time.perf_counter() - started
-                cost = spec.flops_per_sample * len(probe)
-                if not ledger.affords(cost):
-                    return False
-                ledger.spend(cost)
-                return True
-
-            by_id = {spec.teacher_id: spec for spec in pending}
-            for result in run_teachers(pending, probe, admit, Scoring(scorers, embeddings)):
-                spec = by_id[result.teacher_id]
-                if result.skipped:
-                    earlier = rows.get(spec.teacher_id)
-                    rows[spec.teacher_id] = ({**earlier, "status": "unfinished"} if earlier else
-                                             {**failed_row(spec, ""), "status": "skipped", "round": round_index})
-                    tally.emit("skipped", spec.teacher_id, f"skipped {spec.teacher_id}: budget spent")
-                elif result.error:
-                    if not result.forward_ran:  # committed before it started; a teacher that never ran costs nothing
-                        ledger.spend(-spec.flops_per_sample * len(probe))
-                    rows[spec.teacher_id] = failed_row(spec, result.error)
-                    tally.emit("failed", spec.teacher_id, f"failed  {spec.teacher_id}: {result.error}")
-                else:
-                    cache.put(prediction_key(spec, probe), result.predictions)
-                    settle(spec, result.predictions, "scored", result.node, result.assessment)
-        ledger.seconds = time.perf_counter() - started
-        ledger.close_round()
-        if round_index == len(sizes) - 1:
-            break
-        ranked = sorted(scored, key=score_key)
-        keep = survivors(len(ranked), config.eta)
-        for row in ranked[keep:]:
-            rows[row["teacher_id"]] = {**row, "status": "dropped"}
-            tally.emit("dropped", row["teacher_id"], f"dropped {row['teacher_id']} after round {round_index + 1}")
-        kept = {row["teacher_id"] for row in ranked[:keep]}
-        alive = [spec for spec in alive if spec.teacher_id in kept]
-    return list(rows.values()), ledger
+            rounds.run(pending, probe, round_index, run_teachers, scored)
+        rounds.ledger.seconds = time.perf_counter() - rounds.started
+        rounds.ledger.close_round()
+        if round_index < len(sizes) - 1:
+            alive = rounds.drop(alive, scored, round_index)
+    return list(rounds.rows.values()), rounds.ledger
 
 
 def short_classes(probe: ProbeSet, per_class: int) -> str:
@@ -175,10 +217,6 @@ def short_classes(probe: ProbeSet, per_class: int) -> str:
 def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[], dict], tally: Tally) -> list[TeacherSpec]:
     """Order teachers by the free semantic score (label names only), best first, so that a budget too small
     for every teacher spends itself on the likeliest ones. Unchanged order when names cannot be embedded."""
-    from ..errors import SelkdError
-    from ..records import Evidence
-    from ..scoring.scores import SCORERS
-
     try:
         vectors = label_embeddings()
     except SelkdError as err:
@@ -196,60 +234,37 @@ def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[
 
 
 def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[str],
-             earlier: dict | None) -> dict | None:
+             earlier: ScoreRow | None) -> ScoreRow | None:
     """The last scan's row for this teacher on this very probe, if it holds every requested score: a rescan
     of an unchanged zoo then reads one table instead of every teacher's predictions. It costs nothing now, so
     the row carries only what this scan spent on the teacher in `earlier` rounds."""
     row = previous.get((spec.content_hash, probe.probe_hash))
-    if row is None or any(row.get(f"score_{name}") is None for name in scorers):
+    if row is None or any(row.scores.get(name) is None for name in scorers):
         return None
-    return {**{k: v for k, v in row.items() if not k.startswith("score_") or k[6:] in scorers},
-            "teacher_id": spec.teacher_id, "path": spec.path, "status": "cached",
-            "flops": (earlier or {}).get("flops", 0), "seconds": (earlier or {}).get("seconds", 0.0),
-            "node": "", "score": row[f"score_{scorers[0]}"],
-            "round_scores": round_scores(earlier, row[f"score_{scorers[0]}"])}
+    score = row.scores[scorers[0]]
+    return replace(row, teacher_id=spec.teacher_id, path=spec.path, status=Status.CACHED.value, node="",
+                   flops=earlier.flops if earlier else 0, seconds=earlier.seconds if earlier else 0.0, score=score,
+                   round_scores=round_scores(earlier, score), scores={k: row.scores[k] for k in scorers}, rank=None)
 
 
-def score_key(row: dict) -> tuple:
+def score_key(row: ScoreRow) -> tuple:
     """Best first; a NaN score (a scorer this teacher lacks inputs for) after every number; ties by id."""
-    unscored = not np.isfinite(row["score"])
-    return (unscored, 0.0 if unscored else -row["score"], row["teacher_id"])
+    unscored = not np.isfinite(row.score)
+    return (unscored, 0.0 if unscored else -row.score, row.teacher_id)
 
 
-def result_row(spec: TeacherSpec, predictions: Predictions, assessment: dict, config: ScanConfig, probe: ProbeSet,
-               status: str, previous: dict | None) -> dict:
-    """One teacher's row after a round; FLOPs and seconds add up over its rounds (0 when cached)."""
-    scores = assessment["scores"]
-    ran = status == "scored"
-    flops = spec.flops_per_sample * len(probe) if ran else 0
-    seconds = predictions.seconds if ran else 0.0
-    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
-            "content_hash": spec.content_hash, "status": status, "error": "",
-            "score": scores[config.scorers[0]], "probe_size": len(probe), "probe_hash": probe.probe_hash,
-            "flops": flops + (previous or {}).get("flops", 0),
-            "seconds": seconds + (previous or {}).get("seconds", 0.0), "num_teacher_classes": spec.num_classes,
-            "cost_matrix": assessment["cost_matrix"].ravel().tolist(), "label_plan": assessment["label_plan"],
-            "round_scores": round_scores(previous, scores[config.scorers[0]]),
-            **{f"score_{k}": v for k, v in scores.items()}}
-
-
-def round_scores(earlier: dict | None, score: float) -> list[float]:
+def round_scores(earlier: ScoreRow | None, score: float) -> tuple[float, ...]:
     """The ranking score after every round this teacher has reached in this scan, this one last."""
-    return [*((earlier or {}).get("round_scores") or []), float(score)]
+    return (*((earlier.round_scores or ()) if earlier else ()), float(score))
 
 
-def failed_row(spec: TeacherSpec, error: str) -> dict:
-    return {"teacher_id": spec.teacher_id, "path": spec.path, "architecture": spec.architecture,
-            "content_hash": spec.content_hash, "status": "failed", "error": error, "flops": 0, "seconds": 0.0}
+def failed_row(spec: TeacherSpec, error: str) -> ScoreRow:
+    return ScoreRow(spec.teacher_id, spec.path, spec.architecture, spec.content_hash, Status.FAILED.value, error)
 
 
-FINISHED = ("scored", "cached")
-RANKED = FINISHED + ("dropped", "unfinished")
-
-
-def rank_rows(rows: list[dict]) -> list[dict]:
+def rank_rows(rows: list[ScoreRow]) -> list[ScoreRow]:
     """Teachers that reached a later round first (they beat the others there), then by score; teachers that
     never ran (failed, skipped) last, unranked."""
-    good = sorted((r for r in rows if r["status"] in RANKED), key=lambda r: (-r.get("round", 0), *score_key(r)))
-    bad = sorted((r for r in rows if r["status"] not in RANKED), key=lambda r: (r["status"], r["teacher_id"]))
-    return [{**row, "rank": i + 1} for i, row in enumerate(good)] + [{**row, "rank": None} for row in bad]
+    good = sorted((r for r in rows if r.ranked), key=lambda r: (-(r.round or 0), *score_key(r)))
+    bad = sorted((r for r in rows if not r.ranked), key=lambda r: (r.status, r.teacher_id))
+    return [replace(row, rank=i + 1) for i, row in enumerate(good)] + [replace(row, rank=None) for row in bad]

@@ -47,7 +47,7 @@ def cost_from_scan(scores_path: str | Path, teacher: str | Path, num_target_clas
         raise SelkdError(f"{scores_path}: no such file; expected the scores.parquet of a scan (--scan)")
     folder = Path(teacher)
     for row in read_scores(scores_path):
-        mine = row.get("path") == str(folder.resolve()) or row["teacher_id"] == str(teacher)
-        if mine and row["cost_matrix"]:
-            return np.asarray(row["cost_matrix"]).reshape(row["num_teacher_classes"], num_target_classes)
+        mine = row.path == str(folder.resolve()) or row.teacher_id == str(teacher)
+        if mine and row.cost_matrix:
+            return np.asarray(row.cost_matrix).reshape(row.num_teacher_classes, num_target_classes)
     return None

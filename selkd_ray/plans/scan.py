@@ -23,6 +23,7 @@ from ..io.lock import ScanLock
 from ..io.results import read_scores, write_scores
 from ..progress import Progress, quiet
 from ..records import Task, TeacherSpec
+from ..rows import HistoryRow, ScoreRow
 from ..scoring.probe import make_probe
 from ..scoring.scores import SCORERS
 from ..zoo.index import require_zoo
@@ -35,7 +36,7 @@ from .inputs import as_task, check_outputs
 class ScanResult:
     scores_path: Path | str  # a Path on the local disk, else the filesystem URI
     catalogue_path: Path | str
-    rows: list[dict]  # ranked: best teacher first, failed teachers last
+    rows: list[ScoreRow]  # ranked: best teacher first, failed teachers last
     ran: int  # teachers run to the last round in this scan
     cached: int  # teachers answered from the cache in the last round
     failed: int
@@ -50,8 +51,8 @@ class ScanResult:
     recomputed: tuple[str, ...] = ()  # cache entries found bad (unreadable, another key's, failed checksum): "FILE (why)"
 
     @property
-    def ranked(self) -> list[dict]:
-        return [row for row in self.rows if row["rank"] is not None]
+    def ranked(self) -> list[ScoreRow]:
+        return [row for row in self.rows if row.rank is not None]
 
 
 
@@ -103,11 +104,11 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                 pool.close()
         ranked = rank_rows(rows)
         scores_path = write_scores(ranked, list(config.scorers), scores_location)
-        count = lambda *statuses: sum(row["status"] in statuses for row in ranked)  # noqa: E731
+        count = lambda *statuses: sum(row.status in statuses for row in ranked)  # noqa: E731
         result = ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
                             count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
                             ledger.seconds, tuple(ledger.round_flops))
-        known = {row["content_hash"] for row in previous}
+        known = {row.content_hash for row in previous}
         new = sum(spec.content_hash not in known for spec in specs)
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
                                  out_dir / "history.parquet")
@@ -116,7 +117,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
 
 
 def check_budget_floor(specs: list[TeacherSpec], task: Task, config: ScanConfig, cache: PredictionCache,
-                       previous: list[dict]) -> None:
+                       previous: list[ScoreRow]) -> None:
     """A FLOPs budget that cannot pay for a single teacher on the first round's probe (and no teacher is free
     from the cache) would skip them all: refused in one line before any work, naming the cheapest teacher."""
     budget = parse_budget(config.budget)
@@ -124,7 +125,7 @@ def check_budget_floor(specs: list[TeacherSpec], task: Task, config: ScanConfig,
     if budget is None or budget.kind != "flops" or not alive:
         return
     probe = make_probe(task, probe_sizes(config.probe_per_class, config.min_probe, config.eta)[0], config.seed)
-    answered = {(row["content_hash"], row.get("probe_hash")) for row in previous}
+    answered = {(row.content_hash, row.probe_hash) for row in previous}
     if any((s.content_hash, probe.probe_hash) in answered or prediction_key(s, probe) in cache for s in alive):
         return
     cheapest = min(alive, key=lambda spec: spec.flops_per_sample)
@@ -135,18 +136,16 @@ def check_budget_floor(specs: list[TeacherSpec], task: Task, config: ScanConfig,
 
 
 def history_row(result: ScanResult, task: Task, zoo_size: int, new: int, config: ScanConfig, budget,
-                top_k: int = 5) -> dict:
-    """What the history table keeps of one scan: counts, cost, and the top teachers with their scores.
-    `new`: teachers (new or changed files) the previous scan of this output had not seen."""
+                top_k: int = 5) -> HistoryRow:
+    """What the history table keeps of one scan. `new`: teachers (new or changed files) the previous scan of
+    this output had not seen."""
     top = result.ranked[:top_k]
-    return {"scanned_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "task": task.name,
-            "task_hash": task.content_hash, "zoo_size": zoo_size, "new": new,
-            "ran": sum(row.get("flops", 0) > 0 for row in result.rows), "cached": result.cached,
-            "failed": result.failed, "dropped": result.dropped, "skipped": result.skipped, "flops": result.flops,
-            "seconds": result.seconds, "budget": config.budget or "",
-            "budget_flops": budget.amount if budget is not None and budget.kind == "flops" else None,
-            "round_flops": list(result.round_flops), "scorer": config.scorers[0],
-            "top_teachers": [row["teacher_id"] for row in top], "top_scores": [float(row["score"]) for row in top]}
+    return HistoryRow(datetime.now(timezone.utc).isoformat(timespec="seconds"), task.name, task.content_hash,
+                      zoo_size, new, sum(row.flops > 0 for row in result.rows), result.cached, result.failed,
+                      result.dropped, result.skipped, result.flops, result.seconds, config.budget or "",
+                      budget.amount if budget is not None and budget.kind == "flops" else None,
+                      tuple(result.round_flops), config.scorers[0], tuple(row.teacher_id for row in top),
+                      tuple(float(row.score) for row in top))
 
 
 def label_embeddings(specs: list[TeacherSpec], task: Task, cache_dir: Location) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ from ..models.timm_models import require_architecture
 from ..progress import Progress, quiet
 from ..scoring.scores import SCORERS
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
+from ..rows import DecisionRow, StageRow, TrialRow
 from ..selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
                         plan_stages, race_allowance, race_epochs, race_winner, require_final_epoch,
                         shortlist)
@@ -44,8 +45,8 @@ class SelectResult:
     test_accuracy: float  # of the kept student (reported, never used to decide)
     val_accuracy: float
     message: str  # the guard's decision in words
-    stages: list[dict]  # what each stage spent
-    trials: list[dict]  # the race, one row per candidate ([] without a race)
+    stages: list[StageRow]  # what each stage spent
+    trials: list[TrialRow]  # the race, one row per candidate ([] without a race)
     scan: ScanResult
     selection_path: Path | str
     summary: str
@@ -65,13 +66,13 @@ class Selection:
     progress: Progress
     distilled_epoch: int  # training FLOPs of one epoch with a teacher, and of one label-only epoch
     labels_epoch: int
-    stages: list[dict] = field(default_factory=list)
+    stages: list[StageRow] = field(default_factory=list)
     teachers: dict[str, tuple[TeacherSpec, np.ndarray | None]] = field(default_factory=dict)
 
     @property
     def spent(self) -> float:
         """FLOPs charged so far, every stage's."""
-        return sum(stage["flops"] for stage in self.stages)
+        return sum(stage.flops for stage in self.stages)
 
     @cached_property
     def cache(self) -> PredictionCache:
@@ -110,8 +111,7 @@ class Selection:
         for teacher_id in teacher_ids:
             spec, cost = self.teacher(teacher_id)
             data[teacher_id] = student_data(self.task, spec, self.config.distill, cost, self.outputs)
-        self.stages.append({"kind": "stage", "candidate": "teacher outputs", "flops": flops,
-                            "seconds": time.perf_counter() - started})
+        self.stages.append(StageRow("teacher outputs", flops, time.perf_counter() - started))
         return data
 
 
@@ -153,27 +153,25 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
         if not scanned.ranked:
             raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
         run = Selection(task, out_dir, config, plan, scanned,
-                        {row["teacher_id"]: row["path"] for row in scanned.ranked}, progress, distilled_epoch,
+                        {row.teacher_id: row.path for row in scanned.ranked}, progress, distilled_epoch,
                         labels_epoch)
-        run.stages.append({"kind": "stage", "candidate": "scan", "flops": float(scanned.flops),
-                           "seconds": scanned.seconds})
+        run.stages.append(StageRow("scan", float(scanned.flops), scanned.seconds))
         return conclude(run, started)
 
 
 def conclude(run: Selection, started: float) -> SelectResult:
     """After the scan: the race, the final stage and the guard, then `selection.parquet` and the summary."""
     config, budget, stages = run.config, run.plan.budget, run.stages
-    ranked_ids = [row["teacher_id"] for row in run.scanned.ranked]
+    ranked_ids = [row.teacher_id for row in run.scanned.ranked]
     winner, trials, race_note = race(run, shortlist(ranked_ids, config.shortlist, config.pinned))
     if race_note:
         run.progress(race_note)
     kept, student, message = final_stage(run, winner)
-    for stage in stages:
-        stage["budget"] = budget.amount if budget is not None and budget.kind == "flops" else None
-    rows = trials + stages + [{"kind": "decision", "candidate": winner.teacher_id, "lam": winner.lam,
-                               "val_accuracy": student.val_accuracy, "test_accuracy": student.test_accuracy,
-                               "status": "kept", "kept": kept, "message": message, "flops": run.spent,
-                               "seconds": time.perf_counter() - started}]
+    amount = budget.amount if budget is not None and budget.kind == "flops" else None
+    stages = [replace(stage, budget=amount) for stage in stages]
+    decision = DecisionRow(winner.teacher_id, winner.lam, student.val_accuracy, student.test_accuracy, kept, message,
+                           run.spent, time.perf_counter() - started)
+    rows = [*trials, *stages, decision]
     selection_path = write_selection(rows, run.out_dir / "selection.parquet")
     summary = describe(stages, budget, trials, race_note, message, student)
     return SelectResult(student.student_dir, kept, winner.teacher_id, winner.lam, student.test_accuracy,
@@ -202,7 +200,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     data = {LABELS_ONLY: student_data(run.task, None, config.distill, None), **run.teacher_data(short)}
     seconds = None
     if plan.budget is not None and plan.budget.kind == "seconds":  # the outputs' wall time comes out of the race's
-        seconds = plan.race - run.stages[-1]["seconds"]  # the "teacher outputs" row just appended
+        seconds = plan.race - run.stages[-1].seconds  # the "teacher outputs" row just appended
         if seconds <= 0:
             return top, [], (f"no time left for a race after the shortlist's outputs on the student images: the "
                              f"scan's top teacher {short[0]} goes straight to distillation")
@@ -226,16 +224,15 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[dict], str]:
     order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
     best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.indices("val")), config.guard_z)
-    rows = [{"kind": "trial", "candidate": r.candidate, "lam": r.lam, "epochs": r.epochs,
-             "val_accuracy": r.best_val_accuracy, "flops": r.flops, "gpu": r.gpu, "device": r.device,
-             "status": "winner" if r is best else "finished" if r in finished else
-             f"failed: {r.error}" if r.error else "stopped early"}
+    rows = [TrialRow(r.candidate, r.lam, r.epochs, r.best_val_accuracy, r.flops,
+                     "winner" if r is best else "finished" if r in finished else
+                     f"failed: {r.error}" if r.error else "stopped early", r.gpu, r.device)
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
-    run.stages.append({"kind": "stage", "candidate": "race", "flops": float(sum(r.flops for r in results)),
-                       "epochs": max(r.epochs for r in results), "seconds": time.perf_counter() - started})
+    run.stages.append(StageRow("race", float(sum(r.flops for r in results)), time.perf_counter() - started,
+                               epochs=max(r.epochs for r in results)))
     for row in rows:
-        progress(f"race: {row['candidate']:<24} lambda {row['lam']:<4g} {row['epochs']} epochs, best validation "
-                 f"accuracy {row['val_accuracy']:.3f} ({row['status']})")
+        progress(f"race: {row.candidate:<24} lambda {row.lam:<4g} {row.epochs} epochs, best validation "
+                 f"accuracy {row.val_accuracy:.3f} ({row.status})")
     return Candidate(best.candidate, best.lam), rows, ""
 
 
@@ -290,9 +287,8 @@ def final_students(run: Selection, students: list[tuple[str | None, str, float, 
     return results
 
 
-def stage_row(name: str, result: DistillResult, seconds: float) -> dict:
-    return {"kind": "stage", "candidate": name, "flops": float(result.flops), "seconds": seconds,
-            "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy}
+def stage_row(name: str, result: DistillResult, seconds: float) -> StageRow:
+    return StageRow(name, float(result.flops), seconds, result.val_accuracy, result.test_accuracy)
 
 
 def validation_correct(task: Task, student: DistillResult) -> np.ndarray:
@@ -303,19 +299,20 @@ def validation_correct(task: Task, student: DistillResult) -> np.ndarray:
     return probs.argmax(1) == labels
 
 
-def describe(stages, budget, trials, race_note, message, student) -> str:
+def describe(stages: list[StageRow], budget: Budget | None, trials: list[TrialRow], race_note: str, message: str,
+             student: DistillResult) -> str:
     lines = ["Spent by stage:"]
     for stage in stages:
-        share = f" ({stage['flops'] / budget.amount:.1%} of the budget)" if budget and budget.kind == "flops" else ""
-        lines.append(f"  {stage['candidate']:<28} {stage['flops']:>10.3g} FLOPs {stage['seconds']:>7.1f} s{share}")
-    total = sum(s["flops"] for s in stages)
+        share = f" ({stage.flops / budget.amount:.1%} of the budget)" if budget and budget.kind == "flops" else ""
+        lines.append(f"  {stage.candidate:<28} {stage.flops:>10.3g} FLOPs {stage.seconds:>7.1f} s{share}")
+    total = sum(s.flops for s in stages)
     lines.append(f"  {'total':<28} {total:>10.3g} FLOPs" + (f" of a {budget} budget" if budget else " (no budget)"))
     if race_note:
         lines.append(race_note)
     elif trials:
-        winner = next(t for t in trials if t["status"] == "winner")
-        lines.append(f"Race winner: {winner['candidate']} (lambda {winner['lam']:g}), best validation accuracy "
-                     f"{winner['val_accuracy']:.3f} after {winner['epochs']} epochs")
+        winner = next(t for t in trials if t.status == "winner")
+        lines.append(f"Race winner: {winner.candidate} (lambda {winner.lam:g}), best validation accuracy "
+                     f"{winner.val_accuracy:.3f} after {winner.epochs} epochs")
     lines.append(f"Guard: {message}")
     lines.append(f"Student: {student.student_dir} (test accuracy {student.test_accuracy:.3f})")
     return "\n".join(lines)

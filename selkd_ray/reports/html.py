@@ -13,6 +13,7 @@ from ..errors import SelkdError
 from ..io.fs import Location
 from ..io.history import read_history
 from ..io.results import read_scores, read_selection
+from ..rows import as_row
 from .plots import (figure_png, ranking_figure, rounds_figure, spending_figure, top_changes_figure)
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
@@ -77,8 +78,8 @@ def build_report(scan_dir: "str | Path | Location", top: int = 20) -> str:
     selection = read_selection(scan_dir / "selection.parquet")
     scorer = history[-1]["scorer"] if history else "score"
     last = history[-1] if history else {}
-    ranked = [r for r in rows if r.get("rank") is not None]
-    failed = [r for r in rows if r["status"] == "failed"]
+    ranked = [r for r in rows if r.rank is not None]
+    failed = [r for r in rows if r.status == "failed"]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>selkd report: {html.escape(last.get('task', ''))}"
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>Teacher selection report: {html.escape(last.get('task', '') or scan_dir.native())}</h1>",
@@ -90,11 +91,11 @@ def build_report(scan_dir: "str | Path | Location", top: int = 20) -> str:
     if selection:
         parts.append(selection_section(selection))
     parts += ["<h2>Ranking</h2>",
-              table(ranked[:top], ["rank", "teacher_id", "architecture", "status", "score", "round", "flops"],
+              table([as_row(r) for r in ranked[:top]], ["rank", "teacher_id", "architecture", "status", "score", "round", "flops"],
                     left=("teacher_id", "architecture", "status")),
               image(figure_png(ranking_figure(ranked[:top], scorer)), "ranking with score bars")]
     if failed:
-        parts += ["<h3>Failed teachers</h3>", table(failed, ["teacher_id", "error"], left=("teacher_id", "error"))]
+        parts += ["<h3>Failed teachers</h3>", table([as_row(r) for r in failed], ["teacher_id", "error"], left=("teacher_id", "error"))]
     parts += ["<h2>Score against budget round</h2>", image(figure_png(rounds_figure(rows, scorer)), "score by round")]
     if last:
         parts += ["<h2>Spent against budget (last scan)</h2>",

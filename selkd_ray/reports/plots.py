@@ -3,22 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..rows import ScoreRow
 
-def ranking_table(rows: list[dict], scorer_names: list[str], limit: int | None = None) -> str:
+
+def ranking_table(rows: list[ScoreRow], scorer_names: list[str], limit: int | None = None) -> str:
     widths = [max(8, len(n)) for n in scorer_names]
-    name_width = max([16] + [len(row["teacher_id"]) for row in rows])
-    arch_width = max([18] + [len(row.get("architecture") or "") for row in rows])
+    name_width = max([16] + [len(row.teacher_id) for row in rows])
+    arch_width = max([18] + [len(row.architecture or "") for row in rows])
     header = f"{'rank':>4}  {'teacher':<{name_width}} {'arch':<{arch_width}} {'status':<7} " + " ".join(
         f"{n:>{w}}" for n, w in zip(scorer_names, widths))
     lines = [header, "-" * len(header)]
     for row in rows[:limit] if limit else rows:
-        if row["status"] == "failed":
-            lines.append(f"{'-':>4}  {row['teacher_id']:<{name_width}} {row['architecture'] or '?':<{arch_width}} failed  "
-                         f"{row['error']}")
+        if row.status == "failed":
+            lines.append(f"{'-':>4}  {row.teacher_id:<{name_width}} {row.architecture or '?':<{arch_width}} failed  "
+                         f"{row.error}")
             continue
-        scores = " ".join(f"{row.get(f'score_{n}', float('nan')):>{w}.4f}" for n, w in zip(scorer_names, widths))
-        lines.append(f"{row['rank']:>4}  {row['teacher_id']:<{name_width}} {row['architecture']:<{arch_width}} "
-                     f"{row['status']:<7} {scores}")
+        scores = " ".join(f"{row.score_of(n):>{w}.4f}" for n, w in zip(scorer_names, widths))
+        lines.append(f"{row.rank:>4}  {row.teacher_id:<{name_width}} {row.architecture:<{arch_width}} "
+                     f"{row.status:<7} {scores}")
     return "\n".join(lines)
 
 
@@ -32,13 +34,13 @@ def pyplot():
     return plt
 
 
-def ranking_figure(rows: list[dict], scorer: str):
+def ranking_figure(rows: list[ScoreRow], scorer: str):
     """Horizontal bars of the ranking score, best teacher on top with the longest bar."""
     plt = pyplot()
-    ranked = [r for r in rows if r["status"] != "failed" and r.get("score") is not None]
+    ranked = [r for r in rows if r.status != "failed" and r.score is not None]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranked) + 1.2))
-    names = [r["teacher_id"] for r in ranked][::-1]
-    values = [r["score"] for r in ranked][::-1]
+    names = [r.teacher_id for r in ranked][::-1]
+    values = [r.score for r in ranked][::-1]
     spread = (max(values) - min(values)) or 1.0 if values else 1.0
     floor = min(values) - 0.05 * spread if values else 0.0  # bars grow from just below the worst score
     ax.barh(names, [v - floor for v in values], left=floor, color="#4477aa")
@@ -65,28 +67,28 @@ def figure_png(fig, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def ranking_plot(rows: list[dict], scorer: str, path: str | Path) -> Path:
+def ranking_plot(rows: list[ScoreRow], scorer: str, path: str | Path) -> Path:
     return save_figure(ranking_figure(rows, scorer), path)
 
 
-def rounds_figure(rows: list[dict], scorer: str, highlight: int = 5):
+def rounds_figure(rows: list[ScoreRow], scorer: str, highlight: int = 5):
     """The ranking score of every teacher after each halving round it reached: who was dropped where, and
     how the estimate moved as the probe grew. The final top teachers are drawn in colour and named."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    ranked = [r for r in rows if r.get("rank") is not None and r.get("round_scores")]
+    ranked = [r for r in rows if r.rank is not None and r.round_scores]
     for row in reversed(ranked):
-        scores = row["round_scores"]
-        top = row["rank"] <= highlight
+        scores = row.round_scores
+        top = row.rank <= highlight
         ax.plot(range(1, len(scores) + 1), scores, marker="o", ms=3, lw=1.6 if top else 0.8,
-                color=None if top else "#bbbbbb", label=f"{row['rank']}. {row['teacher_id']}" if top else None,
+                color=None if top else "#bbbbbb", label=f"{row.rank}. {row.teacher_id}" if top else None,
                 zorder=3 if top else 1)
-    rounds = max((len(r["round_scores"]) for r in ranked), default=1)
+    rounds = max((len(r.round_scores) for r in ranked), default=1)
     ax.set_xticks(range(1, rounds + 1))
     ax.set_xlabel("halving round (the probe grows each round)")
     ax.set_ylabel(f"{scorer} score")
     ax.set_title("Score against budget round (grey: dropped or outside the top)")
-    if any(r["rank"] <= highlight for r in ranked):
+    if any(r.rank <= highlight for r in ranked):
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
@@ -141,10 +143,10 @@ def scan_summary(result) -> str:
              f"{result.dropped} dropped by halving, {result.skipped} stopped by the budget; {result.spent}"]
     dropped: dict[int, list[str]] = {}
     for row in result.rows:
-        if row["status"] == "dropped":
-            dropped.setdefault(row["round"], []).append(row["teacher_id"])
+        if row.status == "dropped":
+            dropped.setdefault(row.round, []).append(row.teacher_id)
     lines += [f"dropped after round {r + 1}: {', '.join(names)}" for r, names in sorted(dropped.items())]
-    skipped = [row["teacher_id"] for row in result.rows if row["status"] in ("skipped", "unfinished")]
+    skipped = [row.teacher_id for row in result.rows if row.status in ("skipped", "unfinished")]
     if skipped:
         lines.append(f"not run for lack of budget: {', '.join(skipped)}")
     if result.recomputed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .costs import conditional_cost, describe_plan, label_plan
-from ..records import Evidence, Predictions, ProbeSet, TeacherSpec
+from ..records import Assessment, Evidence, Predictions, ProbeSet, TeacherSpec
 from .scores import score_all
 
 
@@ -20,11 +20,10 @@ def evidence_for(spec: TeacherSpec, predictions: Predictions, probe: ProbeSet,
 
 
 def assess(spec: TeacherSpec, predictions: Predictions, probe: ProbeSet, scorer_names: list[str],
-           label_embeddings: dict[str, np.ndarray] | None = None) -> dict:
+           label_embeddings: dict[str, np.ndarray] | None = None) -> Assessment:
     """Pure: every requested score, the whole-probe conditional cost matrix and a readable label plan."""
     evidence = evidence_for(spec, predictions, probe, label_embeddings)
     scores = score_all(scorer_names, evidence)
     cost = conditional_cost(evidence.probs, probe.labels, probe.num_classes)
     plan = label_plan(evidence.probs, probe.labels, cost)
-    return {"scores": scores, "cost_matrix": cost,
-            "label_plan": describe_plan(plan, spec.label_names, probe.label_names)}
+    return Assessment(scores, cost, describe_plan(plan, spec.label_names, probe.label_names))
