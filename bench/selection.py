@@ -31,7 +31,8 @@ from selkd_ray.demo.zoo import RECIPES
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.io.atomic import write_table
 from selkd_ray.api import DistillResult
-from selkd_ray.plans.select import epoch_costs, select_student, validation_correct
+from selkd_ray.plans.select import epoch_costs, select_student
+from selkd_ray.plans.stages import validation_correct
 from selkd_ray.selection import LABELS_ONLY, SelectConfig, guard
 
 

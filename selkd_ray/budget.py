@@ -70,22 +70,39 @@ def survivors(count: int, eta: int | None) -> int:
     return count if eta is None else max(1, math.ceil(count / eta))
 
 
+@dataclass(frozen=True)
+class Charge:
+    """One thing the budget paid for: a stage's forward (and backward) passes."""
+
+    stage: str
+    flops: float
+    seconds: float = 0.0
+
+
 @dataclass
 class Ledger:
-    """What the scan has spent against its budget (FLOPs are always counted; seconds only as wall time)."""
+    """The one budget of a job: it plans what each stage may spend, charges every forward pass the tool causes
+    (the scan's probe passes, the teachers' outputs on the student's images, training with its validation
+    passes, the guard's and the test split's passes) and refuses what it cannot pay.
+
+    FLOPs are committed before work starts, so a FLOPs budget is never exceeded; a seconds budget stops new
+    starts once wall time is up. A stage's ledger (`for_stage`) has its own limit and charges its parent too,
+    so `flops` of the job's ledger is what the machine did."""
 
     budget: Budget | None
     flops: int = 0
-    seconds: float = 0.0  # wall time since the scan began, updated by the caller
+    seconds: float = 0.0  # wall time since the job (or stage) began, updated by the caller
     skipped: list[str] = field(default_factory=list)
-    round_flops: list[int] = field(default_factory=list)  # cumulative FLOPs at the end of each round
+    round_flops: list[int] = field(default_factory=list)  # the scan: cumulative FLOPs at the end of each round
+    charges: list[Charge] = field(default_factory=list)  # what each stage was charged, in order
+    reserved: float = 0.0  # FLOPs held back for a later stage (a selection's final stage and its evaluation)
+    shares: dict[str, float] = field(default_factory=dict)  # a seconds budget's fixed share per stage
+    notes: list[str] = field(default_factory=list)  # what the plan could not give, in words
+    parent: "Ledger | None" = None
 
-    def close_round(self) -> None:
-        self.round_flops.append(self.flops)
-
-    def affords(self, flops: int) -> bool:
-        """Whether a teacher costing `flops` may start now: FLOPs are committed before the teacher runs,
-        so a FLOPs budget is never exceeded; a seconds budget stops new starts once time is up."""
+    # -- charging ------------------------------------------------------------------------------------------
+    def affords(self, flops: float) -> bool:
+        """Whether work costing `flops` may start now."""
         if self.budget is None:
             return True
         if self.budget.kind == "flops":
@@ -99,9 +116,69 @@ class Ledger:
         self.spend(flops)
         return True
 
-    def spend(self, flops: int) -> None:
+    def spend(self, flops: float) -> None:
+        """Charge (or, negative, refund) FLOPs here and in the job's ledger above."""
         self.flops += int(flops)
+        if self.parent is not None:
+            self.parent.spend(flops)
 
+    def charge(self, stage: str, flops: float, seconds: float = 0.0) -> None:
+        """Record what a stage spent, charging its FLOPs (a stage whose ledger charged as it went passes 0)."""
+        self.charges.append(Charge(stage, float(flops), seconds))
+        self.spend(flops)
+
+    def close_round(self) -> None:
+        self.round_flops.append(self.flops)
+
+    # -- planning ------------------------------------------------------------------------------------------
+    def for_stage(self, limit: float | None) -> "Ledger":
+        """A ledger for one stage, limited to `limit` (FLOPs or seconds, the budget's kind), charging this one."""
+        budget = None if self.budget is None or limit is None else Budget(self.budget.kind, limit)
+        return Ledger(budget, parent=self)
+
+    def plan_selection(self, scan_share: float, final_need: float) -> float | None:
+        """Split a selection's budget before its scan; returns the scan's limit. A FLOPs budget gives the scan at
+        most `scan_share`, reserves the final stage's need (its two students and their evaluation) next, and
+        leaves the race what the scan and the teachers' outputs do not spend (`race_allowance`). A seconds
+        budget is split by fixed shares of wall time: the scan's, then the race and the final stage half each."""
+        if self.budget is None:
+            return None
+        if self.budget.kind == "seconds":
+            rest = self.budget.amount * (1 - scan_share)
+            self.shares = {"scan": self.budget.amount * scan_share, "race": rest / 2, "final": rest / 2}
+            return self.shares["scan"]
+        scan = self.budget.amount * scan_share
+        self.reserved = min(final_need, self.budget.amount - scan)
+        if self.reserved < final_need:
+            self.notes.append(f"the budget covers {self.reserved / final_need:.0%} of the final distillation's epochs")
+        return scan
+
+    def race_allowance(self) -> float | None:
+        """FLOPs the race's training may spend after everything charged so far, never the final reserve (None:
+        no FLOPs limit; a seconds budget limits the race by its wall share, `share("race")`)."""
+        if self.budget is None or self.budget.kind == "seconds":
+            return None
+        return max(0.0, self.budget.amount - self.flops - self.reserved)
+
+    def final_allowance(self) -> float | None:
+        """What the final stage may spend: a FLOPs budget's remainder (a race's savings flow here), a seconds
+        budget's share, or None without a budget."""
+        if self.budget is None:
+            return None
+        if self.budget.kind == "seconds":
+            return self.shares["final"]
+        return max(0.0, self.budget.amount - self.flops)
+
+    def share(self, stage: str) -> float | None:
+        """A seconds budget's wall-time share for a stage (None for a FLOPs budget or none)."""
+        return self.shares.get(stage)
+
+    def require(self, left: float, needed: float, what: str) -> None:
+        """Refuse in one line, before any work, a stage that `left` FLOPs cannot pay for."""
+        if self.budget is not None and self.budget.kind == "flops" and left < needed:
+            raise SelkdError(f"--budget: {self.budget} leaves {left:.3g} FLOPs for {what}; needs {needed:.3g}")
+
+    # -- in words ------------------------------------------------------------------------------------------
     def spent(self) -> float:
         return self.seconds if self.budget is not None and self.budget.kind == "seconds" else float(self.flops)
 

@@ -1,5 +1,5 @@
-"""Selection that never hurts the student, as pure arithmetic: the budget split between scan, race and final
-distillation, the race's candidates, and the guard's decision. No Ray, no I/O.
+"""Selection that never hurts the student, as pure rules: the race's candidates, its length and winner, and the
+guard's decision (the budget's split between the stages is the ledger's: budget.Ledger). No Ray, no I/O.
 
 The scan shortlists teachers; a race of short distillations (Ray Tune, ASHA) among them and a label-only
 reference picks one; the winner is distilled in full and kept only if it beats a full label-only student on
@@ -8,12 +8,11 @@ the validation split by more than noise (a paired, McNemar-style standard error)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 
-from .budget import Budget
 from .config import DistillConfig, ScanConfig, at_least
 from .errors import SelkdError
 
@@ -71,62 +70,6 @@ def shortlist(ranked_ids: list[str], k: int, pinned: tuple[str, ...] = ()) -> li
         raise SelkdError(f"--teacher: {', '.join(missing)} not among the scan's ranked teachers")
     rest = [t for t in ranked_ids if t not in pinned]
     return list(pinned) + rest[:max(0, k - len(pinned))]
-
-
-@dataclass
-class StagePlan:
-    """What each stage may spend. FLOPs budgets are split exactly (the race and the final distillation are
-    capped in FLOPs); a seconds budget is split by the same shares of wall time."""
-
-    budget: Budget | None
-    scan: float | None = None  # the scan's own budget (FLOPs or seconds)
-    race: float | None = None
-    final: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def plan_stages(budget: Budget | None, config: SelectConfig, final_need: float) -> StagePlan:
-    """Split the budget before the scan: the scan gets at most `scan_share`; the final stage (the distilled
-    student and its label-only reference) is reserved next; the race gets what is left (set after the scan,
-    from what the scan really spent: `race_allowance`)."""
-    if budget is None:
-        return StagePlan(None)
-    if budget.kind == "seconds":  # wall time: fixed shares, the race and the final stage half each of the rest
-        rest = budget.amount * (1 - config.scan_share)
-        return StagePlan(budget, budget.amount * config.scan_share, rest / 2, rest / 2)
-    scan = budget.amount * config.scan_share
-    final = min(final_need, budget.amount - scan)
-    plan = StagePlan(budget, scan, None, final)
-    if final < final_need:
-        plan.notes.append(f"the budget covers {final / final_need:.0%} of the final distillation's epochs")
-    return plan
-
-
-def race_allowance(plan: StagePlan, spent: float) -> float | None:
-    """FLOPs the race's training may spend, `spent` being everything charged before it: the scan and the
-    shortlisted teachers' forward passes over the student images (None: no FLOPs limit; a seconds budget limits
-    the race by Tune's time budget instead). Scan savings flow to the race."""
-    if plan.budget is None or plan.budget.kind == "seconds":
-        return None
-    return max(0.0, plan.budget.amount - spent - (plan.final or 0.0))
-
-
-def final_allowance(plan: StagePlan, spent: float) -> float | None:
-    """What the final stage may spend, `spent` being everything charged before it (scan, teacher outputs,
-    race): a FLOPs budget's remainder (the race never eats the reserve, a race's savings flow here), a seconds
-    budget's fixed share, or None without a budget."""
-    if plan.budget is None:
-        return None
-    if plan.budget.kind == "seconds":
-        return plan.final
-    return max(0.0, plan.budget.amount - spent)
-
-
-def require_final_epoch(budget: Budget, left: float, one_epoch: float, after: str = "") -> None:
-    """One epoch of the distilled student and of its label-only reference is the least a selection can end with."""
-    if budget.kind == "flops" and left < one_epoch:
-        raise SelkdError(f"--budget: {budget} leaves {left:.3g} FLOPs for the final distillation{after}; one "
-                         f"epoch of it and of its label-only reference needs {one_epoch:.3g}")
 
 
 def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config: SelectConfig) -> int:

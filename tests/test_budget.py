@@ -54,3 +54,55 @@ def test_probes_of_growing_size_are_nested():
     small, large = stratified_indices(labels, 4, seed=7), stratified_indices(labels, 12, seed=7)
     assert set(small) < set(large)
     assert np.bincount(labels[small]).tolist() == [4, 4, 4]
+
+
+def selection_ledger(budget, final_need: float, scan_share: float = 0.2) -> tuple[Ledger, float | None]:
+    ledger = Ledger(budget)
+    return ledger, ledger.plan_selection(scan_share, final_need)
+
+
+def test_a_flops_budget_is_split_scan_then_final_then_race():
+    ledger, scan = selection_ledger(Budget("flops", 1000.0), final_need=500.0)
+    assert (scan, ledger.reserved) == (200.0, 500.0) and not ledger.notes
+    ledger.spend(50.0)
+    assert ledger.race_allowance() == 450.0  # what the scan did not spend goes to the race
+    ledger.spend(120.0)
+    assert ledger.race_allowance() == 330.0  # the shortlist's outputs are paid before the race
+    tight, _ = selection_ledger(Budget("flops", 1000.0), final_need=2000.0)
+    assert tight.reserved == 800.0 and "40%" in tight.notes[0]
+    tight.spend(200.0)
+    assert tight.race_allowance() == 0.0
+    timed, scan = selection_ledger(Budget("seconds", 100.0), final_need=1e12)
+    timed.spend(5.0)
+    assert timed.race_allowance() is None  # Tune's time budget
+    assert selection_ledger(None, 500.0)[1] is None and Ledger(None).race_allowance() is None
+    assert (scan, timed.share("race"), timed.share("final")) == (20.0, 40.0, 40.0)
+
+
+def test_the_final_stage_gets_what_the_budget_has_left():
+    ledger, _ = selection_ledger(Budget("flops", 1000.0), final_need=500.0)
+    ledger.spend(200.0 + 50.0 + 150.0)
+    assert ledger.final_allowance() == 600.0  # scan, outputs and race spent less
+    ledger.spend(800.0)
+    assert ledger.final_allowance() == 0.0
+    timed, _ = selection_ledger(Budget("seconds", 100.0), 1.0)
+    timed.spend(1e12)
+    assert timed.final_allowance() == 40.0  # wall share
+    assert selection_ledger(None, 1.0)[0].final_allowance() is None
+
+
+def test_a_final_stage_below_one_epoch_is_refused_in_one_line():
+    what = "the final distillation after the outputs; one epoch of it and of its label-only reference"
+    Ledger(Budget("flops", 1000.0)).require(300.0, 300.0, what)
+    Ledger(Budget("seconds", 10.0)).require(0.0, 300.0, what)  # wall time is not counted in FLOPs
+    with pytest.raises(SelkdError, match=r"^--budget: 1e\+03 FLOPs leaves 299 FLOPs for the final distillation "
+                                         r"after the outputs; one epoch .* needs 300$"):
+        Ledger(Budget("flops", 1000.0)).require(299.0, 300.0, what)
+
+
+def test_a_stage_ledger_charges_the_job_and_refuses_past_its_own_share():
+    job = Ledger(Budget("flops", 1000.0))
+    scan = job.for_stage(200.0)
+    assert scan.charge_if_affordable(150) and not scan.charge_if_affordable(100)  # past the scan's share
+    job.charge("race", 300.0)
+    assert (scan.flops, job.flops) == (150, 450) and [c.stage for c in job.charges] == ["race"]

@@ -13,7 +13,7 @@ from selkd_cli.main import app
 from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.training.student_data import student_images, teacher_spec
 from selkd_ray.io.results import read_selection
-from selkd_ray.plans.select import epoch_costs, select_student
+from selkd_ray.plans.select import epoch_costs, select_student, selection_costs
 from selkd_ray.selection import SelectConfig
 
 runner = CliRunner()
@@ -55,8 +55,10 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
                                                                     tmp_path):
     distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2)))
     one_epoch, outputs = distilled_epoch + labels_epoch, outputs_flops(tiny_zoo, "own-classes", target_task)
-    # The final stage (2 epochs), the teacher's outputs (0.27 of an epoch here), a race of 2.9 epochs less the
-    # scan's spending (0.04): 2 race epochs, where forgetting the outputs would have allowed 3.
+    evaluation = selection_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2))).evaluation(2)
+    # The final stage (2 epochs and the students' test and guard passes), the teacher's outputs (0.27 of an epoch
+    # here), a race of 2.9 epochs less the scan's spending and the evaluation: 2 race epochs, where forgetting
+    # the outputs would have allowed 3.
     budget = float(f"{4.9 * one_epoch + outputs:.6g}")
     arguments = ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path), "--scorer", "leep",
                  "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2", "--race-epochs", "5",
@@ -78,7 +80,7 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert list(stages)[:3] == ["scan", "teacher outputs", "race"] and "final labels-only" in stages
     assert stages["teacher outputs"]["flops"] == outputs  # the shortlisted teacher's outputs, paid before the race
     # the race's epochs are chosen from what is left once the scan, the outputs and the final stage are paid
-    epochs = min(5, math.floor((budget - stages["scan"]["flops"] - outputs - 2 * one_epoch) / one_epoch))
+    epochs = min(5, math.floor((budget - stages["scan"]["flops"] - outputs - 2 * one_epoch - evaluation) / one_epoch))
     assert epochs == 2 and all(t["epochs"] == epochs for t in trials)  # grace 2: every trial runs what it may
     assert sum(s["flops"] for s in document["stages"]) <= budget  # scan + outputs + race + final: one budget
     winner = next(t for t in trials if t["status"] == "winner")

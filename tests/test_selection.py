@@ -2,10 +2,8 @@
 import numpy as np
 import pytest
 
-from selkd_ray.budget import Budget
 from selkd_ray.errors import SelkdError
-from selkd_ray.selection import (LABELS_ONLY, Candidate, SelectConfig, StagePlan, candidates, final_allowance, guard,
-                                 plan_stages, race_allowance, race_epochs, race_winner, require_final_epoch,
+from selkd_ray.selection import (LABELS_ONLY, Candidate, SelectConfig, candidates, guard, race_epochs, race_winner,
                                  shortlist)
 
 
@@ -50,44 +48,12 @@ def test_candidates_race_every_lambda_and_a_label_only_reference():
     assert pool[0].name == "a (lambda 0.3)" and pool[-1].name == LABELS_ONLY
 
 
-def test_a_flops_budget_is_split_scan_then_final_then_race():
-    config = SelectConfig(scan_share=0.2)
-    plan = plan_stages(Budget("flops", 1000.0), config, final_need=500.0)
-    assert (plan.scan, plan.final) == (200.0, 500.0) and not plan.notes
-    assert race_allowance(plan, spent=50.0) == 450.0  # what the scan did not spend goes to the race
-    assert race_allowance(plan, spent=50.0 + 120.0) == 330.0  # the shortlist's outputs are paid before the race
-    tight = plan_stages(Budget("flops", 1000.0), config, final_need=2000.0)
-    assert tight.final == 800.0 and "40%" in tight.notes[0]
-    assert race_allowance(tight, spent=200.0) == 0.0
-    assert race_allowance(plan_stages(Budget("seconds", 100.0), config, 1.0), 5.0) is None  # Tune's time budget
-    assert plan_stages(None, config, 500.0) == StagePlan(None)
-    timed = plan_stages(Budget("seconds", 100.0), config, final_need=1e12)
-    assert (timed.scan, timed.race, timed.final) == (20.0, 40.0, 40.0)
-
-
 def test_race_epochs_fit_every_trial_running_to_the_end():
     config = SelectConfig(race_epochs=6)
     assert race_epochs(None, [10.0, 10.0], config) == 6
     assert race_epochs(100.0, [10.0, 10.0, 5.0], config) == 4  # 4 x 25 <= 100
     assert race_epochs(1000.0, [10.0], config) == 6  # capped by the configured most
     assert race_epochs(20.0, [10.0, 10.0, 5.0], config) == 0  # not one epoch each: no race
-
-
-def test_the_final_stage_gets_what_the_budget_has_left():
-    config = SelectConfig(scan_share=0.2)
-    plan = plan_stages(Budget("flops", 1000.0), config, final_need=500.0)
-    assert final_allowance(plan, spent=200.0 + 50.0 + 150.0) == 600.0  # scan, outputs and race spent less
-    assert final_allowance(plan, spent=1200.0) == 0.0
-    assert final_allowance(plan_stages(Budget("seconds", 100.0), config, 1.0), spent=1e12) == 40.0  # wall share
-    assert final_allowance(plan_stages(None, config, 1.0), spent=5.0) is None
-
-
-def test_a_final_stage_below_one_epoch_is_refused_in_one_line():
-    require_final_epoch(Budget("flops", 1000.0), 300.0, 300.0)
-    require_final_epoch(Budget("seconds", 10.0), 0.0, 300.0)  # wall time is not counted in FLOPs
-    with pytest.raises(SelkdError, match=r"^--budget: 1e\+03 FLOPs leaves 299 FLOPs for the final distillation "
-                                         r"after the outputs; one epoch .* needs 300$"):
-        require_final_epoch(Budget("flops", 1000.0), 299.0, 300.0, " after the outputs")
 
 
 def test_the_race_winner_overtakes_a_better_ranked_teacher_only_beyond_noise():

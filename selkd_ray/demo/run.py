@@ -12,7 +12,7 @@ from ..config import DistillConfig, ScanConfig
 from ..io.fs import writable_folder
 from ..io.tasks import load_task, write_task
 from ..reports.html import write_report
-from ..plans.select import validation_correct
+from ..plans.stages import validation_correct
 from ..rows import ScoreRow
 from ..reports.plots import ranking_plot, ranking_table
 from ..selection import SelectConfig, guard

@@ -69,10 +69,10 @@ class Rounds:
     """The state of one scan's rounds, where it lives: every teacher's row so far, the ledger, the cache."""
 
     def __init__(self, config: ScanConfig, events: Events, cache: PredictionCache, previous_rows: list[ScoreRow],
-                 label_embeddings: Callable[[], dict] | None) -> None:
+                 label_embeddings: Callable[[], dict] | None, ledger: Ledger | None = None) -> None:
         self.config, self.cache, self.scorers = config, cache, list(config.scorers)
         self.previous = {(row.content_hash, row.probe_hash): row for row in previous_rows if row.ranked}
-        self.ledger = Ledger(parse_budget(config.budget))
+        self.ledger = ledger or Ledger(parse_budget(config.budget))
         self.tally = Tally(events, self.ledger)
         self.started = time.perf_counter()
         self.label_embeddings = functools.cache(label_embeddings) if label_embeddings else None  # once a scan
@@ -179,14 +179,16 @@ class Rounds:
 
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
              run_teachers: RunTeachers | None, label_embeddings: Callable[[], dict] | None,
-             previous_rows: list[ScoreRow] = (), cache: PredictionCache | None = None) -> tuple[list[ScoreRow], Ledger]:
+             previous_rows: list[ScoreRow] = (), cache: PredictionCache | None = None,
+             ledger: Ledger | None = None) -> tuple[list[ScoreRow], Ledger]:
     """Every teacher's row (unranked) and the ledger (`cache`: default OUT/cache; its `rejected` lists the bad
-    entries this scan found, each recomputed). `run_teachers(specs, probe, admit, scoring)` runs and
+    entries this scan found, each recomputed; `ledger`: a selection's, with the scan's share, else the
+    config's budget). `run_teachers(specs, probe, admit, scoring)` runs and
     assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the
     pre-screen needs them; `previous_rows` (the last scores.parquet) answer unchanged teachers without reading
     their predictions."""
     rounds = Rounds(config, events, cache or PredictionCache(out_dir / "cache"), list(previous_rows),
-                    label_embeddings)
+                    label_embeddings, ledger)
     alive = rounds.alive(specs, task)
     sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     for round_index, per_class in enumerate(sizes):

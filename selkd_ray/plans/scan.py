@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..address import check_address
-from ..budget import parse_budget, probe_sizes
+from ..budget import Budget, Ledger, parse_budget, probe_sizes
 from ..config import ScanConfig
 from ..errors import SelkdError
 from ..io.cache import PredictionCache, prediction_key
@@ -57,70 +57,89 @@ class ScanResult:
 
 
 def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: ScanConfig = ScanConfig(),
-         address: str | None = None, progress: Progress = quiet, runners=None) -> ScanResult:
+         address: str | None = None, progress: Progress = quiet, runners=None, ledger: Ledger | None = None) -> ScanResult:
     """Rank every teacher of the zoo for the task, within the budget; cached predictions are reused, failures
     recorded. `progress` receives ScanEvent objects (str() gives a log line).
 
     `runners`: a `distributed.scan.RunnerPool` to use and leave running, for a driver that scans many tasks
-    (a runner actor takes seconds to start); by default each scan starts its own and stops it at the end."""
-    for name in config.scorers:
-        SCORERS.get(name, "--scorer")
-    parse_budget(config.budget)
-    probe_sizes(config.probe_per_class, config.min_probe, config.eta)
-    check_address(address)
+    (a runner actor takes seconds to start); by default each scan starts its own and stops it at the end.
+    `ledger`: the budget to charge (a selection's, limited to the scan's share); default `config.budget`."""
+    check_config(config, address)
     task = as_task(task, progress, address)  # a bad task, zoo or output table: one line before anything is written
     require_zoo(Path(zoo_dir))
     out_dir = writable_folder(out_dir)  # a local folder or a pyarrow filesystem URI
     check_outputs(out_dir)
     with ScanLock(out_dir):
-        scores_location = out_dir / "scores.parquet"
-        previous = read_scores(scores_location) if scores_location.is_file() else []
+        scores = out_dir / "scores.parquet"
+        previous = read_scores(scores) if scores.is_file() else []
         specs, catalogue_path = index_zoo(zoo_dir, out_dir / "catalogue.parquet", address, progress)
         cache = PredictionCache(out_dir / "cache")
-        check_budget_floor(specs, task, config, cache, previous)
-        pool, placements = runners, []
-
-        def run_teachers(pending, probe, admit, scoring):
-            nonlocal pool
-            if pool is None:
-                from ..distributed.runtime import connect
-                from ..distributed.scan import RunnerPool
-
-                connect(address)
-                pool = RunnerPool(config.max_actors, len(pending))
-                if sizing := pool.sizing(config.max_actors, len(pending)):
-                    progress(f"note: {sizing}")
-            if not placements:
-                placements.extend(pool.placements())
-                for warning in sorted({p["warning"] for p in placements if p["warning"]}):
-                    progress(f"warning: runner actors: {warning}")
-            return pool.run(pending, probe, admit, scoring)
-
-        try:
-            rows, ledger = run_plan(specs, task, out_dir, config, progress, run_teachers,
-                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache)
-        finally:
-            if pool is not None and pool is not runners:
-                pool.close()
+        ledger = ledger or Ledger(parse_budget(config.budget))
+        check_budget_floor(specs, task, config, cache, previous, ledger.budget)
+        with RunnerActors(config.max_actors, address, progress, runners) as actors:
+            rows, ledger = run_plan(specs, task, out_dir, config, progress, actors.run,
+                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache, ledger)
         ranked = rank_rows(rows)
-        scores_path = write_scores(ranked, list(config.scorers), scores_location)
-        count = lambda *statuses: sum(row.status in statuses for row in ranked)  # noqa: E731
-        result = ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
-                            count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
-                            ledger.seconds, tuple(ledger.round_flops))
+        result = scan_result(ranked, write_scores(ranked, list(config.scorers), scores), catalogue_path, ledger)
         known = {row.content_hash for row in previous}
         new = sum(spec.content_hash not in known for spec in specs)
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
                                  out_dir / "history.parquet")
-    return replace(result, history_path=history, runners=tuple(placements), recomputed=tuple(cache.rejected))
+    return replace(result, history_path=history, runners=tuple(actors.placements), recomputed=tuple(cache.rejected))
 
+
+def check_config(config: ScanConfig, address: str | None) -> None:
+    """Scorer names, the budget, the halving schedule and the address: one line each, before any work."""
+    for name in config.scorers:
+        SCORERS.get(name, "--scorer")
+    parse_budget(config.budget)
+    probe_sizes(config.probe_per_class, config.min_probe, config.eta)
+    check_address(address)
+
+
+def scan_result(ranked: list[ScoreRow], scores_path: Path | str, catalogue_path: Path | str,
+                ledger: Ledger) -> ScanResult:
+    count = lambda *statuses: sum(row.status in statuses for row in ranked)  # noqa: E731
+    return ScanResult(scores_path, catalogue_path, ranked, count("scored"), count("cached"), count("failed"),
+                      count("dropped"), count("skipped", "unfinished"), ledger.describe(), ledger.flops,
+                      ledger.seconds, tuple(ledger.round_flops))
+
+
+class RunnerActors:
+    """The engine's runner actors for one scan, started on the first teacher that needs running (a scan the
+    cache answers starts no Ray), stopped at the end unless the caller lent its own pool."""
+
+    def __init__(self, max_actors: int | None, address: str | None, progress: Progress, lent=None) -> None:
+        self.max_actors, self.address, self.progress, self.lent = max_actors, address, progress, lent
+        self.pool, self.placements = lent, []
+
+    def run(self, pending: list[TeacherSpec], probe, admit, scoring):
+        if self.pool is None:
+            from ..distributed.runtime import connect
+            from ..distributed.scan import RunnerPool
+
+            connect(self.address)
+            self.pool = RunnerPool(self.max_actors, len(pending))
+            if sizing := self.pool.sizing(self.max_actors, len(pending)):
+                self.progress(f"note: {sizing}")
+        if not self.placements:
+            self.placements.extend(self.pool.placements())
+            for warning in sorted({p["warning"] for p in self.placements if p["warning"]}):
+                self.progress(f"warning: runner actors: {warning}")
+        return self.pool.run(pending, probe, admit, scoring)
+
+    def __enter__(self) -> "RunnerActors":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None and self.pool is not self.lent:
+            self.pool.close()
 
 
 def check_budget_floor(specs: list[TeacherSpec], task: Task, config: ScanConfig, cache: PredictionCache,
-                       previous: list[ScoreRow]) -> None:
+                       previous: list[ScoreRow], budget: Budget | None) -> None:
     """A FLOPs budget that cannot pay for a single teacher on the first round's probe (and no teacher is free
     from the cache) would skip them all: refused in one line before any work, naming the cheapest teacher."""
-    budget = parse_budget(config.budget)
     alive = [spec for spec in specs if not spec.error]
     if budget is None or budget.kind != "flops" or not alive:
         return

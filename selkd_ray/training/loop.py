@@ -171,11 +171,24 @@ def step_flops(student: torch.nn.Module, data: StudentData, config: DistillConfi
     return 3 * forward * (config.labelled_batch_size + distilled) + teacher
 
 
+def validation_flops(student: torch.nn.Module, data: StudentData, workers: int) -> int:
+    """Forward FLOPs of one validation pass on every worker (each evaluates the whole split)."""
+    return count_flops(student, data.input_size) * len(data.val_labels) * workers
+
+
 def epoch_flops(data: StudentData, config: DistillConfig) -> int:
-    """Training FLOPs of one epoch over all workers: what a FLOPs budget must cover at least once."""
+    """FLOPs of one epoch over all workers, its validation pass included: what a FLOPs budget must cover at
+    least once."""
     student, _ = new_student(data, config)
     steps = -(-len(data.images) // config.batch_size)
-    return step_flops(student, data, config, teacher_runs_online(data, config)) * steps
+    training = step_flops(student, data, config, teacher_runs_online(data, config)) * steps
+    return training + validation_flops(student, data, config.num_workers)
+
+
+def evaluation_flops(data: StudentData, config: DistillConfig, images: int) -> int:
+    """Forward FLOPs of one student on `images` images (the test split, the guard's validation pass)."""
+    student, _ = new_student(data, config)
+    return count_flops(student, data.input_size) * images
 
 
 def teacher_runs_online(data: StudentData, config: DistillConfig) -> bool:
@@ -240,11 +253,13 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
     A resumed run that stopped early stays stopped, unless it stopped for a budget that has since grown.
 
     Keeps the best-validation weights; `after_epoch(state)` is the hook for reporting and checkpoints. FLOPs
-    count every worker's steps; a budget is checked before each epoch (the caller checks the first)."""
+    count every worker's steps and validation passes; a budget is checked before each epoch (the caller checks
+    the first)."""
     state = state or LoopState()
     module = getattr(student, "module", student)
     teacher = ForwardPath.for_teacher(data.teacher, device) if teacher_runs_online(data, config) else None
-    flops_per_epoch = step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
+    flops_per_epoch = (step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
+                       + validation_flops(module, data, world_size))
     generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
     if state.stop.lifted_by_a_larger_budget:  # resumed with a budget that may have grown since
         state.halt(*budget_stop(state, config, flops_per_epoch))
