@@ -94,19 +94,23 @@ class RunnerPool:
                 break
             done, _ = ray.wait(list(in_flight), num_returns=1)
             slot, spec = in_flight.pop(done[0])
-            try:
-                result = ray.get(done[0])
-            except (RayActorError, RayTaskError) as err:
-                ray.kill(self.actors[slot])
-                self.actors[slot] = self.start(slot)
-                result = TeacherResult(spec.teacher_id, None, f"{spec.path}: runner actor died twice on this "
-                                       f"teacher ({type(err).__name__})")
+            result = self.result(done[0], slot, spec)
             submit(slot)  # the slot's next teacher starts before this result is handled
             yield result
         for slot in list(reserved):  # reserved (and prefetched) but never run: the runner lets them go
             self.actors[slot].forget.remote()
         for spec in [reserved.pop(slot) for slot in list(reserved)] + list(queue):
             yield TeacherResult(spec.teacher_id, None, skipped=True)
+
+    def result(self, ref, slot: int, spec: TeacherSpec) -> TeacherResult:
+        """A finished teacher's result; a runner that died on it twice is replaced, and the teacher failed."""
+        try:
+            return ray.get(ref)
+        except (RayActorError, RayTaskError) as err:
+            ray.kill(self.actors[slot])
+            self.actors[slot] = self.start(slot)
+            return TeacherResult(spec.teacher_id, None, f"{spec.path}: runner actor died twice on this teacher "
+                                 f"({type(err).__name__})")
 
     def placements(self) -> list[dict]:
         """Each runner's placement (see RunnerActor.placement) with the resources it holds."""

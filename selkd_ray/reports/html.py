@@ -67,6 +67,19 @@ def selection_section(selection: list[dict]) -> str:
     return "\n".join(parts)
 
 
+def heading(scan_dir: Location, last: dict, history: list[dict], rows: list, failed: list) -> list[str]:
+    """The page's head and its first paragraph: the output folder and what its last scan did."""
+    return [f"<!doctype html><html><head><meta charset='utf-8'><title>selkd report: {html.escape(last.get('task', ''))}"
+            f"</title><style>{STYLE}</style></head><body>",
+            f"<h1>Teacher selection report: {html.escape(last.get('task', '') or scan_dir.native())}</h1>",
+            f"<p>Output folder <code>{html.escape(str(scan_dir.native()))}</code>; {len(history)} scan(s) recorded, "
+            f"the last at {html.escape(last.get('scanned_at', '?'))}: {last.get('zoo_size', len(rows))} teachers, "
+            f"{last.get('new', '?')} new, {last.get('ran', '?')} run, {last.get('cached', '?')} from cache, "
+            f"{last.get('failed', len(failed))} failed, {last.get('flops', 0):.3g} FLOPs in "
+            f"{last.get('seconds', 0.0):.1f} s"
+            f"{' against a budget of ' + html.escape(last['budget']) if last.get('budget') else ''}.</p>"]
+
+
 def build_report(scan_dir: "str | Path | Location", top: int = 20) -> str:
     """The report's HTML for a scan output folder (local path or filesystem URI)."""
     scan_dir = Location(scan_dir)
@@ -80,14 +93,7 @@ def build_report(scan_dir: "str | Path | Location", top: int = 20) -> str:
     last = history[-1] if history else {}
     ranked = [r for r in rows if r.rank is not None]
     failed = [r for r in rows if r.status == "failed"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>selkd report: {html.escape(last.get('task', ''))}"
-             f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>Teacher selection report: {html.escape(last.get('task', '') or scan_dir.native())}</h1>",
-             f"<p>Output folder <code>{html.escape(str(scan_dir.native()))}</code>; {len(history)} scan(s) recorded, "
-             f"the last at {html.escape(last.get('scanned_at', '?'))}: {last.get('zoo_size', len(rows))} teachers, "
-             f"{last.get('new', '?')} new, {last.get('ran', '?')} run, {last.get('cached', '?')} from cache, {last.get('failed', len(failed))} "
-             f"failed, {last.get('flops', 0):.3g} FLOPs in {last.get('seconds', 0.0):.1f} s"
-             f"{' against a budget of ' + html.escape(last['budget']) if last.get('budget') else ''}.</p>"]
+    parts = heading(scan_dir, last, history, rows, failed)
     if selection:
         parts.append(selection_section(selection))
     parts += ["<h2>Ranking</h2>",
