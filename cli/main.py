@@ -93,7 +93,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     Example: selkd scan --zoo ./zoo --task task.parquet --out scan-out --budget 5e9 --eta 3
     """
     from selkd_ray.api import scan
-    from selkd_ray.reports.plots import ranking_table, scan_summary
+    from selkd_ray.reports.text import ranking_table, scan_summary
 
     eta = eta if eta is not None else (3 if budget else None)
     config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe)
@@ -260,7 +260,7 @@ def history(out: str = typer.Option("selkd-output/scan", help="The scan output f
     from selkd_ray.errors import SelkdError
     from selkd_ray.io.fs import Location
     from selkd_ray.io.history import read_history
-    from selkd_ray.reports.plots import history_table
+    from selkd_ray.reports.text import history_table
 
     rows = read_history(Location(out) / "history.parquet")
     if not rows:

@@ -56,7 +56,7 @@ def test_a_swapped_or_edited_cache_entry_is_not_served(ray_session, tiny_zoo, ta
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from selkd_ray.reports.plots import scan_summary
+    from selkd_ray.reports.text import scan_summary
 
     config = ScanConfig(scorers=("leep",), probe_per_class=6)
     first = scan(tiny_zoo, target_task, tmp_path, config)

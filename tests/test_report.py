@@ -1,5 +1,6 @@
 """The report a person reads: a ranking table and a plot."""
-from selkd_ray.reports.plots import ranking_plot, ranking_table
+from selkd_ray.reports.plots import ranking_plot
+from selkd_ray.reports.text import ranking_table
 from selkd_ray.rows import ScoreRow
 
 ROWS = [
