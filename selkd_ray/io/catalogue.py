@@ -9,28 +9,10 @@ import pyarrow as pa
 from ..records import TeacherSpec
 from .atomic import read_table, write_table
 from .fs import Location
+from .schema import schema_of
 
-CATALOGUE_SCHEMA = pa.schema([
-    ("teacher_id", pa.string()),
-    ("path", pa.string()),
-    ("architecture", pa.string()),
-    ("content_hash", pa.string()),
-    ("label_names", pa.list_(pa.string())),
-    ("input_size", pa.list_(pa.int32())),
-    ("mean", pa.list_(pa.float64())),
-    ("std", pa.list_(pa.float64())),
-    ("param_count", pa.int64()),
-    ("flops_per_sample", pa.int64()),
-    ("error", pa.string()),
-    ("interpolation", pa.string()),
-    ("crop_pct", pa.float64()),
-    ("crop_mode", pa.string()),
-    ("library", pa.string()),
-    ("revision", pa.string()),
-    ("label_names_known", pa.bool_()),
-    ("file_size", pa.int64()),  # with file_mtime_ns: unchanged files are not hashed again
-    ("file_mtime_ns", pa.int64()),
-])
+# every TeacherSpec field, and the weights file's size and mtime (unchanged files are not hashed again)
+CATALOGUE_SCHEMA = pa.schema([*schema_of(TeacherSpec), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64())])
 
 
 def write_catalogue(entries: list[tuple[TeacherSpec, int, int]], path: "str | Path | Location") -> "Path | str":
