@@ -187,32 +187,42 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     Example: selkd select --zoo ./zoo --task task.parquet --budget 2e13 --shortlist 3 --lambda-grid 0.3,1,3
     """
     from selkd_ray.config import DistillConfig
-    from selkd_ray.errors import SelkdError
     from selkd_ray.plans.select import select_student
-    from selkd_ray.rows import as_row
     from selkd_ray.selection import SelectConfig
 
-    try:
-        lambdas = tuple(float(v) for v in lambda_grid.split(",") if v.strip())
-    except ValueError:
-        raise SelkdError(f"--lambda-grid: '{lambda_grid}' is not a comma-separated list of numbers") from None
-    if not lambdas or min(lambdas) < 0:
-        raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{lambda_grid}'")
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed),
                           DistillConfig(epochs=epochs, seed=seed, student_size=student_size, **gpu_workers(gpus, 1)),
-                          budget, shortlist,
-                          tuple(teacher), race_epochs, lambdas, race=race, guard_z=guard_z,
-                          trials_per_gpu=trials_per_gpu)
+                          budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
+                          guard_z=guard_z, trials_per_gpu=trials_per_gpu)
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:
-        progress.result(json.dumps({"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
-                               "lambda": result.lam, "test_accuracy": result.test_accuracy,
-                               "val_accuracy": result.val_accuracy, "message": result.message,
-                               "stages": [as_row(s) for s in result.stages], "trials": [as_row(t) for t in result.trials],
-                               "selection": str(result.selection_path)}, default=float))
+        progress.result(json.dumps(select_json(result), default=float))
         return
     progress.result(result.summary)
+
+
+def lambda_values(grid: str) -> tuple[float, ...]:
+    """--lambda-grid as numbers: one line when it is not a comma-separated list of non-negative numbers."""
+    from selkd_ray.errors import SelkdError
+
+    try:
+        lambdas = tuple(float(v) for v in grid.split(",") if v.strip())
+    except ValueError:
+        raise SelkdError(f"--lambda-grid: '{grid}' is not a comma-separated list of numbers") from None
+    if not lambdas or min(lambdas) < 0:
+        raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{grid}'")
+    return lambdas
+
+
+def select_json(result) -> dict:
+    """The selection as one JSON document: the decision, what each stage spent, the race's trials."""
+    from selkd_ray.rows import as_row
+
+    return {"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
+            "lambda": result.lam, "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
+            "message": result.message, "stages": [as_row(s) for s in result.stages],
+            "trials": [as_row(t) for t in result.trials], "selection": str(result.selection_path)}
 
 
 def gpu_workers(gpus: int, workers: int) -> dict:
