@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD
-from dataclasses import replace
-
 import numpy as np
+import torch
+from ray import cloudpickle
 
 from selkd_ray.config import DistillConfig
+from selkd_ray.demo.data import DIGIT_NAMES, MNIST_MEAN, MNIST_STD
 from selkd_ray.models.timm_models import WEIGHTS_FILE, build_model, save_teacher
 from selkd_ray.plans.distill import trained_student
 from selkd_ray.records import Task
 from selkd_ray.training.loop import fit_plain
 from selkd_ray.training.student_data import student_data, teacher_spec
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import a module of this folder by name
 
 TINY_ARCHITECTURES = ("test_efficientnet", "test_resnet", "test_byobnet")
 

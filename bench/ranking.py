@@ -30,14 +30,13 @@ import typer
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, student_accuracy_here  # noqa: E402
 import sources  # noqa: E402
 from sources import SELECTION_TARGETS, TARGETS, TEACHERS, BenchTarget, BenchTeacher  # noqa: E402
 from ray import cloudpickle  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sources)  # Ray workers cannot import a module of this folder by name
 
-from common import student_accuracy_here
 from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.distributed.runtime import connect
