@@ -98,3 +98,20 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
     assert len(list(runs.iterdir())) == 1  # the same run, resumed, not a new one
     assert checkpoints() == epochs  # one checkpoint per epoch: no finished epoch was trained twice
     assert [row["loss"] for row in resumed.history[:len(kept)]] == [row["loss"] for row in kept]
+
+
+def test_an_epoch_charges_its_validation_pass_as_the_budget_plans_it(tiny_zoo, target_task):
+    """The loop counts what the planner plans: one epoch's FLOPs are its training steps and the validation pass
+    after it (each validation image one student forward), so a budget pays for every forward pass."""
+    from dataclasses import replace
+
+    from selkd_ray.models.timm_models import count_flops
+    from selkd_ray.training.loop import fit_plain, new_student
+
+    config = DistillConfig(epochs=1, seed=0)
+    data = student_data(target_task, teacher_spec(tiny_zoo / "own-classes"), config, None)
+    trained = fit_plain(data, config)
+    assert trained.history[0]["flops"] == trained.flops == epoch_flops(data, config)
+    forward = count_flops(new_student(data, config)[0], data.input_size)
+    fewer = replace(data, val_images=data.val_images.part(0, 2), val_labels=data.val_labels[:2])
+    assert epoch_flops(data, config) - epoch_flops(fewer, config) == forward * (len(data.val_labels) - 2)
