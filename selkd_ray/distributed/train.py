@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pickle
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -149,14 +150,26 @@ def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
 
 class EpochReports(ray.train.UserCallback):
     """Ray Train's own report of each finished epoch, passed on to the driver: the callback runs in the run's
-    controller, so it puts (run index, epochs done) on a Ray queue that the driver reads while it waits."""
+    controller, so it puts (the runs' token, run index, epochs done) on a Ray queue that the driver reads while
+    it waits."""
 
-    def __init__(self, queue: Queue, index: int) -> None:
-        self.queue, self.index = queue, index
+    def __init__(self, queue: Queue, token: str, index: int) -> None:
+        self.queue, self.token, self.index = queue, token, index
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
         if metrics and "epoch" in metrics[0]:
-            self.queue.put((self.index, int(metrics[0]["epoch"]) + 1))
+            self.queue.put((self.token, self.index, int(metrics[0]["epoch"]) + 1))
+
+
+QUEUES: dict[str, Queue] = {}
+
+
+def epoch_queue() -> Queue:
+    """The driver's queue for epoch reports, one per Ray job: its actor starts once, not for every run."""
+    job = ray.get_runtime_context().get_job_id()
+    if job not in QUEUES:
+        QUEUES[job] = Queue(actor_options={"num_cpus": 0})
+    return QUEUES[job]
 
 
 @dataclass(frozen=True)
@@ -210,30 +223,28 @@ def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | No
     storage is shared by every node of a run, so the driver reads what the workers wrote."""
     from ..training.loop import LoopState, finished
 
-    queue, pending = Queue(actor_options={"num_cpus": 0}), {}
-    try:
-        for index, run in enumerate(runs):
-            before = newest_checkpoint(run.run_dir)
-            if before is not None and finished(LoopState.from_saved(before[1]), run.config):  # nothing to train: no Ray Train
-                if on_epoch is not None:
-                    on_epoch(index, len(before[1]["history"]))
-                continue
-            task = fit_run.options(scheduling_strategy=on_this_node())
-            pending[task.remote(run, EpochReports(queue, index), before[0] if before else None)] = index
-        wait_for(pending, queue, on_epoch)
-    finally:
-        queue.shutdown()
+    pending, token = [], uuid.uuid4().hex
+    for index, run in enumerate(runs):
+        before = newest_checkpoint(run.run_dir)
+        if before is not None and finished(LoopState.from_saved(before[1]), run.config):  # nothing to train
+            if on_epoch is not None:
+                on_epoch(index, len(before[1]["history"]))
+            continue
+        task = fit_run.options(scheduling_strategy=on_this_node())
+        pending.append(task.remote(run, EpochReports(epoch_queue(), token, index), before[0] if before else None))
+    if pending:
+        wait_for(pending, token, on_epoch)
     return [finished_state(*newest_checkpoint(run.run_dir)) for run in runs]
 
 
-def wait_for(pending: dict, queue: Queue, on_epoch: Callable[[int, int], None] | None) -> None:
-    """Wait for the driving tasks, passing on epoch reports as they come; a worker's one-line error stays one
-    line (a task file gone, say), whatever Ray Train and Ray wrapped it in."""
-    waiting = list(pending)
+def wait_for(waiting: list, token: str, on_epoch: Callable[[int, int], None] | None) -> None:
+    """Wait for the driving tasks, passing on their epoch reports as they come; a worker's one-line error stays
+    one line (a task file gone, say), whatever Ray Train and Ray wrapped it in."""
+    queue = epoch_queue()
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.2)
-        for index, epochs in queue.get_nowait_batch(queue.qsize()):
-            if on_epoch is not None:
+        for sent, index, epochs in queue.get_nowait_batch(queue.qsize()):
+            if sent == token and on_epoch is not None:
                 on_epoch(index, epochs)
         for ref in done:
             try:

@@ -162,18 +162,19 @@ def new_student(data: StudentData, config: DistillConfig) -> tuple[torch.nn.Modu
     return student, optimizer
 
 
-def step_flops(student: torch.nn.Module, data: StudentData, config: DistillConfig, online_teacher: bool) -> int:
-    """Training FLOPs of one step: ~3x the student's forward (forward + backward) on both minibatches, plus the
-    teacher's forward on the distillation minibatch when it runs online."""
-    forward = count_flops(student, data.input_size)
+def step_flops(forward: int, data: StudentData, config: DistillConfig, online_teacher: bool) -> int:
+    """Training FLOPs of one step, `forward` being the student's forward FLOPs per image: ~3x that (forward +
+    backward) on both minibatches, plus the teacher's forward on the distillation minibatch when it runs online."""
     distilled = config.batch_size if config.loss != "ce" and config.lam != 0 else 0
     teacher = data.teacher_flops * config.batch_size if online_teacher else 0
     return 3 * forward * (config.labelled_batch_size + distilled) + teacher
 
 
-def validation_flops(student: torch.nn.Module, data: StudentData, workers: int) -> int:
-    """Forward FLOPs of one validation pass on every worker (each evaluates the whole split)."""
-    return count_flops(student, data.input_size) * len(data.val_labels) * workers
+def flops_per_epoch(forward: int, data: StudentData, config: DistillConfig, online_teacher: bool, steps: int,
+                    workers: int) -> int:
+    """FLOPs of one epoch: `steps` training steps over all workers, and the validation pass each of the
+    `workers` makes over the whole split (one student forward per image)."""
+    return step_flops(forward, data, config, online_teacher) * steps + forward * len(data.val_labels) * workers
 
 
 def epoch_flops(data: StudentData, config: DistillConfig) -> int:
@@ -181,8 +182,8 @@ def epoch_flops(data: StudentData, config: DistillConfig) -> int:
     least once."""
     student, _ = new_student(data, config)
     steps = -(-len(data.images) // config.batch_size)
-    training = step_flops(student, data, config, teacher_runs_online(data, config)) * steps
-    return training + validation_flops(student, data, config.num_workers)
+    return flops_per_epoch(count_flops(student, data.input_size), data, config, teacher_runs_online(data, config),
+                           steps, config.num_workers)
 
 
 def evaluation_flops(data: StudentData, config: DistillConfig, images: int) -> int:
@@ -258,18 +259,18 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
     state = state or LoopState()
     module = getattr(student, "module", student)
     teacher = ForwardPath.for_teacher(data.teacher, device) if teacher_runs_online(data, config) else None
-    flops_per_epoch = (step_flops(module, data, config, teacher is not None) * len(all_loader) * world_size
-                       + validation_flops(module, data, world_size))
+    epoch_cost = flops_per_epoch(count_flops(module, data.input_size), data, config, teacher is not None,
+                                 len(all_loader) * world_size, world_size)
     generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
     if state.stop.lifted_by_a_larger_budget:  # resumed with a budget that may have grown since
-        state.halt(*budget_stop(state, config, flops_per_epoch))
+        state.halt(*budget_stop(state, config, epoch_cost))
     first = config.epochs if state.stop is not StopReason.NONE else state.epoch + 1  # a stopped run stays so
     for epoch in range(first, config.epochs):
         if hasattr(all_loader.sampler, "set_epoch"):
             all_loader.sampler.set_epoch(epoch)
         generator.manual_seed(config.seed * 7919 + rank * 104729 + epoch)
         one_epoch(student, optimizer, data, config, device, (labelled_loader, all_loader), teacher, generator,
-                  state, epoch, flops_per_epoch)
+                  state, epoch, epoch_cost)
         if after_epoch is not None:
             after_epoch(state)
         if state.stop is not StopReason.NONE:
