@@ -1,5 +1,6 @@
 """The rows of the tables the jobs write, as typed records: a teacher's score row (scores.parquet), a scan's
-history row (history.parquet), and a selection's trial, stage and decision rows (selection.parquet).
+history row (history.parquet), a selection's trial, stage and decision rows (selection.parquet), and a
+student's epochs (its metrics table).
 
 Each Parquet schema is derived from its record's fields in one place (`io/results.schema_of`); a field's
 `column` metadata names an Arrow type where the Python type alone does not decide it. No pyarrow here.
@@ -136,6 +137,19 @@ class DecisionRow:
     seconds: float
     status: str = "kept"
     kind: str = "decision"
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One epoch of a student's training, as its metrics table keeps it."""
+
+    epoch: int  # 0-based
+    loss: float  # mean training loss
+    val_accuracy: float
+    flops: int  # cumulative FLOPs at its end (training steps and validation passes, every worker)
+    seconds: float  # the training pass alone
+    test_accuracy: float | None = None  # on the kept epoch only
+    best: bool = False  # the epoch whose weights the student keeps (best validation accuracy)
 
 
 SELECTION_ROWS = (TrialRow, StageRow, DecisionRow)  # one table, the columns of all three

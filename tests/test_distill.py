@@ -17,8 +17,8 @@ from selkd_ray.training.loop import epoch_flops
 def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_session, tiny_zoo, target_task, tmp_path):
     config = DistillConfig(epochs=2, seed=0)
     result = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="student")
-    assert [row["epoch"] for row in result.history] == [0, 1]
-    assert all(np.isfinite(row["loss"]) for row in result.history)
+    assert [row.epoch for row in result.history] == [0, 1]
+    assert all(np.isfinite(row.loss) for row in result.history)
     assert 0.0 <= result.test_accuracy <= 1.0 and result.stopped == ""
     checkpoints = [c for c in (tmp_path / "runs").glob("*/checkpoint_*") if c.is_dir()]
     assert len(checkpoints) == 2 and all((c / "student.pt").is_file() for c in checkpoints)
@@ -37,10 +37,10 @@ def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task,
     # learning rate 0: only batch-norm statistics move, so validation accuracy soon stops improving
     frozen = DistillConfig(epochs=8, learning_rate=0.0, weight_decay=0.0, patience=1)
     result = distill(target_task, tiny_zoo / "own-classes", tmp_path, frozen, name="frozen")
-    accuracies = [row["val_accuracy"] for row in result.history]
+    accuracies = [row.val_accuracy for row in result.history]
     assert result.stopped.startswith("early stop") and len(accuracies) < 8
     assert result.best_epoch == int(np.argmax(accuracies)) and len(accuracies) - 1 - result.best_epoch == 1
-    assert [row["best"] for row in result.history].count(True) == 1
+    assert [row.best for row in result.history].count(True) == 1
     again = distill(target_task, tiny_zoo / "own-classes", tmp_path, frozen, name="frozen")
     assert again.history == result.history and again.stopped == result.stopped  # stays stopped: no extra epoch
 
@@ -54,7 +54,7 @@ def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, targ
     assert result.stopped.startswith("FLOPs budget")
     more = distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=6, max_flops=4.5 * one_epoch))
     assert more.run_name == result.run_name  # the budget is a limit, not an input: the same run continues
-    assert [row["loss"] for row in more.history[:2]] == [row["loss"] for row in result.history]  # not retrained
+    assert [row.loss for row in more.history[:2]] == [row.loss for row in result.history]  # not retrained
     assert len(more.history) == 4 and more.flops <= 4.5 * one_epoch
     with pytest.raises(SelkdError, match="does not cover one epoch"):
         distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(max_flops=one_epoch / 2))
@@ -94,10 +94,10 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
     kept = torch.load(latest / "student.pt", weights_only=False)["history"]
 
     resumed = distill(task_path, tiny_zoo / "own-classes", out, DistillConfig(epochs=epochs))
-    assert [row["epoch"] for row in resumed.history] == list(range(epochs))
+    assert [row.epoch for row in resumed.history] == list(range(epochs))
     assert len(list(runs.iterdir())) == 1  # the same run, resumed, not a new one
     assert checkpoints() == epochs  # one checkpoint per epoch: no finished epoch was trained twice
-    assert [row["loss"] for row in resumed.history[:len(kept)]] == [row["loss"] for row in kept]
+    assert [row.loss for row in resumed.history[:len(kept)]] == [row["loss"] for row in kept]
 
 
 def test_an_epoch_charges_its_validation_pass_as_the_budget_plans_it(tiny_zoo, target_task):

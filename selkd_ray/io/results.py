@@ -1,15 +1,14 @@
-"""The jobs' result tables: scores.parquet, selection.parquet, the distillation metrics; each schema derived
-from its row record (`selkd_ray.rows`) here, in one place."""
+"""The jobs' result tables: scores.parquet, selection.parquet, a student's metrics; each schema derived from its
+row record (`selkd_ray.rows`) by `io/schema.py`."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-
-from ..rows import SELECTION_ROWS, ScoreRow, from_row
-from .atomic import read_table, write_table
+from ..rows import SELECTION_ROWS, EpochRow, ScoreRow, from_row
+from .atomic import read_table
 from .fs import Location
 from .schema import schema_of, write_rows
+
 
 def write_scores(rows: list[ScoreRow], scorer_names: list[str], path: "str | Path | Location") -> "Path | str":
     return write_rows(rows, schema_of(ScoreRow, expand=tuple(scorer_names)), path)
@@ -19,8 +18,8 @@ def read_scores(path: "str | Path | Location") -> list[ScoreRow]:
     return [from_row(ScoreRow, row) for row in read_table(path, ScoreRow.CORE, "a scores table").to_pylist()]
 
 
-def write_metrics(rows: list[dict], path: str | Path) -> Path:
-    return write_table(pa.Table.from_pylist(rows), path)
+def write_metrics(rows: list[EpochRow], path: str | Path) -> Path:
+    return write_rows(rows, schema_of(EpochRow), path)
 
 
 def write_selection(rows: list, path: "str | Path | Location") -> "Path | str":

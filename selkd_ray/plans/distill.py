@@ -16,6 +16,7 @@ from ..io.results import write_metrics
 from ..models.timm_models import build_model, require_architecture, save_teacher
 from ..progress import Progress, Step, quiet
 from ..records import StopReason, Task, TeacherSpec, TrainedRun
+from ..rows import EpochRow
 from ..reports.plots import learning_curve
 from ..training.loop import StudentData, epoch_flops, evaluate
 from ..training.student_data import run_name, student_data, teacher_spec
@@ -29,7 +30,7 @@ class DistillResult:
     metrics_path: Path
     test_accuracy: float
     val_accuracy: float
-    history: list[dict]
+    history: list[EpochRow]
     teacher: str  # teacher folder, or "" for label-only
     best_epoch: int = 0  # the epoch whose weights the student keeps (best validation accuracy)
     stopped: str = ""  # why training ended before its last epoch ('' when it ran them all)
@@ -121,7 +122,7 @@ def finish(job: Distillation, trained: TrainedRun, run: str, started: float, pro
     student, test_accuracy = trained_student(task, job.data, job.config, trained.model)
     student_dir = save_teacher(student, out_dir / name, task.label_names, job.data.input_size, job.data.mean,
                                job.data.std)
-    history = [{**row, "test_accuracy": test_accuracy if row["epoch"] == best else None, "best": row["epoch"] == best}
+    history = [EpochRow(**row, test_accuracy=test_accuracy if row["epoch"] == best else None, best=row["epoch"] == best)
                for row in trained.history]
     metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet")
     curve = learning_curve(history, out_dir / f"{name}.curve.png", f"{name}: {trained.stopped or 'all epochs'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rows import ScoreRow
+from ..rows import EpochRow, ScoreRow
 
 
 def pyplot():
@@ -120,18 +120,18 @@ def top_changes_figure(history: list[dict], top_k: int = 5):
     return fig
 
 
-def learning_curve(history: list[dict], path: str | Path, title: str) -> Path:
+def learning_curve(history: list[EpochRow], path: str | Path, title: str) -> Path:
     """Training loss and validation accuracy per epoch, the kept (best-validation) epoch marked."""
     plt = pyplot()
-    epochs = [row["epoch"] + 1 for row in history]
+    epochs = [row.epoch + 1 for row in history]
     fig, loss_ax = plt.subplots(figsize=(6.5, 3.6))
-    loss_ax.plot(epochs, [row["loss"] for row in history], color="#4477aa", label="training loss")
+    loss_ax.plot(epochs, [row.loss for row in history], color="#4477aa", label="training loss")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss", color="#4477aa")
     acc_ax = loss_ax.twinx()
-    acc_ax.plot(epochs, [row["val_accuracy"] for row in history], color="#ee6677", label="validation accuracy")
+    acc_ax.plot(epochs, [row.val_accuracy for row in history], color="#ee6677", label="validation accuracy")
     acc_ax.set_ylabel("validation accuracy", color="#ee6677")
-    best = [row["epoch"] + 1 for row in history if row.get("best")]
+    best = [row.epoch + 1 for row in history if row.best]
     if best:
         acc_ax.axvline(best[0], color="grey", ls="--", lw=0.8)
     loss_ax.set_title(title, fontsize=9)
