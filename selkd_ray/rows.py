@@ -2,7 +2,7 @@
 history row (history.parquet), a selection's trial, stage and decision rows (selection.parquet), and a
 student's epochs (its metrics table).
 
-Each Parquet schema is derived from its record's fields in one place (`io/results.schema_of`); a field's
+Each Parquet schema is derived from its record's fields in one place (`io/schema.schema_of`); a field's
 `column` metadata names an Arrow type where the Python type alone does not decide it. No pyarrow here.
 """
 from __future__ import annotations
