@@ -44,7 +44,7 @@ from selkd_ray.distributed.fan_out import fan_out
 from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.models.timm_models import WEIGHTS_FILE
 from selkd_ray.records import content_hash
-from selkd_ray.scoring.scores import SCORERS
+from selkd_ray.scoring import SCORERS
 
 SPLITS = {"train": 20, "val": 20, "test": 40}  # per class: few labels, the use case; the rest unlabelled
 PROBE_PER_CLASS = 10  # the probe, redrawn per seed from the 20 training labels of each class

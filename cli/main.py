@@ -250,7 +250,7 @@ def scorers(json_output: bool = JSON) -> None:
     Example: selkd scorers --json
     """
     from selkd_ray.scoring.costs import COST_BUILDERS
-    from selkd_ray.scoring.scores import SCORERS
+    from selkd_ray.scoring import SCORERS
 
     if json_output:
         typer.echo(json.dumps({"scorers": SCORERS.names(), "cost_builders": COST_BUILDERS.names()}))

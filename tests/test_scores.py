@@ -6,7 +6,8 @@ import pytest
 
 from selkd_ray.scoring.costs import FLOOR, SMOOTHING, conditional_cost, label_plan
 from selkd_ray.records import Evidence
-from selkd_ray.scoring.scores import PREDICTION_FREE_SCORERS, SCORERS, leep_score, nce_score, ot_score, transport_cost_to_labels
+from selkd_ray.scoring.registry import PREDICTION_FREE_SCORERS
+from selkd_ray.scoring.scores import SCORERS, leep_score, nce_score, ot_score, transport_cost_to_labels
 
 
 def test_transport_cost_to_labels_matches_hand_computation():

@@ -1,5 +1,6 @@
 """The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,10 +90,13 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
 
     reported = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert len(reported) == 2  # one per trial
-    again = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
-                                "--scorer", "leep", "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2",
-                                "--race-epochs", "5", "--budget", f"{budget:.6g}", "--json"])
-    assert again.exit_code == 0, again.output
+    # the same selection started again, as a user would: a fresh process with no Ray running, its scan answered
+    # wholly by the cache (it once crashed there: no teacher to run, so Ray was never started before the race)
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    again = subprocess.run([sys.executable, "-m", "selkd_cli.main", *arguments], capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
     rerun = json.loads(again.stdout)  # the same selection again: nothing is recomputed
     assert rerun["trials"] == trials and len(list((tmp_path / "race").iterdir())) == 1
     now = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
@@ -135,3 +139,14 @@ def test_a_selection_on_an_output_another_process_writes_is_one_line(tiny_zoo, t
     assert result.exit_code == 2
     line, = result.output.strip().splitlines()
     assert "another scan or selection is writing this output (pid" in line
+
+
+def test_select_with_more_gpus_than_the_cluster_has_is_refused_before_the_scan(ray_session, tiny_zoo, task_path,
+                                                                              tmp_path):
+    """Refused up front (as distill refuses), not after a scan and a race: nothing is written."""
+    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+                                 "--gpus", "1"])
+    assert result.exit_code == 2, result.output
+    line, = result.output.strip().splitlines()
+    assert line == "error: --gpus: 1 GPU worker(s) asked for, but the cluster has 0 GPU(s)"
+    assert list(tmp_path.iterdir()) == []

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from ..errors import SelkdError, fail
-from .timm_models import CONFIG_FILE, count_flops
+from .timm_models import count_flops
 from ..records import Preprocessing, TeacherSpec
-from ..zoo.layout import PREPROCESSOR_FILE, read_json_config
+from ..io.model_files import CONFIG_FILE, PREPROCESSOR_FILE, read_json_config
 
 PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -16,10 +16,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import fail
 from ..records import Preprocessing, TeacherSpec
-from ..zoo.layout import read_json_config, weights_in
+from ..io.model_files import CONFIG_FILE, read_json_config, weights_in
 
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 def read_teacher_config(folder: Path) -> dict:

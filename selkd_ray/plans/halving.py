@@ -24,7 +24,8 @@ from ..rows import ScoreRow, Status
 from ..scoring.assessment import assess
 from ..scoring.probe import make_probe
 from ..scoring.runner import Scoring
-from ..scoring.scores import SCORERS, needs_label_embeddings
+from ..scoring import SCORERS
+from ..scoring.scores import needs_label_embeddings
 
 
 @dataclass(frozen=True)

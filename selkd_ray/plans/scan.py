@@ -25,7 +25,7 @@ from ..progress import Progress, quiet
 from ..records import Task, TeacherSpec
 from ..rows import HistoryRow, ScoreRow
 from ..scoring.probe import make_probe
-from ..scoring.scores import SCORERS
+from ..scoring import SCORERS
 from ..zoo.index import require_zoo
 from .halving import rank_rows, run_plan
 from .index import index_zoo

@@ -22,7 +22,7 @@ from ..models.timm_models import require_architecture
 from ..progress import Progress, quiet
 from ..records import Task
 from ..rows import DecisionRow, StageRow, TrialRow
-from ..scoring.scores import SCORERS
+from ..scoring import SCORERS
 from ..selection import SelectConfig, shortlist
 from ..training.loop import epoch_flops, evaluation_flops
 from ..training.student_data import student_data
@@ -54,6 +54,7 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
                    progress: Progress = quiet) -> SelectResult:
     """Select, distil and guard a student for the task from the zoo, every stage charged to one budget."""
     task, out_dir = check_inputs(zoo_dir, task, out_dir, config, address, progress)
+    config = with_gpu_checked(config, address, progress)
     costs = selection_costs(task, config)
     ledger = Ledger(parse_budget(config.budget))
     scan_limit = plan_budget(ledger, config, costs, progress)
@@ -80,6 +81,18 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     check_outputs(Location(out_dir))
     return task, out_dir
+
+
+def with_gpu_checked(config: SelectConfig, address: str | None, progress: Progress) -> SelectConfig:
+    """Ray started (or joined) before the scan, since the race and the final stage need it even when every
+    teacher's scores come from the cache; `--gpus` the cluster cannot give refused here, before any work."""
+    from ..distributed.runtime import check_gpu_workers, connect
+
+    connect(address)
+    if config.distill.use_gpu and (warning := check_gpu_workers(config.distill.num_workers)):
+        progress(f"warning: {warning}")
+        return replace(config, distill=replace(config.distill, use_gpu=False))
+    return config
 
 
 def epoch_costs(task: Task, config: SelectConfig) -> tuple[int, int]:

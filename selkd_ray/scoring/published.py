@@ -1,7 +1,7 @@
 """The strongest published transferability scores on a teacher's features, and two static priors.
 
 Each is written from its paper's formula (higher = better teacher), registered beside the others in
-`scores.SCORERS`, and reads nothing but the teacher's Evidence:
+`registry.SCORERS`, and reads nothing but the teacher's Evidence:
     sfda       Shao et al., ECCV 2022: self-challenging Fisher discriminant analysis
     nleep      Li et al., CVPR 2021: LEEP over a Gaussian mixture of the features
     parc       Bolya et al., NeurIPS 2021: pairwise feature / label dissimilarity agreement
@@ -17,7 +17,8 @@ from scipy.stats import spearmanr
 from .discriminant import class_means, fit_discriminant, softmax
 from ..errors import SelkdError
 from ..records import Evidence
-from .scores import SCORERS, canonical_order, leep_score
+from .registry import SCORERS
+from .scores import canonical_order, leep_score
 
 PARC_DIMS = 32  # Bolya et al. reduce features to 32 dimensions before comparing
 GBC_DIMS = 64  # Pandy et al. reduce to 64
@@ -154,6 +155,3 @@ def flops_prior(evidence: Evidence) -> float:
     if evidence.flops_per_sample <= 0:
         raise SelkdError("flops: the teacher's forward FLOPs are unknown")
     return float(np.log10(evidence.flops_per_sample))
-
-
-STATIC_PRIORS = ("params", "flops")

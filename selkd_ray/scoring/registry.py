@@ -1,9 +1,12 @@
-"""A small name -> function registry, filled by a decorator (in the style of timm's `register_model`)."""
+"""A small name -> function registry, filled by a decorator (in the style of timm's `_registry.py` and
+`register_model`), and the scorers' registry itself: scorer modules import it and register into it; nothing
+here imports them (the package's `__init__` does, so every scorer is registered once `scoring` is imported)."""
 from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
 from ..errors import SelkdError
+from ..records import Evidence
 
 F = TypeVar("F", bound=Callable)
 
@@ -39,3 +42,10 @@ class Registry(Generic[F]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+Scorer = Callable[[Evidence], float]
+SCORERS: Registry[Scorer] = Registry("scorer")
+LABEL_NAME_SCORERS = ("ot-semantic", "semantic")  # read label-name embeddings (the scan computes them)
+STATIC_PRIORS = ("params", "flops")  # need no probe at all
+PREDICTION_FREE_SCORERS = ("semantic", *STATIC_PRIORS)  # need no forward pass of the teacher

@@ -1,4 +1,5 @@
-"""Teacher scores (higher = better teacher), each a pure function of arrays, registered by name.
+"""Teacher scores (higher = better teacher), each a pure function of arrays, registered by name in
+`registry.SCORERS` (the package imports every scorer module, so importing any of it fills the registry).
 
 Every scorer takes one teacher's Evidence (probs (n, C_T), features (n, d), labels (n,), and the optional
 classifier rows and label-name embeddings) and returns a float.
@@ -17,13 +18,11 @@ from .discriminant import fit_discriminant
 from ..errors import SelkdError
 from .probe import halves
 from ..records import Evidence, content_hash
-from .registry import Registry
+from .registry import LABEL_NAME_SCORERS, SCORERS
 
-Scorer = Callable[[Evidence], float]
 OT_EPS = DistillConfig.eps  # the Sinkhorn regularisation of the distillation objective
 OT_TAU = DistillConfig.tau  # and its softening temperature
 PROBABILITY_FLOOR = 1e-6
-SCORERS: Registry[Scorer] = Registry("scorer")
 
 
 def transport_cost_to_labels(probs: np.ndarray, labels: np.ndarray, cost: np.ndarray) -> float:
@@ -297,10 +296,3 @@ def score_all(names: list[str], evidence: Evidence) -> dict[str, float]:
 def needs_label_embeddings(names: list[str]) -> bool:
     """Whether any of these scorers reads label-name embeddings (so the scan must compute them)."""
     return any(name in LABEL_NAME_SCORERS for name in names)
-
-
-LABEL_NAME_SCORERS = ("ot-semantic", "semantic")
-
-from . import published as published_scores  # noqa: E402  registers SFDA, N-LEEP, PARC, TransRate, GBC and the static priors
-
-PREDICTION_FREE_SCORERS = ("semantic", *published_scores.STATIC_PRIORS)  # need no forward pass of the teacher

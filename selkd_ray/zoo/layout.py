@@ -13,17 +13,13 @@ when its folder moves within the zoo.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import SelkdError, fail
+from ..io.model_files import CONFIG_FILE, PREPROCESSOR_FILE, SHARD_INDEXES, WEIGHT_FILES, read_json_config, weights_in  # noqa: F401
 
-CONFIG_FILE = "config.json"
-PREPROCESSOR_FILE = "preprocessor_config.json"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 MODEL_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".pb", ".tflite")
 CACHE_PREFIX = "models--"
 
@@ -49,24 +45,6 @@ class TeacherFolder:
         keep = [n for n in names if n in (CONFIG_FILE, PREPROCESSOR_FILE, *SHARD_INDEXES)
                 or n.endswith((".safetensors", ".bin"))]
         return [self.folder / n for n in keep if (self.folder / n).is_file()]
-
-
-def weights_in(folder: Path) -> Path | None:
-    """A folder's weights file (`model.safetensors` preferred over `pytorch_model.bin`); None when none."""
-    return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
-
-
-def read_json_config(path: Path) -> dict:
-    """A config file as a JSON object; every problem is one line naming the file."""
-    if not path.is_file():
-        raise fail(str(path), "missing; expected a config.json beside the teacher's weights")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise fail(str(path), f"not valid JSON ({err.msg if hasattr(err, 'msg') else err})") from None
-    if not isinstance(config, dict):
-        raise fail(str(path), "expected a JSON object")
-    return config
 
 
 def library_of(folder: Path) -> tuple[str, str]:
