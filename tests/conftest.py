@@ -27,15 +27,45 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+WORK_SLOTS = 2  # the CPU slots every test works with: two num_cpus=1 actors take them all, as on a 2-core machine
+POOL_SLOTS = 1  # declared beside them for the suite's one runner pool (idle between scans)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
+    """One Ray for the suite, and in it one runner actor that in-process scans share (`scan_here`): an actor
+    starts in seconds here, and about twenty scans would each start their own. The pool's slot is declared on
+    top of the two the tests work with, and held from the start, so every test sees the same free slots
+    whatever ran before it."""
     import ray
 
+    from helpers import killing
     from selkd_ray.distributed.runtime import connect
+    from selkd_ray.distributed.scan import RunnerPool
 
-    connect(num_cpus=2)
+    connect(num_cpus=WORK_SLOTS + POOL_SLOTS)
+    pool = RunnerPool(max_actors=POOL_SLOTS).ready()
+    killing.HELD_SLOTS = POOL_SLOTS
+    ray.shared_runner_pool = pool
     yield ray
+    pool.close()
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def runner_pool(ray_session):
+    """The suite's one runner pool (see ray_session)."""
+    return ray_session.shared_runner_pool
+
+
+@pytest.fixture
+def scan_here(runner_pool):
+    """`scan` on the shared runner pool, for tests that are not about the runner actors themselves."""
+    import functools
+
+    from selkd_ray.api import scan
+
+    return functools.partial(scan, runners=runner_pool)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ import pytest
 from typer.testing import CliRunner
 
 from selkd_cli.main import app
-from selkd_ray.api import scan
 from selkd_ray.config import ScanConfig
 from selkd_ray.io.atomic import read_table
 
@@ -37,20 +36,20 @@ def test_reading_commands_name_an_unreadable_table(command, table, tmp_path):
     assert (tmp_path / table).read_bytes() == GARBAGE
 
 
-def test_an_unreadable_cache_entry_is_recomputed_and_rewritten(ray_session, tiny_zoo, target_task, tmp_path):
+def test_an_unreadable_cache_entry_is_recomputed_and_rewritten(scan_here, tiny_zoo, target_task, tmp_path):
     config = ScanConfig(scorers=("leep",), probe_per_class=6)
-    first = scan(tiny_zoo, target_task, tmp_path, config)
+    first = scan_here(tiny_zoo, target_task, tmp_path, config)
     entries = sorted(p for p in (tmp_path / "cache").glob("*.parquet") if not p.name.startswith("label-"))
     assert len(entries) == 3
     entries[0].write_bytes(GARBAGE)
     (tmp_path / "scores.parquet").unlink()  # the rescan then goes through the prediction cache
-    again = scan(tiny_zoo, target_task, tmp_path, config)
+    again = scan_here(tiny_zoo, target_task, tmp_path, config)
     assert (again.ran, again.cached) == (1, 2)
     assert [r.score for r in again.rows] == [r.score for r in first.rows]
     assert read_table(entries[0]).num_rows == 18  # rewritten: 6 images x 3 classes
 
 
-def test_a_swapped_or_edited_cache_entry_is_not_served(ray_session, tiny_zoo, target_task, tmp_path):
+def test_a_swapped_or_edited_cache_entry_is_not_served(scan_here, tiny_zoo, target_task, tmp_path):
     """Entries carry their key and a checksum: another teacher's file under this name, or a file whose numbers
     were edited, is a miss (recomputed, rewritten, listed in the summary), never served as this teacher's."""
     import pyarrow as pa
@@ -59,7 +58,7 @@ def test_a_swapped_or_edited_cache_entry_is_not_served(ray_session, tiny_zoo, ta
     from selkd_ray.reports.text import scan_summary
 
     config = ScanConfig(scorers=("leep",), probe_per_class=6)
-    first = scan(tiny_zoo, target_task, tmp_path, config)
+    first = scan_here(tiny_zoo, target_task, tmp_path, config)
     entries = sorted(p for p in (tmp_path / "cache").glob("*.parquet") if not p.name.startswith("label-"))
     swapped, edited = entries[0], entries[1]
     swapped.write_bytes(entries[2].read_bytes())  # another teacher's predictions under this teacher's name
@@ -67,12 +66,12 @@ def test_a_swapped_or_edited_cache_entry_is_not_served(ray_session, tiny_zoo, ta
     probs = [[0.0] * len(row) for row in table.column("probs").to_pylist()]  # same metadata, other numbers
     pq.write_table(table.set_column(0, "probs", pa.array(probs, table.schema.field("probs").type)), edited)
     (tmp_path / "scores.parquet").unlink()
-    again = scan(tiny_zoo, target_task, tmp_path, config)
+    again = scan_here(tiny_zoo, target_task, tmp_path, config)
     assert (again.ran, again.cached) == (2, 1)
     assert [r.score for r in again.rows] == [r.score for r in first.rows]
     reasons = dict(entry.rsplit(" (", 1) for entry in again.recomputed)
     assert reasons == {str(swapped): "its teacher_hash, teacher_config is not this entry's)",
                        str(edited): "its contents do not match their checksum)"}
     assert "2 bad cache entries recomputed and rewritten" in scan_summary(again)
-    final = scan(tiny_zoo, target_task, tmp_path / "b", config, )  # a clean output: nothing to reject
+    final = scan_here(tiny_zoo, target_task, tmp_path / "b", config, )  # a clean output: nothing to reject
     assert final.recomputed == ()

@@ -3,7 +3,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from selkd_ray.api import scan
 from selkd_ray.config import ScanConfig
 from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.io.cache import CacheKey, PredictionCache
@@ -12,11 +11,11 @@ from selkd_ray.records import Predictions
 import numpy as np
 
 
-def test_scan_writes_to_a_filesystem_uri(ray_session, tiny_zoo, target_task, tmp_path):
+def test_scan_writes_to_a_filesystem_uri(scan_here, tiny_zoo, target_task, tmp_path):
     uri = f"file://{tmp_path}/out"
-    first = scan(tiny_zoo, target_task, uri, ScanConfig(scorers=("ot",), probe_per_class=5))
+    first = scan_here(tiny_zoo, target_task, uri, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (tmp_path / "out" / "scores.parquet").is_file() and first.ran == 3
-    again = scan(tiny_zoo, target_task, uri, ScanConfig(scorers=("ot",), probe_per_class=5))
+    again = scan_here(tiny_zoo, target_task, uri, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (again.ran, again.cached) == (0, 3)
     assert pq.read_table(tmp_path / "out" / "scores.parquet").num_rows == 3
 

@@ -31,16 +31,15 @@ def grow(zoo: Path, teacher: str, new_name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def scanned(ray_session, tiny_zoo, target_task, tmp_path_factory):
-    """The same scan three times, as a scheduler would run it: unchanged zoo, then a zoo grown by one."""
+def scanned(runner_pool, tiny_zoo, target_task, tmp_path_factory):
+    """The same scan three times, as a scheduler would run it: unchanged zoo, then a zoo grown by one (one
+    runner kept across the three scans, as a scheduler's driver may)."""
     zoo = Path(shutil.copytree(tiny_zoo, tmp_path_factory.mktemp("growing") / "zoo"))
     out = tmp_path_factory.mktemp("scheduled")
-    from selkd_ray.distributed.scan import RunnerPool
-
-    with RunnerPool(max_actors=1) as runners:  # one runner kept across the three scans, as a scheduler's driver may
-        results = [scan(zoo, target_task, out, CONFIG, runners=runners), scan(zoo, target_task, out, CONFIG, runners=runners)]
-        grow(zoo, "own-classes", "own-classes-v2")
-        results.append(scan(zoo, target_task, out, CONFIG, runners=runners))
+    results = [scan(zoo, target_task, out, CONFIG, runners=runner_pool),
+               scan(zoo, target_task, out, CONFIG, runners=runner_pool)]
+    grow(zoo, "own-classes", "own-classes-v2")
+    results.append(scan(zoo, target_task, out, CONFIG, runners=runner_pool))
     return out, results
 
 

@@ -17,9 +17,9 @@ def flops_per_sample(zoo):
     return {spec.teacher_id: spec.flops_per_sample for spec in specs}
 
 
-def test_successive_halving_keeps_the_best_and_counts_every_round(ray_session, tiny_zoo, target_task, tmp_path):
+def test_successive_halving_keeps_the_best_and_counts_every_round(scan_here, tiny_zoo, target_task, tmp_path):
     config = ScanConfig(scorers=("ot", "leep"), probe_per_class=8, eta=2, min_probe=2)  # rounds of 2, 4, 8 per class
-    result = scan(tiny_zoo, target_task, tmp_path, config)
+    result = scan_here(tiny_zoo, target_task, tmp_path, config)
     rows = {r.teacher_id: r for r in result.rows}
     assert result.rows[0].teacher_id == "own-classes"
     assert (rows["own-classes"].status, rows["own-classes"].round) == ("scored", 2)
@@ -33,11 +33,11 @@ def test_successive_halving_keeps_the_best_and_counts_every_round(ray_session, t
     assert result.dropped == 2 and "FLOPs" in result.spent
 
 
-def test_flops_budget_is_never_exceeded_and_the_prescreen_picks_who_runs(ray_session, tiny_zoo, target_task,
+def test_flops_budget_is_never_exceeded_and_the_prescreen_picks_who_runs(scan_here, tiny_zoo, target_task,
                                                                          tmp_path):
     fps = flops_per_sample(tiny_zoo)
     budget = fps["own-classes"] * 30 + 1  # exactly one teacher on a 30-image probe
-    result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=10,
+    result = scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=10,
                                                              budget=str(budget)))
     rows = {r.teacher_id: r for r in result.rows}
     # 'x-three', 'x-five', 'x-eight' name the target's classes: the semantic pre-screen runs it first
@@ -62,7 +62,7 @@ def test_a_killed_runner_actor_is_restarted_and_its_teacher_retried(ray_session,
     assert [r.status for r in result.rows] == ["scored"] * 9
 
 
-def test_a_second_scan_on_the_same_output_fails_clearly(ray_session, tiny_zoo, target_task, tmp_path):
+def test_a_second_scan_on_the_same_output_fails_clearly(scan_here, tiny_zoo, target_task, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time\nfrom selkd_ray.io.lock import ScanLock\n"
                                f"with ScanLock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
@@ -70,11 +70,11 @@ def test_a_second_scan_on_the_same_output_fails_clearly(ray_session, tiny_zoo, t
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SelkdError, match="another scan or selection is writing this output"):
-            scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
+            scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     finally:
         holder.kill()
         holder.wait()
-    result = scan(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
+    result = scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert result.ran == 3 and (tmp_path / LOCK_FILE).exists()
 
 
@@ -88,13 +88,13 @@ def test_the_lock_is_reentrant_in_one_process_and_held_until_the_outermost_exit(
     assert subprocess.run(try_lock, capture_output=True, text=True).returncode == 0  # released
 
 
-def test_a_scan_killed_midway_resumes_from_the_cache(ray_session, wide_zoo, task_path, tmp_path):
+def test_a_scan_killed_midway_resumes_from_the_cache(scan_here, wide_zoo, task_path, tmp_path):
     cache = tmp_path / "cache"
     finished = kill_cli_midway(["scan", "--zoo", str(wide_zoo), "--task", str(task_path), "--out", str(tmp_path),
                                 "--scorer", "ot", "--probe-per-class", "5", "--max-actors", "1"],
                                lambda: len(list(cache.glob("*.parquet"))), at_least=2)
     assert 2 <= finished < 9, "the scan should have been killed midway"
-    result = scan(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
+    result = scan_here(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (result.cached, result.ran) == (finished, 9 - finished)
 
 
@@ -113,19 +113,19 @@ def test_a_driver_can_keep_its_runners_across_scans(ray_session, tiny_zoo, targe
         pool.close()
 
 
-def test_rows_reused_in_a_later_round_keep_what_this_scan_spent_earlier(ray_session, tiny_zoo, target_task, tmp_path):
+def test_rows_reused_in_a_later_round_keep_what_this_scan_spent_earlier(scan_here, tiny_zoo, target_task, tmp_path):
     config = ScanConfig(scorers=("ot",), probe_per_class=8, eta=2, min_probe=2)
-    scan(tiny_zoo, target_task, tmp_path, config)
+    scan_here(tiny_zoo, target_task, tmp_path, config)
     for path in (tmp_path / "cache").glob("*.parquet"):  # predictions gone, the last scores.parquet kept
         path.unlink()
-    again = scan(tiny_zoo, target_task, tmp_path, config)
+    again = scan_here(tiny_zoo, target_task, tmp_path, config)
     assert again.flops > 0
     assert again.flops == sum(row.flops for row in again.rows)  # the ledger and the rows agree
 
 
-def test_a_teacher_that_fails_at_indexing_is_reported_as_it_is_found(ray_session, zoo_copy, target_task, tmp_path):
+def test_a_teacher_that_fails_at_indexing_is_reported_as_it_is_found(scan_here, zoo_copy, target_task, tmp_path):
     (zoo_copy / "digits-01" / "config.json").write_text("{not json")
     events = []
-    scan(zoo_copy, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=5), progress=events.append)
+    scan_here(zoo_copy, target_task, tmp_path, ScanConfig(scorers=("leep",), probe_per_class=5), progress=events.append)
     failed = [e for e in events if e.kind == "failed"]
     assert [e.teacher_id for e in failed] == ["digits-01"] and "config.json" in failed[0].message

@@ -138,15 +138,14 @@ def test_the_students_input_size_is_a_setting(target_task, tmp_path):
         target_task.images[np.isin(target_task.splits, ["train", "unlabelled"])])
 
 
-def test_a_mixed_task_is_scanned_on_ray(ray_session, tiny_zoo, target_task, tmp_path):
+def test_a_mixed_task_is_scanned_on_ray(scan_here, tiny_zoo, target_task, tmp_path):
     """The runner actors take the ragged probe, and the unreadable image is said once in the scan's progress
     (the student's side is the fixed-size arrays `student_data` makes, the same for Ray Train as before)."""
-    from selkd_ray.api import scan
     from selkd_ray.config import ScanConfig
 
     path = mixed_task(target_task, tmp_path / "mixed.parquet", {7: b"garbage"})
     events = []
-    result = scan(tiny_zoo, path, tmp_path / "scan", ScanConfig(scorers=("leep",), probe_per_class=5),
+    result = scan_here(tiny_zoo, path, tmp_path / "scan", ScanConfig(scorers=("leep",), probe_per_class=5),
                   progress=events.append)
     assert result.failed == 0 and result.ranked[0].teacher_id == "own-classes"
     assert [str(e) for e in events if "left out" in str(e)] == [f"warning: {load_task(path).skipped[0]}"]

@@ -221,10 +221,9 @@ def test_a_transformers_teacher_without_the_hf_extra_is_one_line_and_the_zoo_goe
     assert "1 teachers indexed, 2 invalid" in result.output and "Traceback" not in result.output
 
 
-def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, target_task, tmp_path):
+def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(scan_here, target_task, tmp_path):
     """Nested timm folders, a Hugging Face cache and transformers classifiers in one zoo, run by Ray actors;
     the unnamed teacher is ranked, said once, and left out of the label-name scores."""
-    from selkd_ray.api import scan
     from selkd_ray.config import ScanConfig
 
     zoo = tmp_path / "zoo"
@@ -232,7 +231,7 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(ray_session, targ
     timm_folder(zoo / "team" / "named", label_names=["three", "five", "eight"])
     hf_cache_repo(zoo / "hub", "org/cached", {"2" * 40: timm_folder(tmp_path / "src", num_classes=7)}, "2" * 40)
     events = []
-    result = scan(zoo, target_task, tmp_path / "out", ScanConfig(scorers=("leep", "ot-semantic"), probe_per_class=4),
+    result = scan_here(zoo, target_task, tmp_path / "out", ScanConfig(scorers=("leep", "ot-semantic"), probe_per_class=4),
                   progress=events.append)
     rows = {row.teacher_id: row for row in result.rows}
     assert sorted(rows) == ["hf/resnet-bin", "hf/vit-digits", "org/cached", "team/named"]

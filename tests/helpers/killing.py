@@ -57,12 +57,16 @@ def as_from_a_shell() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
+HELD_SLOTS = 0  # CPU slots the suite holds for the whole session (its shared runner pool): never given back
+
+
 def slots_free(timeout: float = 120) -> None:
-    """Wait until the shared Ray has every CPU slot back: a stopped driver's Ray Train actors and placement
-    group are cleaned up asynchronously, and the next command's workers need their slots."""
+    """Wait until the shared Ray has every CPU slot back (but those the suite holds for the session): a stopped
+    driver's Ray Train actors and placement group are cleaned up asynchronously, and the next command's
+    workers need their slots."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0):
+        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0) - HELD_SLOTS:
             return
         time.sleep(0.2)
     raise AssertionError(f"Ray's CPU slots never came back: {ray.available_resources()} of {ray.cluster_resources()}")
