@@ -67,7 +67,7 @@ def full_plan(seeds: int = 2, epochs: int = 20) -> Plan:
 
 def quick_plan() -> Plan:
     return Plan(tuple(t for t in TEACHERS if t.teacher_id in QUICK_TEACHERS),
-                tuple(t for t in TARGETS if t.name in QUICK_TARGETS), (0,), DistillConfig(epochs=2), bootstrap=200)
+                tuple(t for t in TARGETS if t.name in QUICK_TARGETS), (0,), DistillConfig(epochs=1), bootstrap=200)
 
 
 def train_bench_teacher(teacher: BenchTeacher, folder: str) -> str:
@@ -315,7 +315,7 @@ def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
             "plot": figure, "text": text}
 
 
-def main(quick: bool = typer.Option(False, help="small but real: 4 teachers, 2 targets, 1 seed, 2 epochs"),
+def main(quick: bool = typer.Option(False, help="small but real: 4 teachers, 2 targets, 1 seed, 1 epoch"),
          out: Path = typer.Option(Path("bench-out/ranking"), help="output folder (zoo, caches, tables, plot)"),
          seeds: int = typer.Option(2, help="probe and student seeds per target"),
          epochs: int = typer.Option(20, help="student epochs (the ground-truth budget)")) -> None:

@@ -1,6 +1,7 @@
 """Ray Train distillation: checkpoints, resume after a kill, early stopping, the FLOPs budget, N workers,
 an online teacher under augmentation, and a student folder that joins the zoo."""
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -9,9 +10,11 @@ from helpers.killing import stop_cli_midway
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
-from selkd_ray.training.student_data import student_data, teacher_spec
 from selkd_ray.errors import SelkdError
-from selkd_ray.training.loop import epoch_flops
+from selkd_ray.plans.distill import finish
+from selkd_ray.progress import quiet
+from selkd_ray.training.loop import LoopState, epoch_flops, finished, fit_epochs, loaders, new_student, ready
+from selkd_ray.training.student_data import run_name, student_data, teacher_spec
 
 
 def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_session, tiny_zoo, target_task, tmp_path):
@@ -33,28 +36,55 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     assert again.run_name == result.run_name and again.history == result.history  # the finished run, reused
 
 
+def plain_job(task, teacher, out, config, name):
+    """A distillation planned as `distill` plans it (teacher outputs from the cache, one-line checks), to be
+    trained on the plain loop: the stopping rules are the loop's own, and Ray Train adds nothing to them."""
+    from selkd_ray.plans.distill import plan_distillation
+
+    return plan_distillation(task, teacher, out, config, None, name, quiet, None)
+
+
+def plain_loop(job):
+    """The student, optimiser and batches of a plain run: fit_epochs called again on them with the saved state
+    is a resume, as a Ray Train worker resumes from its checkpoint."""
+    data = ready(job.data)
+    student, optimizer = new_student(data, job.config)
+    return data, student, optimizer, loaders(data, job.config)
+
+
 def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task, tmp_path):
     # learning rate 0: only batch-norm statistics move, so validation accuracy soon stops improving
     frozen = DistillConfig(epochs=8, learning_rate=0.0, weight_decay=0.0, patience=1)
-    result = distill(target_task, tiny_zoo / "own-classes", tmp_path, frozen, name="frozen")
+    job = plain_job(target_task, tiny_zoo / "own-classes", tmp_path, frozen, "frozen")
+    data, student, optimizer, batches = plain_loop(job)
+    state = LoopState()
+    trained = fit_epochs(student, optimizer, data, frozen, torch.device("cpu"), *batches, state)
+    result = finish(job, trained, "plain", time.perf_counter(), quiet)  # as distill reports a Ray Train run
     accuracies = [row.val_accuracy for row in result.history]
     assert result.stopped.startswith("early stop") and len(accuracies) < 8
     assert result.best_epoch == int(np.argmax(accuracies)) and len(accuracies) - 1 - result.best_epoch == 1
     assert [row.best for row in result.history].count(True) == 1
-    again = distill(target_task, tiny_zoo / "own-classes", tmp_path, frozen, name="frozen")
-    assert again.history == result.history and again.stopped == result.stopped  # stays stopped: no extra epoch
+    resumed = LoopState.from_saved(state.saved())  # what the checkpoint holds, read back
+    assert finished(resumed, frozen)  # the plan does not start it again
+    again = fit_epochs(student, optimizer, data, frozen, torch.device("cpu"), *batches, resumed)
+    assert again.history == trained.history and again.stopped == result.stopped  # stays stopped: no extra epoch
 
 
 def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, target_task, tmp_path):
     spec = teacher_spec(tiny_zoo / "own-classes")
     config = DistillConfig(epochs=6)
     one_epoch = epoch_flops(student_data(target_task, spec, config, None), config)
-    result = distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=6, max_flops=2.5 * one_epoch))
+    limited, larger = (DistillConfig(epochs=6, max_flops=k * one_epoch) for k in (2.5, 4.5))
+    job = plain_job(target_task, tiny_zoo / "own-classes", tmp_path, limited, "budget")
+    data, student, optimizer, batches = plain_loop(job)
+    state = LoopState()
+    result = fit_epochs(student, optimizer, data, limited, torch.device("cpu"), *batches, state)
     assert len(result.history) == 2 and result.flops <= 2.5 * one_epoch
-    assert result.stopped.startswith("FLOPs budget")
-    more = distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=6, max_flops=4.5 * one_epoch))
-    assert more.run_name == result.run_name  # the budget is a limit, not an input: the same run continues
-    assert [row.loss for row in more.history[:2]] == [row.loss for row in result.history]  # not retrained
+    assert result.stopped.startswith("FLOPs budget") and not finished(state, limited)
+    # the budget is a limit, not an input: the same run continues
+    assert run_name("b", larger, spec, target_task, data.cost) == run_name("b", limited, spec, target_task, data.cost)
+    more = fit_epochs(student, optimizer, data, larger, torch.device("cpu"), *batches, LoopState.from_saved(state.saved()))
+    assert [row["loss"] for row in more.history[:2]] == [row["loss"] for row in result.history]  # not retrained
     assert len(more.history) == 4 and more.flops <= 4.5 * one_epoch
     with pytest.raises(SelkdError, match="does not cover one epoch"):
         distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(max_flops=one_epoch / 2))
