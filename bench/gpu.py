@@ -158,7 +158,7 @@ def scan_figures(out: Path, sizes: Sizes, device: torch.device) -> dict:
 
 def step_figures(sizes: Sizes, device: torch.device) -> dict:
     """Seconds per distillation step, OT term against cross-entropy alone, same student and batches."""
-    from selkd_ray.training.loop import StudentData
+    from selkd_ray.training.data import StudentData
 
     torch.manual_seed(0)
     student = build_model(sizes.student, 10, sizes.student_input[0]).to(device)

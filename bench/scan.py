@@ -70,7 +70,7 @@ def say(message: str) -> None:
 def efficiency(out: Path, sizes: Sizes) -> dict:
     """Scan wall time against the summed bare forward time of the same teachers: cold (the scan starts its
     runner actors) and warm (runners already started, as in a driver that scans many tasks)."""
-    from selkd_ray.distributed.scan import RunnerPool
+    from selkd_ray.distributed.runners import RunnerPool
 
     zoo = out / "zoo-efficiency-rgb96"
     synthetic_zoo(zoo, sizes.efficiency_teachers, EFFICIENCY_ARCHITECTURES, input_size=EFFICIENCY_INPUT)

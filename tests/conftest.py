@@ -41,7 +41,7 @@ def ray_session():
 
     from helpers import killing
     from selkd_ray.distributed.runtime import connect
-    from selkd_ray.distributed.scan import RunnerPool
+    from selkd_ray.distributed.runners import RunnerPool
 
     connect(num_cpus=WORK_SLOTS + POOL_SLOTS)
     pool = RunnerPool(max_actors=POOL_SLOTS).ready()

@@ -9,7 +9,8 @@ from selkd_ray.models.forward import ForwardPath, autocast_dtype, teacher_predic
 from selkd_ray.training.losses import sinkhorn_distillation_loss
 from selkd_ray.records import ProbeSet
 from selkd_ray.scoring.runner import TeacherRunner
-from selkd_ray.training.loop import StudentData, fit_plain
+from selkd_ray.training.data import StudentData
+from selkd_ray.training.loop import fit_plain
 from selkd_ray.training.student_data import teacher_spec
 
 pytestmark = pytest.mark.cuda

@@ -13,7 +13,8 @@ from selkd_ray.config import DistillConfig
 from selkd_ray.errors import SelkdError
 from selkd_ray.plans.distill import finish
 from selkd_ray.progress import quiet
-from selkd_ray.training.loop import LoopState, epoch_flops, finished, fit_epochs, loaders, new_student, ready
+from selkd_ray.training.data import ready
+from selkd_ray.training.loop import LoopState, epoch_flops, finished, fit_epochs, loaders, new_student
 from selkd_ray.training.student_data import run_name, student_data, teacher_spec
 
 

@@ -9,7 +9,8 @@ from selkd_ray.models.forward import ForwardPath, choose_device, model_input, te
 from selkd_ray.training.losses import sinkhorn_distillation_loss
 from selkd_ray.models.timm_models import build_model, save_teacher
 from selkd_ray.records import Preprocessing
-from selkd_ray.training.loop import StudentData, evaluate
+from selkd_ray.training.data import StudentData
+from selkd_ray.training.loop import evaluate
 from selkd_ray.zoo.index import index_teacher
 
 CPU = torch.device("cpu")

@@ -36,3 +36,52 @@ def test_one_forward_path_runs_every_model_and_moves_every_tensor():
         text = path.read_text()
         for marker in ("forward_features(", "forward_head(", ".cpu()", ".cuda(", "pin_memory", ".numpy()"):
             assert marker not in text, (relative, marker)
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Every selkd_ray module (and cli/) with the selkd_ray modules it imports, lazy imports included."""
+    import ast
+
+    graph = {}
+    for root, package in ((PACKAGE, "selkd_ray"), (PACKAGE.parent / "cli", "selkd_cli")):
+        for path in root.rglob("*.py"):
+            parts = [package, *path.relative_to(root).with_suffix("").parts]
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            here = parts[:-1]  # the package a relative import starts from
+            found = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else [])) \
+                        if node.level else node.module
+                    found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+            graph[name] = found
+    return {name: {m for m in found if m in graph and m != name} for name, found in graph.items()}
+
+
+def test_the_import_graph_has_no_circle():
+    """No module imports, directly or through others, one that imports it back (a registry that its entries
+    register into, never one that imports its entries and is imported by them)."""
+    graph = module_imports()
+    assert graph["selkd_ray.scoring.published"] >= {"selkd_ray.scoring.registry"}  # the graph is really read
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            assert state.get(target) != 1, " -> ".join([*path, module, target])
+            if target not in state:
+                visit(target, [*path, module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_every_library_file_is_at_most_300_lines():
+    long = {path.relative_to(PACKAGE.parent).as_posix(): n for path in [*PACKAGE.rglob("*.py"),
+                                                                         *(PACKAGE.parent / "cli").rglob("*.py")]
+            if (n := len(path.read_text().splitlines())) > 300}
+    assert not long, long

@@ -8,13 +8,13 @@ from selkd_ray.scoring.probe import make_probe
 from selkd_ray.records import Predictions, TeacherResult
 from selkd_ray.scoring.runner import TeacherRunner
 from selkd_ray.plans.halving import run_plan
-from selkd_ray.zoo.index import index_zoo
+from selkd_ray.zoo.index import index_folders
 
 
 def test_a_prefetched_teacher_that_is_not_run_is_let_go(tiny_zoo, target_task):
     """The driver reserves the next teacher, and the runner starts loading it; when the budget then refuses
     it (or the scan ends), the next call or `forget()` drops it, so reused runners do not pile teachers up."""
-    a, b, c = (spec for spec, _, _ in index_zoo(tiny_zoo))
+    a, b, c = (spec for spec, _, _ in index_folders(tiny_zoo))
     runner = TeacherRunner(num_threads=1)
     probe = make_probe(target_task, 2)
     assert runner(a, probe, upcoming=b).predictions is not None
@@ -27,7 +27,7 @@ def test_a_prefetched_teacher_that_is_not_run_is_let_go(tiny_zoo, target_task):
 
 
 def test_a_teacher_that_fails_before_its_forward_pass_costs_nothing(tiny_zoo, target_task, tmp_path):
-    specs = [spec for spec, _, _ in index_zoo(tiny_zoo)]
+    specs = [spec for spec, _, _ in index_folders(tiny_zoo)]
     config = ScanConfig(scorers=("leep",), probe_per_class=4, budget="1e15")
 
     def run_teachers(pending, probe, admit, scoring):
@@ -52,7 +52,7 @@ def test_a_teacher_that_fails_before_its_forward_pass_costs_nothing(tiny_zoo, ta
 
 def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tmp_path):
     """The round line names the size asked for; when a class has fewer train images, a note says so."""
-    specs = [spec for spec, _, _ in index_zoo(tiny_zoo)]
+    specs = [spec for spec, _, _ in index_folders(tiny_zoo)]
     events = []
     most = int(np.bincount(target_task.split("train")[1]).min())
 
@@ -71,9 +71,12 @@ def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tm
 
 
 def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):
-    from selkd_ray.distributed.scan import RunnerPool
+    from helpers.killing import slots_free
 
+    from selkd_ray.distributed.runners import RunnerPool
+
+    slots_free()  # what an earlier test started (its pool, its Ray Train workers) has given its slots back
     with RunnerPool(max_actors=8, teachers=5) as pool:
-        assert pool.count == 2  # the test's Ray has 2 CPU slots
+        assert pool.count == 2  # the test's Ray has 2 free CPU slots (beside the suite's one runner)
         assert pool.sizing(8, 5) == "--max-actors 8: 2 runner actors (the cluster has 2 free CPU slots)"
         assert pool.sizing(2, 5) == ""

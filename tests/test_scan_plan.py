@@ -99,7 +99,7 @@ def test_a_scan_killed_midway_resumes_from_the_cache(scan_here, wide_zoo, task_p
 
 
 def test_a_driver_can_keep_its_runners_across_scans(ray_session, tiny_zoo, target_task, tmp_path):
-    from selkd_ray.distributed.scan import RunnerPool
+    from selkd_ray.distributed.runners import RunnerPool
 
     pool = RunnerPool(max_actors=1).ready()
     try:

@@ -26,7 +26,8 @@ from selkd_ray.io.task_images import decode_image
 from selkd_ray.io.tasks import load_task, write_task
 from selkd_ray.models.timm_models import build_model
 from selkd_ray.records import Preprocessing, content_hash
-from selkd_ray.training.loop import evaluate, ready
+from selkd_ray.training.data import ready
+from selkd_ray.training.loop import evaluate
 
 CPU = torch.device("cpu")
 

@@ -272,7 +272,7 @@ def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_
         return zoo_module.index_here(folders)
 
     previous = read_catalogue(tmp_path / "catalogue.parquet")
-    assert [spec for spec, _, _ in zoo_module.index_zoo(zoo, previous, indexer)] == specs and len(specs) == 16
+    assert [spec for spec, _, _ in zoo_module.index_folders(zoo, previous, indexer)] == specs and len(specs) == 16
     (zoo / "group-0" / "t0" / "config.json").touch()  # one changed teacher is described again
-    zoo_module.index_zoo(zoo, previous, indexer)
+    zoo_module.index_folders(zoo, previous, indexer)
     assert handed == [[], ["group-0/t0"]]

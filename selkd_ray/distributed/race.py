@@ -16,7 +16,8 @@ from ray.tune.schedulers import ASHAScheduler
 
 from ..config import DistillConfig
 from ..models.forward import choose_device, place
-from ..training.loop import LoopState, StudentData, fit_epochs, loaders, new_student, ready
+from ..training.data import StudentData, ready
+from ..training.loop import LoopState, fit_epochs, loaders, new_student
 from .runtime import cpu_slots, gpu_count
 
 METRIC = "best_val_accuracy"

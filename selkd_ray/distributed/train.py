@@ -25,11 +25,11 @@ from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch
 
 from ..config import DistillConfig
 from ..errors import SelkdError
-from ..records import TrainedRun
+from ..runs import TrainedRun
 from .runtime import selkd_error_in
 
 if TYPE_CHECKING:
-    from ..training.loop import StudentData
+    from ..training.data import StudentData
 
 STATE_FILE = "student.pt"
 
@@ -81,7 +81,8 @@ def train_func(job: dict) -> None:
 
     The student loop is imported here, not at the top: Ray Train's controller unpickles this function and so
     imports this module, and it needs neither timm nor POT (seconds of start-up on every run)."""
-    from ..training.loop import LoopState, fit_epochs, loaders, new_student, ready
+    from ..training.data import ready
+    from ..training.loop import LoopState, fit_epochs, loaders, new_student
 
     config = DistillConfig(**job["config"])
     data: StudentData = ready(ray.get(job["data_ref"]))  # the images are decoded here, on the worker

@@ -15,10 +15,12 @@ from ..io.fs import writable_folder
 from ..io.results import write_metrics
 from ..models.timm_models import build_model, require_architecture, save_teacher
 from ..progress import Progress, Step, quiet
-from ..records import StopReason, Task, TeacherSpec, TrainedRun
+from ..records import Task, TeacherSpec
+from ..runs import StopReason, TrainedRun
 from ..rows import EpochRow
 from ..reports.plots import learning_curve
-from ..training.loop import StudentData, epoch_flops, evaluate
+from ..training.data import StudentData
+from ..training.loop import epoch_flops, evaluate
 from ..training.student_data import run_name, student_data, teacher_spec
 from .inputs import as_task
 from .teacher_outputs import cached_teacher_probs

@@ -8,7 +8,7 @@ from ..io.catalogue import read_catalogue, write_catalogue
 from ..io.fs import Location
 from ..progress import Progress, Step, quiet
 from ..records import TeacherSpec
-from ..zoo.index import index_here, index_zoo as index_folders, require_zoo
+from ..zoo.index import index_folders, index_here, require_zoo
 
 PARALLEL_INDEX_FROM = 16  # new or changed teachers from which indexing runs as Ray tasks rather than here
 

@@ -61,7 +61,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
     """Rank every teacher of the zoo for the task, within the budget; cached predictions are reused, failures
     recorded. `progress` receives ScanEvent objects (str() gives a log line).
 
-    `runners`: a `distributed.scan.RunnerPool` to use and leave running, for a driver that scans many tasks
+    `runners`: a `distributed.runners.RunnerPool` to use and leave running, for a driver that scans many tasks
     (a runner actor takes seconds to start); by default each scan starts its own and stops it at the end.
     `ledger`: the budget to charge (a selection's, limited to the scan's share); default `config.budget`."""
     check_config(config, address)
@@ -76,7 +76,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         cache = PredictionCache(out_dir / "cache")
         ledger = ledger or Ledger(parse_budget(config.budget))
         check_budget_floor(specs, task, config, cache, previous, ledger.budget)
-        with RunnerActors(config.max_actors, address, progress, runners) as actors:
+        with RunnersOnDemand(config.max_actors, address, progress, runners) as actors:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, actors.run,
                                     lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache, ledger)
         ranked = rank_rows(rows)
@@ -105,7 +105,7 @@ def scan_result(ranked: list[ScoreRow], scores_path: Path | str, catalogue_path:
                       ledger.seconds, tuple(ledger.round_flops))
 
 
-class RunnerActors:
+class RunnersOnDemand:
     """The engine's runner actors for one scan, started on the first teacher that needs running (a scan the
     cache answers starts no Ray), stopped at the end unless the caller lent its own pool."""
 
@@ -116,7 +116,7 @@ class RunnerActors:
     def run(self, pending: list[TeacherSpec], probe, admit, scoring):
         if self.pool is None:
             from ..distributed.runtime import connect
-            from ..distributed.scan import RunnerPool
+            from ..distributed.runners import RunnerPool
 
             connect(self.address)
             self.pool = RunnerPool(self.max_actors, len(pending))
@@ -128,7 +128,7 @@ class RunnerActors:
                 self.progress(f"warning: runner actors: {warning}")
         return self.pool.run(pending, probe, admit, scoring)
 
-    def __enter__(self) -> "RunnerActors":
+    def __enter__(self) -> "RunnersOnDemand":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,7 +17,7 @@ from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
 from ..selection import LABELS_ONLY, Candidate, SelectConfig, candidates, guard, race_epochs, race_winner
-from ..training.loop import StudentData
+from ..training.data import StudentData
 from ..training.student_data import (local_teacher_probs, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
 from .distill import DistillResult, plan_distillation, train_side_by_side

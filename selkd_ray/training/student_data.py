@@ -17,7 +17,7 @@ from ..errors import SelkdError
 from ..models.forward import ForwardPath, choose_device, softmax
 from ..models.timm_models import architecture_input_size
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
-from .loop import ImagesAtSize, StudentData, channel_stats
+from .data import ImagesAtSize, StudentData, channel_stats
 from ..zoo.index import index_teacher
 
 TeacherProbs = Callable[[TeacherSpec, ProbeSet], np.ndarray]

@@ -103,8 +103,8 @@ def index_here(folders: list[TeacherFolder]) -> list[Entry]:
     return [index_teacher(folder) for folder in folders]
 
 
-def index_zoo(zoo_dir: Path, previous: list[Entry] | None = None,
-              index_many: Callable[[list[TeacherFolder]], list[Entry]] = index_here) -> list[Entry]:
+def index_folders(zoo_dir: Path, previous: list[Entry] | None = None,
+                  index_many: Callable[[list[TeacherFolder]], list[Entry]] = index_here) -> list[Entry]:
     """Specs for every teacher of the zoo, reusing rows of `previous` whose folder is unchanged (no model is
     built for them); `index_many` indexes the rest (in order). A teacher whose folder moved within the zoo
     keeps its id."""

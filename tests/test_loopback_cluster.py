@@ -1,6 +1,8 @@
-"""On a node that declares GPUs (Ray lets a node declare GPUs it lacks): a scan starts one runner per GPU and no
-CPU-slot runners; race trials hold a fraction of a GPU each; GPU training asks for GPUs, and where torch sees
-no CUDA every worker says so in one line and falls back to the CPU."""
+"""One real two-node Ray cluster on loopback addresses (127.0.0.3 and 127.0.0.4), each node declaring 2 CPU
+slots and 1 GPU (Ray lets a node declare GPUs it lacks), shared by this module's tests: `selkd scan --address`
+spreads teachers over both nodes; a scan starts one runner per GPU and no CPU-slot runners; race trials hold a
+fraction of a GPU each; GPU training asks for GPUs, and where torch sees no CUDA every worker says so in one line
+and falls back to the CPU."""
 import json
 import os
 import subprocess
@@ -10,23 +12,23 @@ from pathlib import Path
 import pytest
 import torch
 
-HELPER = Path(__file__).parent / "helpers" / "gpu_node_cluster.py"
+HELPER = Path(__file__).parent / "helpers" / "loopback_cluster.py"
 NO_CUDA = not torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
-def gpu_cluster():
-    """A real Ray head declaring 4 CPU slots and 2 GPUs: a CPU-slot scan would start 4 runners."""
+def cluster():
+    """A real two-node cluster declaring 4 CPU slots and 2 GPUs in all: a CPU-slot scan would start 4 runners."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    cluster = subprocess.Popen([sys.executable, str(HELPER), "4", "2"], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, str(HELPER), "2", "1"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True, env=env)
     try:
-        address = cluster.stdout.readline().strip()
-        assert address.startswith("127.0.0.5:"), address
+        address = process.stdout.readline().strip()
+        assert address.startswith("127.0.0.3:"), address
         yield address, env
     finally:
-        cluster.stdin.close()
-        cluster.wait(timeout=60)
+        process.stdin.close()
+        process.wait(timeout=60)
 
 
 def selkd(env: dict, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
@@ -34,27 +36,29 @@ def selkd(env: dict, *args: str, timeout: int = 400) -> subprocess.CompletedProc
                           timeout=timeout, env=env)
 
 
-def test_a_scan_starts_one_runner_per_declared_gpu_and_no_cpu_slot_runners(gpu_cluster, wide_zoo, task_path,
-                                                                          tmp_path):
-    address, env = gpu_cluster
+def test_a_scan_through_address_runs_one_runner_per_gpu_on_both_nodes(cluster, wide_zoo, task_path, tmp_path):
+    """The two-node scan (teachers spread over both nodes) and the GPU node's scan (one runner per declared GPU,
+    none per CPU slot) in one: each node's GPU holds one runner."""
+    address, env = cluster
     done = selkd(env, "scan", "--zoo", str(wide_zoo), "--task", str(task_path), "--out", str(tmp_path),
-                 "--scorer", "leep", "--probe-per-class", "4", "--address", address, "--json")
+                 "--scorer", "ot", "--probe-per-class", "5", "--address", address, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["ran"] == 9
+    assert {row["node"] for row in result["teachers"]} == {"127.0.0.3", "127.0.0.4"}
     runners = result["runners"]
-    assert len(runners) == 2  # 2 GPUs, though the node has 4 CPU slots and the zoo 9 teachers
+    assert len(runners) == 2  # 2 GPUs, though the cluster has 4 CPU slots and the zoo 9 teachers
     assert all(r["resources"] == {"GPU": 1, "CPU": 1} for r in runners)
-    assert sorted(gid for r in runners for gid in r["gpu_ids"]) == ["0", "1"]
+    assert all(len(r["gpu_ids"]) == 1 for r in runners)  # one GPU each ...
+    assert sorted(r["node"] for r in runners) == ["127.0.0.3", "127.0.0.4"]  # ... one on each node's GPU
     if NO_CUDA:
         assert {r["device"] for r in runners} == {"cpu"}
         warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
         assert len(warnings) == 1 and "torch sees no CUDA" in warnings[0], done.stderr[-2000:]
 
 
-def test_race_trials_share_a_gpu_and_gpu_training_falls_back_in_one_line(gpu_cluster, tiny_zoo, task_path,
-                                                                         tmp_path):
-    address, env = gpu_cluster
+def test_race_trials_share_a_gpu_and_gpu_training_falls_back_in_one_line(cluster, tiny_zoo, task_path, tmp_path):
+    address, env = cluster
     done = selkd(env, "select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
                  "--scorer", "leep", "--probe-per-class", "4", "--shortlist", "1", "--race-epochs", "1",
                  "--epochs", "1", "--gpus", "1", "--trials-per-gpu", "4", "--address", address, "--json")
@@ -68,8 +72,8 @@ def test_race_trials_share_a_gpu_and_gpu_training_falls_back_in_one_line(gpu_clu
         assert fallbacks and all(line.startswith("warning:") for line in fallbacks), done.stderr[-2000:]
 
 
-def test_more_gpus_than_the_cluster_has_is_one_line(gpu_cluster, task_path, tmp_path):
-    address, env = gpu_cluster
+def test_more_gpus_than_the_cluster_has_is_one_line(cluster, task_path, tmp_path):
+    address, env = cluster
     done = selkd(env, "distill", "--task", str(task_path), "--out", str(tmp_path), "--gpus", "3",
                  "--address", address)
     assert done.returncode == 2
