@@ -10,6 +10,8 @@ import typer
 
 from selkd_ray.config import ScanConfig
 
+from .documents import distill_json, select_json
+from .experience import experience_app
 from .running import Display, one_line_errors
 
 EPILOG = ("Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming "
@@ -18,6 +20,7 @@ app = typer.Typer(help="Selective cross-task distillation over a model zoo, on R
                   pretty_exceptions_enable=False, add_completion=False)
 zoo_app = typer.Typer(help="Manage a teacher zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+app.add_typer(experience_app, name="experience")
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
@@ -180,6 +183,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    gpus: int = GPUS,
                    trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
                    student_size: str = STUDENT_SIZE,
+                   experience: Optional[str] = typer.Option(None, help="Folder or filesystem URI the race's outcomes are appended to (a team's shared experience); default OUT/experience."),
                    json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
     it beats label-only on the validation split: a student never worse than training on labels alone.
@@ -193,7 +197,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed),
                           DistillConfig(epochs=epochs, seed=seed, student_size=student_size, **gpu_workers(gpus, 1)),
                           budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
-                          guard_z=guard_z, trials_per_gpu=trials_per_gpu)
+                          guard_z=guard_z, trials_per_gpu=trials_per_gpu, experience=experience)
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:
@@ -215,16 +219,6 @@ def lambda_values(grid: str) -> tuple[float, ...]:
     return lambdas
 
 
-def select_json(result) -> dict:
-    """The selection as one JSON document: the decision, what each stage spent, the race's trials."""
-    from selkd_ray.rows import as_row
-
-    return {"student": str(result.student_dir), "kept": result.kept, "teacher": result.teacher,
-            "lambda": result.lam, "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
-            "message": result.message, "stages": [as_row(s) for s in result.stages],
-            "trials": [as_row(t) for t in result.trials], "selection": str(result.selection_path)}
-
-
 def gpu_workers(gpus: int, workers: int) -> dict:
     """DistillConfig's worker fields for --gpus N (N Ray Train workers, one GPU each) beside --workers."""
     from selkd_ray.errors import SelkdError
@@ -234,13 +228,6 @@ def gpu_workers(gpus: int, workers: int) -> dict:
     if gpus and workers not in (1, gpus):
         raise SelkdError(f"--workers {workers} with --gpus {gpus}: each GPU runs one worker; give one of them")
     return {"num_workers": gpus or workers, "use_gpu": gpus > 0}
-
-
-def distill_json(result) -> dict:
-    return {"student": str(result.student_dir), "metrics": str(result.metrics_path), "teacher": result.teacher,
-            "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
-            "best_epoch": result.best_epoch, "epochs": len(result.history), "stopped": result.stopped,
-            "flops": result.flops, "run": result.run_name}
 
 
 @app.command()

@@ -152,6 +152,39 @@ class EpochRow:
     best: bool = False  # the epoch whose weights the student keeps (best validation accuracy)
 
 
+@dataclass(frozen=True)
+class ExperienceRow:
+    """One (task, teacher) outcome a selection observed: what was known of the pair before any training (the
+    task's size, the teacher's static facts, every scorer's value normalised within the task's scan) and what the
+    race then measured. The ground truth a ranking can learn from."""
+
+    task_hash: str
+    task: str  # the task's name
+    task_images: int = int32(0)  # labelled training images
+    task_classes: int = int32(0)
+    teacher_id: str = ""
+    teacher_hash: str = ""  # the teacher's content hash: the same weights under another id are the same teacher
+    architecture: str = ""
+    params: int = 0
+    flops_per_sample: int = 0
+    teacher_classes: int = int32(0)
+    label_overlap: float = 0.0  # share of the target's label names among the teacher's (case and spaces aside)
+    teachers_scanned: int = int32(0)  # the ranked teachers the scores are normalised over
+    probe_size: int | None = int32()
+    # each scorer's within-task rank, scaled to [0, 1] (1: the scan's best teacher by that scorer; ties share the
+    # mean rank; NaN where the scorer gave no value)
+    scores: dict[str, float] = field(default_factory=dict, metadata={"expand": "rank_"})
+    outcome: float = 0.0  # the teacher's best race trial's validation accuracy less the label-only trial's
+    val_accuracy: float = 0.0  # the teacher's best trial
+    labels_only_accuracy: float = 0.0  # the label-only trial's, on the same validation images
+    lam: float = 0.0  # the OT weight of the teacher's best trial
+    epochs: int = int32(0)  # epochs the teacher's best trial ran
+    labels_only_epochs: int = int32(0)
+    validation_images: int = int32(0)
+    source: str = "race"  # which stage measured it
+    recorded_at: str = ""  # ISO 8601, UTC
+
+
 SELECTION_ROWS = (TrialRow, StageRow, DecisionRow)  # one table, the columns of all three
 
 

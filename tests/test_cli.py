@@ -14,7 +14,8 @@ from selkd_ray.records import Task
 runner = CliRunner()
 
 
-COMMANDS = [["demo"], ["zoo", "index"], ["scan"], ["select"], ["distill"], ["history"], ["report"], ["scorers"]]
+COMMANDS = [["demo"], ["zoo", "index"], ["scan"], ["select"], ["distill"], ["history"], ["report"], ["scorers"],
+            ["experience", "show"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -28,7 +29,9 @@ def test_every_command_is_covered_and_exit_codes_are_documented():
     from typer.main import get_command
 
     group = get_command(app)
-    names = {name for name in group.commands if name != "zoo"} | {"zoo " + n for n in group.commands["zoo"].commands}
+    names = set()
+    for name, command in group.commands.items():  # a group's commands by their full names ("zoo index")
+        names |= {f"{name} {sub}" for sub in command.commands} if hasattr(command, "commands") else {name}
     assert names == {" ".join(c) for c in COMMANDS}
     assert "Exit codes: 0 success; 1" in runner.invoke(app, ["--help"]).output
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from selkd_cli.main import app
 from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.training.student_data import student_images, teacher_spec
+from selkd_ray.io.experience import read_experience
 from selkd_ray.io.results import read_selection
 from selkd_ray.plans.select import epoch_costs, select_student, selection_costs
 from selkd_ray.selection import SelectConfig
@@ -88,6 +89,13 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert document["teacher"] == winner["candidate"]
     assert document["kept"] in ("distilled", "labels-only")
 
+    # the race's outcome is experience: the raced teacher against the label-only trial, on the same images
+    experience = read_experience(tmp_path / "experience")
+    assert document["experience"] and len(experience) == 1 and experience[0].teacher_id == "own-classes"
+    raced = {t["candidate"]: t["val_accuracy"] for t in trials}
+    assert experience[0].outcome == pytest.approx(raced["own-classes"] - raced["labels-only"])
+    assert experience[0].scores["leep"] == 1.0  # the scan's best teacher by leep
+
     reported = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert len(reported) == 2  # one per trial
     # the same selection started again, as a user would: a fresh process with no Ray running, its scan answered
@@ -101,6 +109,9 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert rerun["trials"] == trials and len(list((tmp_path / "race").iterdir())) == 1
     now = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert now == reported  # the race restored: no trial trained again
+    again_rows = read_experience(tmp_path / "experience")  # its outcome rewritten, not counted twice
+    assert [(r.teacher_id, r.outcome, r.scores) for r in again_rows] == \
+        [(r.teacher_id, r.outcome, r.scores) for r in experience]
     spent = {s["candidate"]: s["flops"] for s in rerun["stages"]}
     assert spent["scan"] == 0 and spent["teacher outputs"] == 0  # cached
     assert (rerun["teacher"], rerun["kept"], rerun["test_accuracy"]) == \

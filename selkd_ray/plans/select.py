@@ -17,10 +17,12 @@ from ..config import ScanConfig
 from ..errors import SelkdError
 from ..io.fs import Location, writable_folder
 from ..io.lock import ScanLock
+from ..experience import race_outcomes
+from ..io.experience import append_experience, read_experience
 from ..io.results import write_selection
 from ..models.timm_models import require_architecture
 from ..progress import Progress, quiet
-from ..records import Task
+from ..records import Task, content_hash
 from ..rows import DecisionRow, StageRow, TrialRow
 from ..scoring import SCORERS
 from ..selection import SelectConfig, shortlist
@@ -30,7 +32,7 @@ from ..zoo.index import require_zoo
 from .distill import DistillResult
 from .inputs import as_task, check_outputs
 from .scan import ScanResult, scan
-from .stages import EpochCosts, Selection, final_stage, race
+from .stages import EpochCosts, Selection, final_stage, race, race_name
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class SelectResult:
     scan: ScanResult
     selection_path: Path | str
     summary: str
+    experience_path: Path | str | None = None  # the part of the experience table this selection wrote
 
 
 def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path,
@@ -80,6 +83,9 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     require_zoo(Path(zoo_dir))
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     check_outputs(Location(out_dir))
+    experience = writable_folder(config.experience, "--experience") if config.experience else \
+        Location(out_dir) / "experience"
+    read_experience(experience, set(SCORERS.names()))  # a bad part is one line now, not after the race
     return task, out_dir
 
 
@@ -131,10 +137,11 @@ def scan_config(config: SelectConfig, budget: Budget | None, limit: float | None
 def conclude(run: Selection, started: float) -> SelectResult:
     """After the scan: the race, the final stage and the guard, then `selection.parquet` and the summary."""
     config, budget = run.config, run.ledger.budget
-    winner, trials, race_note = race(run, shortlist([row.teacher_id for row in run.scanned.ranked],
-                                                    config.shortlist, config.pinned))
+    short = shortlist([row.teacher_id for row in run.scanned.ranked], config.shortlist, config.pinned)
+    winner, trials, race_note = race(run, short)
     if race_note:
         run.progress(race_note)
+    experience = record_experience(run, short, trials)
     kept, student, message = final_stage(run, winner)
     amount = budget.amount if budget is not None and budget.kind == "flops" else None
     stages = [replace(stage, budget=amount) for stage in run.stages]
@@ -143,7 +150,20 @@ def conclude(run: Selection, started: float) -> SelectResult:
     selection_path = write_selection([*trials, *stages, decision], run.out_dir / "selection.parquet")
     summary = describe(stages, budget, trials, race_note, message, student)
     return SelectResult(student.student_dir, kept, winner.teacher_id, winner.lam, student.test_accuracy,
-                        student.val_accuracy, message, stages, trials, run.scanned, selection_path, summary)
+                        student.val_accuracy, message, stages, trials, run.scanned, selection_path, summary,
+                        experience)
+
+
+def record_experience(run: Selection, short: list[str], trials: list[TrialRow]) -> Path | str | None:
+    """Append what the race measured (each raced teacher against the label-only trial) to the experience table:
+    the race's own part, so a selection started again rewrites it instead of counting it twice."""
+    rows = race_outcomes(run.task, run.scanned.ranked, {t: run.teacher(t)[0] for t in short}, trials)
+    if not rows:
+        return None
+    where = run.config.experience or Location(run.out_dir) / "experience"
+    path = append_experience(rows, where, content_hash(run.task.content_hash, race_name(run, short))[:24])
+    run.progress(f"experience: {len(rows)} outcome(s) recorded in {path}")
+    return path
 
 
 def describe(stages: list[StageRow], budget: Budget | None, trials: list[TrialRow], race_note: str, message: str,

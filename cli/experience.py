@@ -1,0 +1,47 @@
+"""`selkd experience`: what the selections have measured so far (the experience table their races append to)."""
+from __future__ import annotations
+
+import json
+import math
+
+import typer
+
+from .running import Display, one_line_errors
+
+experience_app = typer.Typer(help="What the selections' races have measured: the experience table.",
+                             no_args_is_help=True)
+WHERE = typer.Option("selkd-output/select/experience", "--experience",
+                     help="The experience folder (a path or filesystem URI): a select's OUT/experience, or the "
+                          "shared folder its --experience named.")
+
+
+@experience_app.command("show")
+@one_line_errors
+def show(experience: str = WHERE, json_output: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
+    """How many tasks, outcomes and teachers the experience holds, how often a teacher beat labels alone, and
+    how well each scorer's ranking has agreed with what the races measured (Kendall's tau within each task).
+
+    Example: selkd experience show --experience selkd-output/select/experience
+    """
+    from selkd_ray.experience import summary
+    from selkd_ray.io.experience import read_experience
+    from selkd_ray.scoring import SCORERS
+
+    with Display(True):
+        held = summary(read_experience(experience, set(SCORERS.names())))
+    if json_output:
+        typer.echo(json.dumps(without_nan(held)))
+        return
+    typer.echo(f"{experience}: {held['tasks']} task(s), {held['outcomes']} outcome(s), {held['teachers']} "
+               f"teacher(s); a teacher beat labels alone in {held['helped']} of {held['outcomes']}")
+    ranked = sorted(held["agreement"].items(), key=lambda kv: -kv[1]["tau"] if math.isfinite(kv[1]["tau"]) else 2)
+    for name, agreed in ranked:
+        tau = f"{agreed['tau']:+.2f}" if math.isfinite(agreed["tau"]) else "  n/a"
+        typer.echo(f"  {name:<14} tau {tau} over {agreed['tasks']} task(s)")
+
+
+def without_nan(value):
+    """NaN (a scorer that told nothing yet) as JSON's null: NaN is not JSON."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
