@@ -27,7 +27,7 @@ def outputs_flops(zoo, teacher_id, task) -> float:
     return float(teacher_spec(zoo / teacher_id).flops_per_sample * len(student_images(task)))
 
 
-def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_session, tiny_zoo, target_task,
+def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(runner_pool, tiny_zoo, target_task,
                                                                               tmp_path):
     """The random-label teacher is pinned to the top of the shortlist and the budget leaves nothing for a race,
     so it goes straight to distillation: the guard must not hand back a student worse than label-only."""
@@ -35,7 +35,7 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(ray_
     distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, distill))
     budget = 6 * (distilled_epoch + labels_epoch) / 0.95  # the final stage and the scan's share, nothing more
     config = SelectConfig(SCAN, distill, budget=f"{budget:.6g}", pinned=("random",), shortlist=2, scan_share=0.05)
-    result = select_student(tiny_zoo, target_task, tmp_path, config)
+    result = select_student(tiny_zoo, target_task, tmp_path, config, runners=runner_pool)
     assert "no budget left for a race" in result.summary and result.trials == []
     assert result.teacher == "random"  # forced to the top, distilled without a race
     stages = {s.candidate: s for s in result.stages}

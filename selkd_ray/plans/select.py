@@ -54,8 +54,11 @@ class SelectResult:
 
 def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path,
                    config: SelectConfig = SelectConfig(), address: str | None = None,
-                   progress: Progress = quiet) -> SelectResult:
-    """Select, distil and guard a student for the task from the zoo, every stage charged to one budget."""
+                   progress: Progress = quiet, runners=None) -> SelectResult:
+    """Select, distil and guard a student for the task from the zoo, every stage charged to one budget.
+
+    `runners`: a `distributed.runners.RunnerPool` for the scan to use and leave running (as `scan` takes it),
+    for a driver that runs many selections."""
     task, out_dir = check_inputs(zoo_dir, task, out_dir, config, address, progress)
     config = with_gpu_checked(config, address, progress)
     costs = selection_costs(task, config)
@@ -64,7 +67,7 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     with ScanLock(out_dir):  # one writer of this output from the scan to the decision
         started = time.perf_counter()
         scanned = scan(zoo_dir, task, out_dir, scan_config(config, ledger.budget, scan_limit), address=address,
-                       progress=progress, ledger=ledger.for_stage(scan_limit))
+                       progress=progress, runners=runners, ledger=ledger.for_stage(scan_limit))
         if not scanned.ranked:
             raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
         run = Selection(task, out_dir, config, ledger, scanned, progress, costs)
