@@ -255,16 +255,12 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
 
 def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Path, say) -> dict:
     """Every (target, seed): the zoo scanned on that seed's probe (10 of the 20 labels per class, redrawn)."""
-    from selkd_ray.distributed.runners import RunnerPool
-
     scans = {}
-    with RunnerPool() as pool:  # one set of runner actors for every scan, as a driver that scans many tasks keeps
-        for target, task in tasks.items():
-            for seed in plan.seeds:
-                config = ScanConfig(scorers=tuple(scorers), probe_per_class=PROBE_PER_CLASS, seed=seed)
-                where = out / "scans" / f"{target}-seed{seed}"
-                scans[(target, seed)] = scan(zoo_dir, task, where, config, runners=pool).rows
-                say(f"scanned {len(scans[(target, seed)])} teachers for {target}, seed {seed}")
+    for target, task in tasks.items():
+        for seed in plan.seeds:
+            config = ScanConfig(scorers=tuple(scorers), probe_per_class=PROBE_PER_CLASS, seed=seed)
+            scans[(target, seed)] = scan(zoo_dir, task, out / "scans" / f"{target}-seed{seed}", config).rows
+            say(f"scanned {len(scans[(target, seed)])} teachers for {target}, seed {seed}")
     return scans
 
 
