@@ -98,6 +98,7 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
 
     reported = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert len(reported) == 2  # one per trial
+    race_files = {path: path.stat().st_mtime_ns for path in (tmp_path / "race").rglob("*") if path.is_file()}
     # the same selection started again, as a user would: a fresh process with no Ray running, its scan answered
     # wholly by the cache (it once crashed there: no teacher to run, so Ray was never started before the race)
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
@@ -109,6 +110,9 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert rerun["trials"] == trials and len(list((tmp_path / "race").iterdir())) == 1
     now = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert now == reported  # the race restored: no trial trained again
+    # every trial had ended, so the race was read as its files stand: Tune did not run again (it would have
+    # rewritten its experiment state)
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "race").rglob("*") if path.is_file()} == race_files
     again_rows = read_experience(tmp_path / "experience")  # its outcome rewritten, not counted twice
     assert [(r.teacher_id, r.outcome, r.scores) for r in again_rows] == \
         [(r.teacher_id, r.outcome, r.scores) for r in experience]

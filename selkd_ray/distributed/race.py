@@ -63,6 +63,20 @@ def trial_resources(trials_per_gpu: int) -> dict[str, float]:
     return {"cpu": 1}
 
 
+def restored_results(tuner: tune.Tuner):
+    """A restored race's results as its files hold them; None when nothing was recorded yet."""
+    try:
+        return tuner.get_results()
+    except RuntimeError:  # Tune found no experiment state to read
+        return None
+
+
+def every_trial_ended(grid) -> bool:
+    """Whether a restored race has nothing left to run: every trial finished or was stopped by ASHA (an errored
+    or unfinished one runs again)."""
+    return len(grid) > 0 and grid.num_terminated == len(grid)
+
+
 def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillConfig, epochs: int,
              grace: int, reduction_factor: int, storage: str | Path, name: str,
              time_budget_s: float | None = None, trials_per_gpu: int = 4) -> list[TrialResult]:
@@ -81,13 +95,16 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
     experiment = Path(storage).resolve() / name
     if tune.Tuner.can_restore(experiment):  # the same race again: finished trials stand, unfinished ones rerun
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, restart_errored=True)
+        grid = restored_results(tuner)  # as it stands: a race that ended needs no Tune start to be reported
+        if grid is None or not every_trial_ended(grid):
+            grid = tuner.fit()
     else:
         tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(trials)},
                            tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                                        max_concurrent_trials=cpu_slots(),
                                                        time_budget_s=time_budget_s, reuse_actors=True),
                            run_config=tune.RunConfig(storage_path=str(experiment.parent), name=name, verbose=0))
-    grid = tuner.fit()
+        grid = tuner.fit()
     results = []
     for result in grid:
         trial = result.config["trial"]
