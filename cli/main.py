@@ -214,7 +214,7 @@ def lambda_values(grid: str) -> tuple[float, ...]:
         lambdas = tuple(float(v) for v in grid.split(",") if v.strip())
     except ValueError:
         raise SelkdError(f"--lambda-grid: '{grid}' is not a comma-separated list of numbers") from None
-    if not lambdas or min(lambdas) < 0:
+    if not lambdas or not all(lam >= 0 and lam != float("inf") for lam in lambdas):  # NaN fails lam >= 0
         raise SelkdError(f"--lambda-grid: expected non-negative numbers, got '{grid}'")
     return lambdas
 

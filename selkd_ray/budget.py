@@ -40,6 +40,8 @@ def parse_budget(text: str | None) -> Budget | None:
     else:
         raise SelkdError(f"--budget: '{text}' is not a budget; expected FLOPs like 2e9 or 2G, or seconds like "
                          "300s, 5min, 1h")
+    if not math.isfinite(value):  # '1e999' overflows to infinity: refused as 'inf' is
+        raise SelkdError(f"--budget: expected a finite amount, got '{text}'")
     if value <= 0:
         raise SelkdError(f"--budget: expected a positive amount, got '{text}'")
     return Budget(kind, value)

@@ -1,6 +1,7 @@
 """Typed, frozen configuration; turned into a dict only at the Ray Train boundary."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import SelkdError
@@ -10,7 +11,10 @@ LOSSES = ("ot", "kl", "ce")
 
 def at_least(flag: str, value: float | None, minimum: float, strictly: bool = False) -> None:
     """A one-line error naming the option when `value` (None: not set) is below `minimum` (or equal, if
-    `strictly`): a zero or a negative count must never fall back to another value without a word."""
+    `strictly`): a zero or a negative count must never fall back to another value without a word. NaN and
+    infinity are refused too (NaN compares false with every bound, so it would pass unseen)."""
+    if value is not None and not math.isfinite(value):
+        raise SelkdError(f"{flag}: expected a finite number, got {value}")
     if value is not None and (value < minimum or (strictly and value == minimum)):
         bound = f"> {minimum:g}" if strictly else f">= {minimum:g}"
         raise SelkdError(f"{flag}: expected a value {bound}, got {value:g}")

@@ -44,7 +44,7 @@ class SelectConfig:
             at_least(flag, value, 1)
         at_least("reduction_factor", self.reduction_factor, 2)
         at_least("--guard-z", self.guard_z, 0)
-        if not self.lambdas or min(self.lambdas) < 0:
+        if not self.lambdas or not all(math.isfinite(lam) and lam >= 0 for lam in self.lambdas):
             raise SelkdError(f"--lambda-grid: expected non-negative numbers, got {self.lambdas}")
 
 

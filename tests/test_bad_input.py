@@ -367,6 +367,14 @@ OPTIONS = [
     (["select", "--budget", "plenty"], "--budget: 'plenty' is not a budget"),
     (["select", "--scorer", "nosuch"], "--scorer: unknown scorer 'nosuch'"),
     (["select", "--probe-per-class", "0"], "--probe-per-class: expected a value >= 2, got 0"),
+    # NaN compares false with every bound: each float option refuses it (and infinity) by name
+    (["distill", "--lambda", "nan"], "--lambda: expected a finite number, got nan"),
+    (["distill", "--tau", "nan"], "--tau: expected a finite number, got nan"),
+    (["distill", "--eps", "inf"], "--eps: expected a finite number, got inf"),
+    (["distill", "--max-flops", "nan"], "--max-flops: expected a finite number, got nan"),
+    (["select", "--guard-z", "nan"], "--guard-z: expected a finite number, got nan"),
+    (["select", "--lambda-grid", "1,nan"], "--lambda-grid: expected non-negative numbers, got '1,nan'"),
+    (["scan", "--budget", "1e999"], "--budget: expected a finite amount, got '1e999'"),
 ]
 
 

@@ -146,3 +146,18 @@ def test_an_epoch_charges_its_validation_pass_as_the_budget_plans_it(tiny_zoo, t
     forward = count_flops(new_student(data, config)[0], data.input_size)
     fewer = replace(data, val_images=data.val_images.part(0, 2), val_labels=data.val_labels[:2])
     assert epoch_flops(data, config) - epoch_flops(fewer, config) == forward * (len(data.val_labels) - 2)
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_naming_the_epoch(ray_session, tiny_zoo, target_task, tmp_path):
+    """Never a "finished" student trained on NaN: teacher outputs gone NaN make the OT term NaN in the first
+    epoch, and the loop stops there in one line."""
+    from dataclasses import replace
+
+    from selkd_ray.training.loop import fit_plain
+
+    config = DistillConfig(epochs=2)
+    data = student_data(target_task, teacher_spec(tiny_zoo / "own-classes"), config, None)
+    broken = replace(data, teacher_logits=np.full_like(data.teacher_logits, np.nan))
+    with pytest.raises(SelkdError, match=r"^epoch 1: the training loss became nan \(not finite\)"):
+        fit_plain(broken, config)
+    assert len(fit_plain(data, replace(config, epochs=1)).history) == 1  # the same data, finite: it trains

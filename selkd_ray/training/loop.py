@@ -5,6 +5,7 @@ the validation split, the FLOPs budget, the best-validation weights and a resuma
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields
 from typing import Callable
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DistillConfig
+from ..errors import SelkdError
 from ..models.forward import ForwardPath, host_state, model_input, place, to_device
 from .losses import kl_distillation_loss, sinkhorn_distillation_loss
 from ..models.timm_models import build_model, count_flops
@@ -222,6 +224,9 @@ def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
     module = getattr(student, "module", student)
     started = time.perf_counter()
     loss = train_epoch(student, optimizer, data, *batches, config, device, teacher, generator)
+    if not math.isfinite(loss):  # never a "finished" student trained on NaN: the run stops, saying where
+        raise SelkdError(f"epoch {epoch + 1}: the training loss became {loss} (not finite); nothing after epoch "
+                         f"{epoch} is kept: lower --lambda or the learning rate, or check the teacher's outputs")
     seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
     val = evaluate(module, data, data.val_images, data.val_labels, device)
     state.flops += flops_per_epoch
