@@ -1,7 +1,7 @@
 """What a distillation needs before training starts: the student's data, the teacher's outputs, the run's name.
 
-No Ray here: the teacher's outputs come through a function the caller passes (runner actors and the prediction
-cache in `api.distill`, a plain forward pass inside a benchmark task).
+No Ray here: the teacher's outputs come through a function the caller passes (the prediction cache, filled here
+or on Ray Data, in `plans/teacher_outputs.py`; a plain forward pass inside a benchmark task).
 """
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from ..scoring.costs import conditional_cost
 from ..errors import SelkdError
 from ..models.forward import ForwardPath, choose_device, softmax
 from ..models.timm_models import architecture_input_size
+from ..progress import Progress, Step, quiet
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from .data import ImagesAtSize, StudentData, channel_stats
 from ..zoo.index import index_teacher
 
 TeacherProbs = Callable[[TeacherSpec, ProbeSet], np.ndarray]
+ROWS_PER_BATCH = 256  # student images a local forward pass decodes and runs at once
 
 
 def teacher_spec(folder: str | Path) -> TeacherSpec:
@@ -31,11 +33,21 @@ def teacher_spec(folder: str | Path) -> TeacherSpec:
     return spec
 
 
-def local_teacher_probs(spec: TeacherSpec, images: ProbeSet) -> np.ndarray:
-    """The teacher's softmax outputs computed right here (inside a benchmark task, say), on this process's
-    device, through the one forward path."""
-    logits, _ = ForwardPath.for_teacher(spec, choose_device().device).outputs(images.images)
-    return softmax(logits)
+def local_teacher_probs(spec: TeacherSpec, images: ProbeSet, progress: Progress = quiet) -> np.ndarray:
+    """The teacher's softmax outputs (n, C_T) computed right here (inside a benchmark task, or for a teacher
+    whose outputs cost less than an actor pool's start), on this process's device, through the one forward path,
+    a batch of rows at a time (each batch decoded as it is run)."""
+    forward = ForwardPath.for_teacher(spec, choose_device().device)
+    probs = np.zeros((len(images), spec.num_classes), np.float32)
+    for start in range(0, len(images), ROWS_PER_BATCH):
+        index = np.arange(start, min(start + ROWS_PER_BATCH, len(images)))
+        logits, _ = forward.outputs(images.images[index])
+        if not np.isfinite(logits).all():
+            raise SelkdError(f"{spec.path}: teacher gives non-finite outputs on the student's images")
+        probs[index] = softmax(logits)
+        text = f"teacher outputs: {spec.teacher_id} on {index[-1] + 1}/{len(images)} student images"
+        progress(Step("outputs", int(index[-1] + 1), len(images), text, text, logged=index[-1] + 1 == len(images)))
+    return probs
 
 
 def logits_from_probs(probs: np.ndarray) -> np.ndarray:
