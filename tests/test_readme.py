@@ -1,0 +1,32 @@
+"""Every Python block of the README, run as a user pastes it: in a folder holding a zoo (the tests' tiny one)
+and a task, sharing the suite's Ray. An example that stops working fails here."""
+import contextlib
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_the_readme_python_api_block_runs_as_written(ray_session, tiny_zoo, task_path, tmp_path):
+    blocks = python_blocks()
+    assert len(blocks) == 1  # the Python API section: a new block needs its own folder set-up here
+    shutil.copytree(tiny_zoo, tmp_path / "zoo")
+    shutil.copy(task_path, tmp_path / "task.parquet")
+    here, printed = os.getcwd(), io.StringIO()
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme"})
+    finally:
+        os.chdir(here)
+    lines = printed.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("own-classes ")  # the teacher of the target's own classes
+    assert lines[2].split()[0] in ("distilled", "labels-only") and lines[2].split()[1] == "own-classes"
+    assert (tmp_path / "out" / "scores.parquet").is_file() and list((tmp_path / "out" / "select" / "experience").iterdir())
