@@ -71,12 +71,15 @@ def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tm
 
 
 def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):
+    """Sized by the free CPU slots the pool saw when it started (2 on the suite's Ray when nothing else holds one;
+    Ray's view of free slots lags what earlier tests let go, so the test reads the pool's own count)."""
     from helpers.killing import slots_free
 
     from selkd_ray.distributed.runners import RunnerPool
 
     slots_free()  # what an earlier test started (its pool, its Ray Train workers) has given its slots back
     with RunnerPool(max_actors=8, teachers=5) as pool:
-        assert pool.count == 2  # the test's Ray has 2 free CPU slots (beside the suite's one runner)
-        assert pool.sizing(8, 5) == "--max-actors 8: 2 runner actors (the cluster has 2 free CPU slots)"
-        assert pool.sizing(2, 5) == ""
+        free = pool.capacity
+        assert 1 <= free <= 2 and pool.count == free and len(pool.actors) == free  # not the 8 asked for
+        assert pool.sizing(8, 5) == f"--max-actors 8: {free} runner actors (the cluster has {free} free CPU slots)"
+        assert pool.sizing(free, 5) == ""
