@@ -9,9 +9,9 @@ from .errors import SelkdError
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail fast, in one line, when nothing listens at host:port (ray.init would retry for a long time)."""
-    if address in ("auto", "local") or address.startswith(("ray://", "anyscale://")):
+    if address in ("auto", "local") or address.startswith("anyscale://"):
         return
-    host, _, port = address.rpartition(":")
+    host, _, port = address.removeprefix("ray://").rpartition(":")  # Ray Client's address: its server's port
     if not host or not port.isdigit():
         raise SelkdError(f"--address: '{address}' is not host:port")
     try:

@@ -375,6 +375,8 @@ OPTIONS = [
     (["select", "--guard-z", "nan"], "--guard-z: expected a finite number, got nan"),
     (["select", "--lambda-grid", "1,nan"], "--lambda-grid: expected non-negative numbers, got '1,nan'"),
     (["scan", "--budget", "1e999"], "--budget: expected a finite amount, got '1e999'"),
+    (["select", "--teacher", "nosuch"], "--teacher: 'nosuch' is not a teacher of"),
+    (["scan", "--address", "ray://127.0.0.1:9"], "--address: no Ray cluster answers at ray://127.0.0.1:9"),
 ]
 
 

@@ -83,13 +83,27 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     require_architecture(config.distill.student, "--student")
     for name in config.scan.scorers:
         SCORERS.get(name, "--scorer")
-    require_zoo(Path(zoo_dir))
+    teachers = {found.teacher_id for found in require_zoo(Path(zoo_dir))}
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     check_outputs(Location(out_dir))
+    check_pinned(config.pinned, teachers, Location(out_dir) / "catalogue.parquet", zoo_dir)
     experience = writable_folder(config.experience, "--experience") if config.experience else \
         Location(out_dir) / "experience"
     read_experience(experience, set(SCORERS.names()))  # a bad part is one line now, not after the race
     return task, out_dir
+
+
+def check_pinned(pinned: tuple[str, ...], teachers: set[str], catalogue: Location, zoo_dir: str | Path) -> None:
+    """A `--teacher` that is no teacher of the zoo (by its folder's id, or the id the output's catalogue kept for
+    a moved folder) is one line before the scan, not after it."""
+    from ..io.catalogue import read_catalogue
+
+    if pinned and catalogue.is_file():
+        teachers |= {spec.teacher_id for spec, _, _ in read_catalogue(catalogue)}
+    missing = [teacher for teacher in pinned if teacher not in teachers]
+    if missing:
+        raise SelkdError(f"--teacher: {', '.join(repr(m) for m in missing)} is not a teacher of {zoo_dir} (its "
+                         f"teachers: {', '.join(sorted(teachers)[:8])}{', ...' if len(teachers) > 8 else ''})")
 
 
 def with_gpu_checked(config: SelectConfig, address: str | None, progress: Progress) -> SelectConfig:
