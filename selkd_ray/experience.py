@@ -20,18 +20,14 @@ from .selection import LABELS_ONLY
 def within_task_ranks(values: list[float]) -> list[float]:
     """Each value's rank among the finite ones, scaled to [0, 1] (1 the highest; ties share their mean rank; a
     single finite value is 1); NaN stays NaN."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return [math.nan] * len(values)
-    ordered = np.sort(np.asarray(finite, dtype=np.float64))
-    top = len(ordered) - 1
-    ranks = []
-    for value in values:
-        if value is None or not math.isfinite(value):
-            ranks.append(math.nan)
-            continue
-        low, high = np.searchsorted(ordered, value, "left"), np.searchsorted(ordered, value, "right") - 1
-        ranks.append(1.0 if top == 0 else float((low + high) / 2 / top))
+    from scipy.stats import rankdata
+
+    finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    ranks = [math.nan] * len(values)
+    if finite:
+        average = rankdata([values[i] for i in finite], method="average")  # 1..n, ties at their mean
+        for i, rank in zip(finite, average):
+            ranks[i] = 1.0 if len(finite) == 1 else float((rank - 1) / (len(finite) - 1))
     return ranks
 
 

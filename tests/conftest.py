@@ -29,6 +29,7 @@ def pytest_collection_modifyitems(config, items):
 
 WORK_SLOTS = 2  # the CPU slots every test works with: two num_cpus=1 actors take them all, as on a 2-core machine
 POOL_SLOTS = 1  # declared beside them for the suite's one runner pool (idle between scans)
+SHARED: dict = {}  # what the session's Ray holds for every test: its runner pool
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,7 @@ def ray_session():
     connect(num_cpus=WORK_SLOTS + POOL_SLOTS)
     pool = RunnerPool(max_actors=POOL_SLOTS).ready()
     killing.HELD_SLOTS = POOL_SLOTS
-    ray.shared_runner_pool = pool
+    SHARED["runner_pool"] = pool
     yield ray
     pool.close()
     ray.shutdown()
@@ -55,7 +56,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def runner_pool(ray_session):
     """The suite's one runner pool (see ray_session)."""
-    return ray_session.shared_runner_pool
+    return SHARED["runner_pool"]
 
 
 @pytest.fixture

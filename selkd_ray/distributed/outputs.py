@@ -10,12 +10,12 @@ import numpy as np
 import ray
 
 from ..errors import SelkdError
-from ..models.forward import ForwardPath, choose_device, softmax
+from ..models.forward import ForwardPath, choose_device
 from ..progress import Progress, Step, quiet
 from ..records import TaskRows, TeacherSpec
+from ..training.student_data import ROWS_PER_BATCH, probs_on_rows
 from .runtime import actor_options, quiet_data, selkd_error_in
 
-ROWS_PER_BATCH = 256
 
 
 class TeacherOnRows:
@@ -27,10 +27,7 @@ class TeacherOnRows:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = np.asarray(batch["id"], dtype=np.int64)
-        logits, _ = self.forward.outputs(self.rows[index])
-        if not np.isfinite(logits).all():
-            raise SelkdError(f"{self.spec.path}: teacher gives non-finite outputs on the student's images")
-        return {"id": index, "probs": softmax(logits)}
+        return {"id": index, "probs": probs_on_rows(self.forward, self.spec, self.rows[index])}
 
 
 def teacher_outputs(spec: TeacherSpec, rows: TaskRows, progress: Progress = quiet) -> np.ndarray:

@@ -54,5 +54,5 @@ def read_experience(where: "str | Path | Location", known_scorers: set[str] | No
             if not isinstance(outcome, (int, float)) or not math.isfinite(outcome):
                 raise SelkdError(f"{part.native()}: outcome at row {index} is {outcome!r}; expected a finite "
                                  "accuracy difference")
-            rows.append(from_row(ExperienceRow, {k: v for k, v in row.items()}))
+            rows.append(from_row(ExperienceRow, row))
     return rows

@@ -79,21 +79,28 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     return train_side_by_side([job], progress)[0]
 
 
+def with_usable_gpus(config: DistillConfig, progress: Progress) -> DistillConfig:
+    """The config as this cluster can run it: more GPUs than it has is one line; GPUs torch cannot use there
+    (no CUDA on the GPU node) a warning, and CPU workers instead."""
+    from ..distributed.runtime import check_gpu_workers
+
+    if config.use_gpu and (warning := check_gpu_workers(config.num_workers)):
+        progress(f"warning: {warning}")
+        return replace(config, use_gpu=False)
+    return config
+
+
 def plan_distillation(task: Task, teacher: str | Path | None, out_dir: str | Path, config: DistillConfig,
                       cost_matrix: np.ndarray | None, name: str | None, progress: Progress,
                       cache_dir: str | Path | None) -> Distillation:
     """Check the inputs, fetch (or compute and cache) the teacher's outputs, and refuse a FLOPs cap that does not
     pay for one epoch: everything before Ray Train, on the driver."""
-    from ..distributed.runtime import check_gpu_workers
-
     require_architecture(config.student, "--student")
     spec = teacher_spec(teacher) if teacher is not None else None
     if spec is None:
         config = replace(config, loss="ce")
     out_dir = writable_folder(Path(out_dir).resolve()).native()
-    if config.use_gpu and (warning := check_gpu_workers(config.num_workers)):
-        progress(f"warning: {warning}")
-        config = replace(config, use_gpu=False)
+    config = with_usable_gpus(config, progress)
     cache = PredictionCache(cache_dir or out_dir / "cache")
     data = student_data(task, spec, config, cost_matrix, lambda s, rows: cached_teacher_probs(s, rows, cache, progress))
     if config.max_flops and (needed := epoch_flops(data, config)) > config.max_flops:

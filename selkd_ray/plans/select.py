@@ -29,7 +29,7 @@ from ..selection import SelectConfig, shortlist
 from ..training.loop import epoch_flops, evaluation_flops
 from ..training.student_data import student_data
 from ..zoo.index import require_zoo
-from .distill import DistillResult
+from .distill import DistillResult, with_usable_gpus
 from .inputs import as_task, check_outputs
 from .scan import ScanResult, scan
 from .stages import EpochCosts, Selection, final_stage, race, race_name
@@ -87,9 +87,9 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     check_outputs(Location(out_dir))
     check_pinned(config.pinned, teachers, Location(out_dir) / "catalogue.parquet", zoo_dir)
-    experience = writable_folder(config.experience, "--experience") if config.experience else \
-        Location(out_dir) / "experience"
-    read_experience(experience, set(SCORERS.names()))  # a bad part is one line now, not after the race
+    if config.experience:
+        writable_folder(config.experience, "--experience")
+    read_experience(experience_folder(config, out_dir), set(SCORERS.names()))  # a bad part: one line now
     return task, out_dir
 
 
@@ -109,13 +109,10 @@ def check_pinned(pinned: tuple[str, ...], teachers: set[str], catalogue: Locatio
 def with_gpu_checked(config: SelectConfig, address: str | None, progress: Progress) -> SelectConfig:
     """Ray started (or joined) before the scan, since the race and the final stage need it even when every
     teacher's scores come from the cache; `--gpus` the cluster cannot give refused here, before any work."""
-    from ..distributed.runtime import check_gpu_workers, connect
+    from ..distributed.runtime import connect
 
     connect(address)
-    if config.distill.use_gpu and (warning := check_gpu_workers(config.distill.num_workers)):
-        progress(f"warning: {warning}")
-        return replace(config, distill=replace(config.distill, use_gpu=False))
-    return config
+    return replace(config, distill=with_usable_gpus(config.distill, progress))
 
 
 def epoch_costs(task: Task, config: SelectConfig) -> tuple[int, int]:
@@ -171,14 +168,19 @@ def conclude(run: Selection, started: float) -> SelectResult:
                         experience)
 
 
+def experience_folder(config: SelectConfig, out_dir: Path) -> Location:
+    """Where a selection's race outcomes go: `--experience`, else OUT/experience."""
+    return Location(config.experience) if config.experience else Location(out_dir) / "experience"
+
+
 def record_experience(run: Selection, short: list[str], trials: list[TrialRow]) -> Path | str | None:
     """Append what the race measured (each raced teacher against the label-only trial) to the experience table:
     the race's own part, so a selection started again rewrites it instead of counting it twice."""
     rows = race_outcomes(run.task, run.scanned.ranked, {t: run.teacher(t)[0] for t in short}, trials)
     if not rows:
         return None
-    where = run.config.experience or Location(run.out_dir) / "experience"
-    path = append_experience(rows, where, content_hash(run.task.content_hash, race_name(run, short))[:24])
+    path = append_experience(rows, experience_folder(run.config, run.out_dir),
+                             content_hash(run.task.content_hash, race_name(run, short))[:24])
     run.progress(f"experience: {len(rows)} outcome(s) recorded in {path}")
     return path
 

@@ -33,6 +33,14 @@ def teacher_spec(folder: str | Path) -> TeacherSpec:
     return spec
 
 
+def probs_on_rows(forward: ForwardPath, spec: TeacherSpec, images) -> np.ndarray:
+    """The teacher's softmax outputs on one batch of the student's images; non-finite outputs are one line."""
+    logits, _ = forward.outputs(images)
+    if not np.isfinite(logits).all():
+        raise SelkdError(f"{spec.path}: teacher gives non-finite outputs on the student's images")
+    return softmax(logits)
+
+
 def local_teacher_probs(spec: TeacherSpec, images: ProbeSet, progress: Progress = quiet) -> np.ndarray:
     """The teacher's softmax outputs (n, C_T) computed right here (inside a benchmark task, or for a teacher
     whose outputs cost less than an actor pool's start), on this process's device, through the one forward path,
@@ -41,10 +49,7 @@ def local_teacher_probs(spec: TeacherSpec, images: ProbeSet, progress: Progress 
     probs = np.zeros((len(images), spec.num_classes), np.float32)
     for start in range(0, len(images), ROWS_PER_BATCH):
         index = np.arange(start, min(start + ROWS_PER_BATCH, len(images)))
-        logits, _ = forward.outputs(images.images[index])
-        if not np.isfinite(logits).all():
-            raise SelkdError(f"{spec.path}: teacher gives non-finite outputs on the student's images")
-        probs[index] = softmax(logits)
+        probs[index] = probs_on_rows(forward, spec, images.images[index])
         text = f"teacher outputs: {spec.teacher_id} on {index[-1] + 1}/{len(images)} student images"
         progress(Step("outputs", int(index[-1] + 1), len(images), text, text, logged=index[-1] + 1 == len(images)))
     return probs
