@@ -31,6 +31,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, student_accuracy_here  # noqa: E402
+import learning  # noqa: E402
 import sources  # noqa: E402
 from sources import SELECTION_TARGETS, TARGETS, TEACHERS, BenchTarget, BenchTeacher  # noqa: E402
 from ray import cloudpickle  # noqa: E402
@@ -44,7 +45,11 @@ from selkd_ray.distributed.fan_out import fan_out
 from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.models.timm_models import WEIGHTS_FILE
 from selkd_ray.records import content_hash
+from selkd_ray.experience import within_task_ranks
+from selkd_ray.io.experience import append_experience
+from selkd_ray.rows import ExperienceRow
 from selkd_ray.scoring import SCORERS
+from selkd_ray.scoring.registry import TASK
 
 SPLITS = {"train": 20, "val": 20, "test": 40}  # per class: few labels, the use case; the rest unlabelled
 PROBE_PER_CLASS = 10  # the probe, redrawn per seed from the 20 training labels of each class
@@ -264,8 +269,50 @@ def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Pa
     return scans
 
 
+def write_experience(units: dict, tasks: dict, specs: dict, out: Path) -> Path | None:
+    """The ground truth as an experience table (one row per target and teacher: the mean outcome over seeds,
+    seed 0's scores as within-target ranks), so that a team can seed its own with it."""
+    rows = []
+    for target, task in tasks.items():
+        seeds = sorted(seed for t, seed in units if t == target)
+        first = units[(target, seeds[0])]
+        names = sorted({name for c in first for name in c.scores})
+        ranks = {name: within_task_ranks([c.scores.get(name, float("nan")) for c in first]) for name in names}
+        for index, candidate in enumerate(first):
+            spec = specs[candidate.teacher_id]
+            outcome = float(np.mean([next(c.outcome for c in units[(target, s)] if c.teacher_id == candidate.teacher_id)
+                                     for s in seeds]))
+            rows.append(ExperienceRow(task.content_hash, target, len(task.indices("train")), task.num_classes,
+                                      spec.teacher_id, spec.content_hash, spec.architecture, spec.param_count,
+                                      spec.flops_per_sample, spec.num_classes, candidate.label_overlap, len(first),
+                                      PROBE_PER_CLASS * task.num_classes, {n: ranks[n][index] for n in names},
+                                      outcome, source="bench ground truth (test accuracy, mean over seeds)",
+                                      recorded_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                                          timespec="seconds")))
+    return append_experience(rows, out / "experience", "bench-ranking")
+
+
+def learned_text(held_out: list[dict], everything: list[dict], curve: list[dict], sequence: list[dict],
+                 scorers: list[str]) -> list[str]:
+    rankers = list(learning.FITS)
+    keep = lambda rows: [r for r in rows if r["scorer"] in (*rankers, *BESIDE)]  # noqa: E731
+    return ["", "learned rankers, every fit without the target it ranks (learned-loto: the other 7 targets; "
+                "learned-xsrc: the other source's 4 targets; aggregate: no fit), beside the best single scorers;",
+            "held-out targets:", table(keep(held_out)), "all targets:", table(keep(everything)),
+            learning.goal_verdict(everything, scorers),
+            "", "learning curve (learned on each target after k other targets of experience, 10 draws of the k):",
+            learning.curve_table(curve),
+            "", "the product's sequence (each target's selection ranks with what the earlier ones recorded; "
+                "regret of the ranking's top-1 / top-3 teacher, test accuracy; the race itself is not rerun here):",
+            learning.sequence_table(sequence)]
+
+
+BESIDE = ("nce", "leep", "ot", "gbc", "knn", "lead", "logme")  # the single scorers shown beside the rankers
+
+
 def report_text(plan: Plan, tasks: dict, scorers: list[str], targets: list[dict], default: str,
-                held_out: list[dict], everything: list[dict], seconds: float, out: Path) -> str:
+                held_out: list[dict], everything: list[dict], seconds: float, out: Path,
+                learned: list[str] = ()) -> str:
     chosen = next((r for r in held_out if r["scorer"] == default), None)
     verdict = (f"default chosen on {', '.join(SELECTION_TARGETS)}: {default}; on the other targets its weighted "
                f"tau is {chosen['weighted_tau']:+.3f} [{chosen['weighted_tau_low']:+.3f},"
@@ -277,10 +324,10 @@ def report_text(plan: Plan, tasks: dict, scorers: list[str], targets: list[dict]
         f"probe {PROBE_PER_CLASS} of {SPLITS['train']} labels per class (redrawn per seed), students "
         f"{plan.student.student} for {plan.student.epochs} epochs (loss {plan.student.loss}); a unit is a target "
         f"(its seeds averaged); 95% bootstrap intervals over targets",
-        "", "weighted tau per target (* = the selection half):", target_table(targets, scorers),
+        "", "weighted tau per target (* = the selection half):", target_table(targets, scorers + list(learning.FITS)),
         "", "held-out targets (not used to choose the default):", table(held_out),
         "", "all targets:", table(everything),
-        "", verdict, f"wall time {seconds:.0f} s",
+        "", verdict, *learned, f"wall time {seconds:.0f} s",
         f"tables: {out / 'ranking_summary.parquet'}, {out / 'ranking_targets.parquet'}, "
         f"{out / 'ranking_units.parquet'}; plot: {out / 'ranking.png'}"])
 
@@ -291,16 +338,25 @@ def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
     connect()
     zoo_dir = out / "zoo"
     build_zoo(plan, zoo_dir, say)
-    scorers = [name for name in SCORERS.names() if name not in ("semantic", "ot-semantic")] + \
+    task_level = SCORERS.tagged(TASK)  # ranked from the others below, never scanned
+    scorers = [name for name in SCORERS.names() if name not in ("semantic", "ot-semantic", *task_level)] + \
         [name for name in ("semantic", "ot-semantic") if name in SCORERS]
     tasks = {target.name: target.task(SPLITS) for target in plan.targets}
     scans = scan_all(plan, zoo_dir, tasks, scorers, out, say)
     truth = ground_truth(plan, zoo_dir, tasks, out, say)
     units = evaluate_scorers(scans, truth, scorers)
+    default = choose_default(per_target(units), scorers)  # among the single scorers, as before the rankers
+    specs = {spec.teacher_id: spec for spec in index_zoo(zoo_dir, out / "catalogue.parquet")[0]}
+    experience = learning.experience_units(scans, truth, specs, {n: t.label_names for n, t in tasks.items()})
+    labels_only = {(r["target"], r["seed"]): r["test_accuracy"] for r in truth if r["teacher_id"] == "labels-only"}
+    units += learning.learned_unit_rows(experience, unit_metrics, labels_only)
+    ranked_by = scorers + list(learning.FITS)
     targets = per_target(units)
-    default = choose_default(targets, scorers)
-    held_out = summarise([r for r in targets if r["target"] not in SELECTION_TARGETS], scorers, plan.bootstrap)
-    everything = summarise(targets, scorers, plan.bootstrap)
+    held_out = summarise([r for r in targets if r["target"] not in SELECTION_TARGETS], ranked_by, plan.bootstrap)
+    everything = summarise(targets, ranked_by, plan.bootstrap)
+    curve = learning.learning_curve(experience, unit_metrics)
+    sequence = learning.product_sequence(experience, unit_metrics, [t.name for t in plan.targets])
+    write_experience(experience, tasks, specs, out)
     summary = held_out if any(r["targets"] for r in held_out) else everything
     write_table(pa.Table.from_pylist(units), out / "ranking_units.parquet")
     write_table(pa.Table.from_pylist(targets), out / "ranking_targets.parquet")
@@ -308,11 +364,11 @@ def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
     write_table(pa.Table.from_pylist(truth), out / "ground_truth.parquet")
     figure = plot(scans, truth, scorers, out / "ranking.png")
     text = report_text(plan, tasks, scorers, targets, default, held_out, everything,
-                       time.perf_counter() - started, out)
+                       time.perf_counter() - started, out, learned_text(held_out, everything, curve, sequence, scorers))
     (out / "ranking.txt").write_text(text + "\n")
     say(text)
     return {"summary": summary, "units": units, "targets": targets, "default": default, "truth": truth,
-            "plot": figure, "text": text}
+            "plot": figure, "text": text, "curve": curve, "sequence": sequence}
 
 
 def main(quick: bool = typer.Option(False, help="small but real: 4 teachers, 2 targets, 1 seed, 1 epoch"),

@@ -40,6 +40,34 @@ def show(experience: str = WHERE, json_output: bool = typer.Option(False, "--jso
         typer.echo(f"  {name:<14} tau {tau} over {agreed['tasks']} task(s)")
 
 
+@experience_app.command("fit")
+@one_line_errors
+def fit(experience: str = WHERE, json_output: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
+    """Fit the `learned` scorer on the experience and say how it does: the weight of each feature (within-task
+    ranks of the scorers and static facts), and its leave-one-task-out weighted tau beside the cold-start
+    aggregate's. A scan with `--scorer learned` fits the same way on every task but its own.
+
+    Example: selkd experience fit --experience selkd-output/select/experience
+    """
+    from selkd_ray.experience import fit_report
+    from selkd_ray.io.experience import read_experience
+    from selkd_ray.scoring import SCORERS
+
+    with Display(True):
+        report = fit_report(read_experience(experience, set(SCORERS.names())))
+    if json_output:
+        typer.echo(json.dumps(without_nan(report)))
+        return
+    typer.echo(f"{experience}: {report['tasks']} task(s), {report['outcomes']} outcome(s)")
+    if report["refused"]:
+        typer.echo(f"  no fit: {report['refused']}; `learned` ranks as the cold-start aggregate")
+    for name, weight in sorted(report["weights"].items(), key=lambda kv: -abs(kv[1])):
+        typer.echo(f"  weight {name:<16} {weight:+.3f}")
+    for name, held in report["leave_one_task_out"].items():
+        tau = f"{held['tau']:+.3f}" if math.isfinite(held["tau"]) else "   n/a"
+        typer.echo(f"  leave-one-task-out weighted tau, {name:<9} {tau} over {held['tasks']} task(s)")
+
+
 def without_nan(value):
     """NaN (a scorer that told nothing yet) as JSON's null: NaN is not JSON."""
     if isinstance(value, dict):

@@ -27,6 +27,7 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines;
 GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")
 STUDENT_SIZE = typer.Option("auto", help="Student input HxW (64 or 64x48); auto: the task's own size when its images share one, else the student architecture's; model: always the architecture's.")
 JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
+EXPERIENCE = typer.Option(None, "--experience", help="The experience table (folder or filesystem URI, a team's shared one): what the `learned` scorer fits on and where a select appends its race's outcomes; default OUT/experience.")
 
 
 @app.command()
@@ -89,6 +90,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                  eta: Optional[int] = typer.Option(None, help="Successive halving: keep the best 1/ETA each round."),
                  min_probe: Optional[int] = typer.Option(None, help="Images per class in the first halving round (default 2)."),
                  max_actors: Optional[int] = typer.Option(None, help="Cap on runner actors (default: one per GPU, else per CPU slot)."),
+                 experience: Optional[str] = EXPERIENCE,
                  json_output: bool = JSON, quiet: bool = QUIET,
                  address: Optional[str] = ADDRESS) -> None:
     """Score every teacher of the zoo on a probe of the task and write a ranked scores.parquet.
@@ -99,7 +101,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     from selkd_ray.reports.text import ranking_table, scan_summary
 
     eta = eta if eta is not None else (3 if budget else None)
-    config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe)
+    config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe, experience)
     with Display(quiet or json_output) as progress:
         result = scan(zoo, task, out, config, address=address, progress=progress)
     if json_output:
@@ -183,7 +185,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    gpus: int = GPUS,
                    trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
                    student_size: str = STUDENT_SIZE,
-                   experience: Optional[str] = typer.Option(None, help="Folder or filesystem URI the race's outcomes are appended to (a team's shared experience); default OUT/experience."),
+                   experience: Optional[str] = EXPERIENCE,
                    json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
     it beats label-only on the validation split: a student never worse than training on labels alone.
@@ -194,10 +196,10 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     from selkd_ray.plans.select import select_student
     from selkd_ray.selection import SelectConfig
 
-    config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed),
+    config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed, experience=experience),
                           DistillConfig(epochs=epochs, seed=seed, student_size=student_size, **gpu_workers(gpus, 1)),
                           budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
-                          guard_z=guard_z, trials_per_gpu=trials_per_gpu, experience=experience)
+                          guard_z=guard_z, trials_per_gpu=trials_per_gpu)
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:

@@ -35,13 +35,16 @@ def fixed_size(text: str) -> tuple[int, int] | None:
 class ScanConfig:
     # The first one ranks. NCE was chosen on bench/ranking.py's selection half of the targets and ranked first
     # on the held-out half (weighted tau 0.566, LEEP 0.547 and the OT score 0.549 within its interval: README).
-    scorers: tuple[str, ...] = ("nce", "leep", "ot", "logme", "hscore", "knn")
+    scorers: tuple[str, ...] = ("nce", "leep", "ot", "logme", "hscore", "knn", "gbc", "lead")
     probe_per_class: int = 20  # k labelled probe images per target class
     seed: int = 0  # probe sampling seed
     max_actors: int | None = None  # cap on runner actors (default: one per GPU, else per CPU slot)
     budget: str | None = None  # FLOPs ('2e9', '2G') or wall time ('300s', '5min'); None: no limit
     eta: int | None = None  # successive halving: keep the best 1/eta each round (None: one round, full probe)
     min_probe: int | None = None  # images per class in the first halving round (default 2)
+    # the experience table (a folder or filesystem URI, shared by a team): what `learned` fits on and where a
+    # selection appends its race's outcomes; None: OUT/experience
+    experience: str | None = None
 
     def __post_init__(self) -> None:
         if not self.scorers:

@@ -14,21 +14,15 @@ import numpy as np
 
 from .records import Task, TeacherSpec
 from .rows import ExperienceRow, ScoreRow, TrialRow
+from .errors import SelkdError
+from .scoring.rankers import Candidate, TaskEvidence, feature_names, fit_weights, ranks, score_task
 from .selection import LABELS_ONLY
 
 
 def within_task_ranks(values: list[float]) -> list[float]:
     """Each value's rank among the finite ones, scaled to [0, 1] (1 the highest; ties share their mean rank; a
-    single finite value is 1); NaN stays NaN."""
-    from scipy.stats import rankdata
-
-    finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
-    ranks = [math.nan] * len(values)
-    if finite:
-        average = rankdata([values[i] for i in finite], method="average")  # 1..n, ties at their mean
-        for i, rank in zip(finite, average):
-            ranks[i] = 1.0 if len(finite) == 1 else float((rank - 1) / (len(finite) - 1))
-    return ranks
+    single finite value is 1); NaN (or None) stays NaN. The same ranks the task scorers read (`rankers.ranks`)."""
+    return [float(v) for v in ranks([math.nan if v is None else v for v in values])]
 
 
 def label_overlap(teacher: tuple[str, ...], target: tuple[str, ...]) -> float:
@@ -90,3 +84,50 @@ def summary(rows: list[ExperienceRow]) -> dict:
     return {"tasks": len(by_task), "outcomes": len(rows), "teachers": len({r.teacher_hash for r in rows}),
             "mean_outcome": float(np.mean([r.outcome for r in rows])) if rows else math.nan,
             "helped": sum(r.outcome > 0 for r in rows), "agreement": agreement}
+
+
+def as_candidate(row: ExperienceRow) -> Candidate:
+    """An outcome as the learned ranker reads it: the scorers' within-task ranks, static facts, the outcome."""
+    return Candidate(row.teacher_id, dict(row.scores), float(row.params), float(row.flops_per_sample),
+                     row.teacher_classes, row.label_overlap, row.outcome)
+
+
+def history_of(rows: list[ExperienceRow]) -> dict[str, tuple[Candidate, ...]]:
+    """Outcomes grouped by task (its content hash); a teacher measured twice on one task (two selections)
+    counts once, at its latest outcome."""
+    latest: dict[tuple[str, str], ExperienceRow] = {}
+    for row in sorted(rows, key=lambda r: r.recorded_at):
+        latest[(row.task_hash, row.teacher_hash)] = row
+    grouped: dict[str, list[Candidate]] = {}
+    for (task_hash, _), row in sorted(latest.items()):
+        grouped.setdefault(task_hash, []).append(as_candidate(row))
+    return {task: tuple(candidates) for task, candidates in grouped.items()}
+
+
+def leave_one_task_out(history: dict[str, tuple[Candidate, ...]]) -> dict[str, dict]:
+    """How well `learned` (fitted on every other task) and `aggregate` ranked each task whose outcomes differ,
+    as the mean weighted Kendall tau over those tasks (the tau a ranking benchmark reports)."""
+    from scipy.stats import weightedtau
+
+    taus: dict[str, list[float]] = {"learned": [], "aggregate": []}
+    for task, candidates in history.items():
+        outcomes = np.array([c.outcome for c in candidates])
+        if len(candidates) < 2 or np.ptp(outcomes) == 0:
+            continue
+        for name in taus:
+            values = np.array(score_task([name], TaskEvidence(task, candidates, history))[0][name])
+            tied = not np.isfinite(values).all() or np.ptp(values) == 0
+            taus[name].append(0.0 if tied else float(weightedtau(values, outcomes).statistic))
+    return {name: {"tau": float(np.mean(v)) if v else math.nan, "tasks": len(v)} for name, v in taus.items()}
+
+
+def fit_report(rows: list[ExperienceRow]) -> dict:
+    """What `selkd experience fit` says: the weights a fit on every task gives (or why none), and the
+    leave-one-task-out agreement of `learned` and the cold-start aggregate with the measured outcomes."""
+    history = history_of(rows)
+    try:
+        weights, refused = dict(zip(feature_names(), fit_weights(history).tolist())), ""
+    except SelkdError as err:
+        weights, refused = {}, str(err)
+    return {"tasks": len(history), "outcomes": sum(len(c) for c in history.values()), "weights": weights,
+            "refused": refused, "leave_one_task_out": leave_one_task_out(history)}

@@ -35,8 +35,6 @@ class SelectConfig:
     scan_share: float = 0.2  # at most this share of the budget for the scan
     guard_z: float = 0.5  # noise margin (standard errors): for the guard, and for overtaking in the race
     trials_per_gpu: int = 4  # race trials sharing one GPU where the cluster has GPUs (each takes 1/this)
-    # where the race's outcomes are appended (a folder or filesystem URI, shared by a team); None: OUT/experience
-    experience: str | None = None
 
     def __post_init__(self) -> None:
         for flag, value in (("--shortlist", self.shortlist), ("--race-epochs", self.race_epochs),

@@ -38,7 +38,17 @@ def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ray_session, rank
     for row in summary:
         assert -1.0 <= row["weighted_tau"] <= 1.0 and row["regret_top1"] >= row["regret_top3"] >= 0.0
     assert (tmp_path / "ranking.png").stat().st_size > 10_000
-    assert "weighted tau" in (tmp_path / "ranking.txt").read_text()
+    text = (tmp_path / "ranking.txt").read_text()
+    assert "weighted tau" in text
+    # the rankers beside the single scorers, the learning curve, the product's sequence, and the goal's verdict
+    assert {"aggregate", "learned-loto", "learned-xsrc"} <= {r["scorer"] for r in summary}
+    assert "learning curve" in text and "product's sequence" in text and "goal " in text
+    assert [r["tasks"] for r in result["curve"]] == [1] and [r["position"] for r in result["sequence"]] == [1, 2]
+    assert result["sequence"][0]["ranked_by"].startswith("aggregate")  # nothing recorded before the first
+    from selkd_ray.io.experience import read_experience
+
+    seeded = read_experience(tmp_path / "experience")  # the ground truth, in the format a team can seed with
+    assert len(seeded) == 2 * len(ranking.QUICK_TEACHERS) and {r.task for r in seeded} == {"mnist-358", "mnist-147"}
 
     again = ranking.run_benchmark(tmp_path, ranking.quick_plan(), say=messages.append)
     assert all(r["cached"] for r in again["truth"])  # a rerun trains no student
@@ -54,3 +64,29 @@ def test_unit_metrics_by_hand(ranking):
     assert reversed_["regret_top1"] == pytest.approx(0.3) and reversed_["regret_top3"] == pytest.approx(0.1)
     with_nan = ranking.unit_metrics(np.array([np.nan, 2.0, 3.0, 1.0]), accuracy)  # unscored teacher left out
     assert with_nan["regret_top1"] == pytest.approx(0.1)
+
+
+def test_learned_rankers_on_units_never_fit_the_target_they_rank(ranking):
+    import learning
+    from selkd_ray.scoring.rankers import Candidate
+
+    rng = np.random.default_rng(0)
+    units = {}
+    for target in ("mnist-a", "mnist-b", "mnist-c", "sklearn-a", "sklearn-b", "sklearn-c"):
+        values = {name: rng.normal(size=5) for name in ("nce", "leep", "ot", "gbc", "knn", "lead")}
+        outcomes = np.argsort(np.argsort(values["knn"])) * 0.03  # kNN orders every target's outcomes
+        units[(target, 0)] = tuple(Candidate(f"t{i}", {n: float(v[i]) for n, v in values.items()}, 1.0, 1.0, 3, 0.0,
+                                             float(outcomes[i])) for i in range(5))
+    labels_only = {unit: 0.5 for unit in units}
+    rows = {(r["target"], r["scorer"]): r for r in learning.learned_unit_rows(units, ranking.unit_metrics,
+                                                                              labels_only)}
+    assert rows[("mnist-a", "learned-loto")]["weighted_tau"] > 0.8  # learned kNN from the other five
+    assert rows[("mnist-a", "learned-xsrc")]["weighted_tau"] > 0.8  # and from the other source's three
+    with pytest.raises(AssertionError, match="never rank"):
+        learning.ranked_by("learned", units, ("mnist-a", 0), {"mnist-a", "mnist-b"})
+    curve = learning.learning_curve(units, ranking.unit_metrics, sizes=(1, 3, 5), draws=3)
+    assert [r["tasks"] for r in curve] == [1, 3, 5] and curve[0]["fell_back"] > 0 and curve[-1]["fell_back"] == 0
+    assert curve[-1]["weighted_tau"] > curve[0]["weighted_tau"]  # more experience, a better ranking here
+    sequence = learning.product_sequence(units, ranking.unit_metrics, sorted(t for t, _ in units))
+    assert [r["ranked_by"] for r in sequence][:3] == ["aggregate (too little experience)"] * 3
+    assert sequence[-1]["ranked_by"] == "learned" and sequence[-1]["experience_targets"] == 5

@@ -125,18 +125,6 @@ def test_bad_experience_is_one_line_naming_the_file_and_is_left_as_it_was(tmp_pa
     assert part.read_bytes() == before
 
 
-def test_select_refuses_a_bad_experience_folder_before_any_work(tiny_zoo, task_path, tmp_path):
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    pq.write_table(pa.table({"x": [1]}), shared / "part-foreign.parquet")
-    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out",
-                                 str(tmp_path / "out"), "--experience", str(shared)])
-    assert result.exit_code == 2, result.output
-    line, = result.output.strip().splitlines()
-    assert line.startswith(f"error: {shared / 'part-foreign.parquet'}: not an experience table")
-    assert not (tmp_path / "out" / "scores.parquet").exists()
-
-
 def test_experience_show(tmp_path):
     append_experience([outcome("t1", "a", 0.1, 1.0), outcome("t1", "b", -0.1, 0.0)], tmp_path, "race1")
     shown = runner.invoke(app, ["experience", "show", "--experience", str(tmp_path)])

@@ -23,9 +23,12 @@ from ..records import Assessment, Evidence, Predictions, ProbeSet, Task, Teacher
 from ..rows import ScoreRow, Status
 from ..scoring.assessment import assess
 from ..scoring.probe import make_probe
+from ..scoring.rankers import Candidate, TaskEvidence, inputs_of, score_task, task_scorers
 from ..scoring.runner import Scoring
 from ..scoring import SCORERS
 from ..scoring.scores import needs_label_embeddings
+from ..experience import label_overlap
+from .ranking import failed_row, reusable, round_scores, score_key
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ScanEvent(Step):
 LOGGED = ("round", "note", "failed")  # event kinds that also print a line under a live bar
 Events = Callable[[ScanEvent], None]
 RunTeachers = Callable[[list[TeacherSpec], ProbeSet, Callable[[TeacherSpec], bool], Scoring], Iterable[TeacherResult]]
+History = Callable[[], tuple[dict[str, tuple[Candidate, ...]], str]]  # past outcomes by task, or why none
 
 
 class Tally:
@@ -70,8 +74,14 @@ class Rounds:
     """The state of one scan's rounds, where it lives: every teacher's row so far, the ledger, the cache."""
 
     def __init__(self, config: ScanConfig, events: Events, cache: PredictionCache, previous_rows: list[ScoreRow],
-                 label_embeddings: Callable[[], dict] | None, ledger: Ledger | None = None) -> None:
-        self.config, self.cache, self.scorers = config, cache, list(config.scorers)
+                 label_embeddings: Callable[[], dict] | None, ledger: Ledger | None = None,
+                 history: History | None = None) -> None:
+        self.config, self.cache, self.ranking = config, cache, config.scorers[0]
+        # the teachers' own scorers (the requested ones, then what the task scorers read); the task scorers
+        # rank a round's teachers together once every one of them is scored
+        self.task_level = task_scorers(config.scorers)
+        self.scorers = [name for name in (*config.scorers, *inputs_of(config.scorers)) if name not in self.task_level]
+        self.history = functools.cache(history) if history else None
         self.previous = {(row.content_hash, row.probe_hash): row for row in previous_rows if row.ranked}
         self.ledger = ledger or Ledger(parse_budget(config.budget))
         self.tally = Tally(events, self.ledger)
@@ -80,6 +90,7 @@ class Rounds:
         wanted = self.label_embeddings and needs_label_embeddings(self.scorers)
         self.embeddings = self.label_embeddings() if wanted else None
         self.rows: dict[str, ScoreRow] = {}
+        self.said: set[str] = set()
 
     def alive(self, specs: list[TeacherSpec], task: Task) -> list[TeacherSpec]:
         """The teachers that can run: the broken ones recorded as failed, the rest said and pre-screened."""
@@ -100,7 +111,8 @@ class Rounds:
     def settle(self, row: ScoreRow, status: str, scored: list[ScoreRow]) -> None:
         self.rows[row.teacher_id] = row
         scored.append(row)
-        self.tally.emit(status, row.teacher_id, f"{status:<8}{row.teacher_id}  {self.scorers[0]}={row.score:.4f}")
+        shown = self.scorers[0]
+        self.tally.emit(status, row.teacher_id, f"{status:<8}{row.teacher_id}  {shown}={row.scores[shown]:.4f}")
 
     def answer_from_cache(self, alive: list[TeacherSpec], probe: ProbeSet, round_index: int,
                           scored: list[ScoreRow]) -> list[TeacherSpec]:
@@ -108,7 +120,7 @@ class Rounds:
         pending = []
         for spec in alive:
             earlier = self.rows.get(spec.teacher_id)
-            reused = reusable(self.previous, spec, probe, self.scorers, earlier)
+            reused = reusable(self.previous, spec, probe, self.scorers, self.ranking, earlier)
             if reused is not None:
                 self.settle(replace(reused, round=round_index), "cached", scored)
                 continue
@@ -159,13 +171,37 @@ class Rounds:
                    status: str, round_index: int) -> ScoreRow:
         """One teacher's row after a round; FLOPs and seconds add up over its rounds (0 when cached)."""
         earlier, ran = self.rows.get(spec.teacher_id), status == "scored"
-        score = assessment.scores[self.scorers[0]]
+        score = assessment.scores.get(self.ranking, float("nan"))  # a task scorer's comes after the round
         return ScoreRow(spec.teacher_id, spec.path, spec.architecture, spec.content_hash, status, "", None,
                         round_index, "", score, len(probe), probe.probe_hash,
                         (spec.flops_per_sample * len(probe) if ran else 0) + (earlier.flops if earlier else 0),
                         (predictions.seconds if ran else 0.0) + (earlier.seconds if earlier else 0.0),
                         spec.num_classes, tuple(assessment.cost_matrix.ravel().tolist()), assessment.label_plan,
                         round_scores(earlier, score), dict(assessment.scores))
+
+    def rank_task(self, scored: list[ScoreRow], specs: dict[str, TeacherSpec], task: Task) -> list[ScoreRow]:
+        """The task scorers' values for this round's teachers (each row's `scores`), and the ranking score
+        where a task scorer ranks; their notes (a fallback, a refused fit) said once a scan."""
+        if not self.task_level or not scored:
+            return scored
+        history, problem = self.history() if self.history and "learned" in self.task_level else ({}, "")
+        candidates = tuple(Candidate(row.teacher_id, row.scores, specs[row.teacher_id].param_count,
+                                     specs[row.teacher_id].flops_per_sample, specs[row.teacher_id].num_classes,
+                                     label_overlap(specs[row.teacher_id].label_names, task.label_names))
+                           for row in scored)
+        values, notes = score_task(self.task_level, TaskEvidence(task.content_hash, candidates, history, problem))
+        for note in notes:
+            if note not in self.said:
+                self.said.add(note)
+                self.tally.emit("note", "", note)
+        ranked = []
+        for index, row in enumerate(scored):
+            scores = {**row.scores, **{name: float(v[index]) for name, v in values.items()}}
+            score = scores[self.ranking]
+            row = replace(row, scores=scores, score=score, round_scores=(*row.round_scores[:-1], score))
+            self.rows[row.teacher_id] = row
+            ranked.append(row)
+        return ranked
 
     def drop(self, alive: list[TeacherSpec], scored: list[ScoreRow], round_index: int) -> list[TeacherSpec]:
         """Keep the best 1/eta of this round's teachers for the next round; the rest are dropped."""
@@ -181,15 +217,15 @@ class Rounds:
 def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: ScanConfig, events: Events,
              run_teachers: RunTeachers | None, label_embeddings: Callable[[], dict] | None,
              previous_rows: list[ScoreRow] = (), cache: PredictionCache | None = None,
-             ledger: Ledger | None = None) -> tuple[list[ScoreRow], Ledger]:
+             ledger: Ledger | None = None, history: History | None = None) -> tuple[list[ScoreRow], Ledger]:
     """Every teacher's row (unranked) and the ledger (`cache`: default OUT/cache; its `rejected` lists the bad
     entries this scan found, each recomputed; `ledger`: a selection's, with the scan's share, else the
     config's budget). `run_teachers(specs, probe, admit, scoring)` runs and
     assesses uncached teachers (the Ray layer); `label_embeddings()` gives name vectors when a scorer or the
     pre-screen needs them; `previous_rows` (the last scores.parquet) answer unchanged teachers without reading
-    their predictions."""
+    their predictions; `history()` gives `learned` its past outcomes (by task) or why there are none."""
     rounds = Rounds(config, events, cache or PredictionCache(out_dir / "cache"), list(previous_rows),
-                    label_embeddings, ledger)
+                    label_embeddings, ledger, history)
     alive = rounds.alive(specs, task)
     sizes = probe_sizes(config.probe_per_class, config.min_probe, config.eta)
     for round_index, per_class in enumerate(sizes):
@@ -202,6 +238,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
         pending = rounds.answer_from_cache(alive, probe, round_index, scored)
         if pending and run_teachers is not None:
             rounds.run(pending, probe, round_index, run_teachers, scored)
+        scored = rounds.rank_task(scored, {spec.teacher_id: spec for spec in alive}, task)
         rounds.ledger.seconds = time.perf_counter() - rounds.started
         rounds.ledger.close_round()
         if round_index < len(sizes) - 1:
@@ -234,40 +271,3 @@ def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[
     tally.emit("note", "", "semantic pre-screen: teachers ordered by label-name transport cost"
                + (f" ({unnamed} without label names last)" if unnamed else ""))
     return sorted(specs, key=lambda spec: (-score[spec.teacher_id], spec.teacher_id))
-
-
-def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[str],
-             earlier: ScoreRow | None) -> ScoreRow | None:
-    """The last scan's row for this teacher on this very probe, if it holds every requested score: a rescan
-    of an unchanged zoo then reads one table instead of every teacher's predictions. It costs nothing now, so
-    the row carries only what this scan spent on the teacher in `earlier` rounds."""
-    row = previous.get((spec.content_hash, probe.probe_hash))
-    if row is None or any(row.scores.get(name) is None for name in scorers):
-        return None
-    score = row.scores[scorers[0]]
-    return replace(row, teacher_id=spec.teacher_id, path=spec.path, status=Status.CACHED.value, node="",
-                   flops=earlier.flops if earlier else 0, seconds=earlier.seconds if earlier else 0.0, score=score,
-                   round_scores=round_scores(earlier, score), scores={k: row.scores[k] for k in scorers}, rank=None)
-
-
-def score_key(row: ScoreRow) -> tuple:
-    """Best first; a NaN score (a scorer this teacher lacks inputs for) after every number; ties by id."""
-    unscored = not np.isfinite(row.score)
-    return (unscored, 0.0 if unscored else -row.score, row.teacher_id)
-
-
-def round_scores(earlier: ScoreRow | None, score: float) -> tuple[float, ...]:
-    """The ranking score after every round this teacher has reached in this scan, this one last."""
-    return (*((earlier.round_scores or ()) if earlier else ()), float(score))
-
-
-def failed_row(spec: TeacherSpec, error: str) -> ScoreRow:
-    return ScoreRow(spec.teacher_id, spec.path, spec.architecture, spec.content_hash, Status.FAILED.value, error)
-
-
-def rank_rows(rows: list[ScoreRow]) -> list[ScoreRow]:
-    """Teachers that reached a later round first (they beat the others there), then by score; teachers that
-    never ran (failed, skipped) last, unranked."""
-    good = sorted((r for r in rows if r.ranked), key=lambda r: (-(r.round or 0), *score_key(r)))
-    bad = sorted((r for r in rows if not r.ranked), key=lambda r: (r.status, r.teacher_id))
-    return [replace(row, rank=i + 1) for i, row in enumerate(good)] + [replace(row, rank=None) for row in bad]

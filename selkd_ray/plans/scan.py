@@ -26,8 +26,10 @@ from ..records import Task, TeacherSpec
 from ..rows import HistoryRow, ScoreRow
 from ..scoring.probe import make_probe
 from ..scoring import SCORERS
+from ..scoring.rankers import inputs_of
 from ..zoo.index import require_zoo
-from .halving import rank_rows, run_plan
+from .halving import run_plan
+from .ranking import rank_rows
 from .index import index_zoo
 from .inputs import as_task, check_outputs
 
@@ -78,14 +80,34 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         check_budget_floor(specs, task, config, cache, previous, ledger.budget)
         with RunnersOnDemand(config.max_actors, address, progress, runners) as actors:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, actors.run,
-                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache, ledger)
+                                    lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache, ledger,
+                                    lambda: past_outcomes(experience_folder(config, out_dir)))
         ranked = rank_rows(rows)
-        result = scan_result(ranked, write_scores(ranked, list(config.scorers), scores), catalogue_path, ledger)
+        columns = list(dict.fromkeys((*config.scorers, *inputs_of(config.scorers))))  # what the ranking read too
+        result = scan_result(ranked, write_scores(ranked, columns, scores), catalogue_path, ledger)
         known = {row.content_hash for row in previous}
         new = sum(spec.content_hash not in known for spec in specs)
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),
                                  out_dir / "history.parquet")
     return replace(result, history_path=history, runners=tuple(actors.placements), recomputed=tuple(cache.rejected))
+
+
+def experience_folder(config: ScanConfig, out_dir: "Path | Location") -> Location:
+    """The experience table `learned` fits on and a selection's race outcomes go to: `--experience`, else
+    OUT/experience."""
+    return Location(config.experience) if config.experience else Location(out_dir) / "experience"
+
+
+def past_outcomes(where: Location) -> tuple[dict, str]:
+    """The experience's outcomes by task for `learned`, or why it has none: a bad table is one line naming
+    the file and field, and the ranking falls back (nothing in the table is changed by reading it)."""
+    from ..experience import history_of
+    from ..io.experience import read_experience
+
+    try:
+        return history_of(read_experience(where, set(SCORERS.names()))), ""
+    except SelkdError as err:
+        return {}, f"experience not used: {err}"
 
 
 def check_config(config: ScanConfig, address: str | None) -> None:

@@ -18,7 +18,7 @@ from ..errors import SelkdError
 from ..io.fs import Location, writable_folder
 from ..io.lock import ScanLock
 from ..experience import race_outcomes
-from ..io.experience import append_experience, read_experience
+from ..io.experience import append_experience
 from ..io.results import write_selection
 from ..models.timm_models import require_architecture
 from ..progress import Progress, quiet
@@ -31,7 +31,7 @@ from ..training.student_data import student_data
 from ..zoo.index import require_zoo
 from .distill import DistillResult, with_usable_gpus
 from .inputs import as_task, check_outputs
-from .scan import ScanResult, scan
+from .scan import ScanResult, experience_folder, scan
 from .stages import EpochCosts, Selection, final_stage, race, race_name
 
 
@@ -87,9 +87,8 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     check_outputs(Location(out_dir))
     check_pinned(config.pinned, teachers, Location(out_dir) / "catalogue.parquet", zoo_dir)
-    if config.experience:
-        writable_folder(config.experience, "--experience")
-    read_experience(experience_folder(config, out_dir), set(SCORERS.names()))  # a bad part: one line now
+    if config.scan.experience:
+        writable_folder(config.scan.experience, "--experience")
     return task, out_dir
 
 
@@ -168,18 +167,13 @@ def conclude(run: Selection, started: float) -> SelectResult:
                         experience)
 
 
-def experience_folder(config: SelectConfig, out_dir: Path) -> Location:
-    """Where a selection's race outcomes go: `--experience`, else OUT/experience."""
-    return Location(config.experience) if config.experience else Location(out_dir) / "experience"
-
-
 def record_experience(run: Selection, short: list[str], trials: list[TrialRow]) -> Path | str | None:
     """Append what the race measured (each raced teacher against the label-only trial) to the experience table:
     the race's own part, so a selection started again rewrites it instead of counting it twice."""
     rows = race_outcomes(run.task, run.scanned.ranked, {t: run.teacher(t)[0] for t in short}, trials)
     if not rows:
         return None
-    path = append_experience(rows, experience_folder(run.config, run.out_dir),
+    path = append_experience(rows, experience_folder(run.config.scan, run.out_dir),
                              content_hash(run.task.content_hash, race_name(run, short))[:24])
     run.progress(f"experience: {len(rows)} outcome(s) recorded in {path}")
     return path

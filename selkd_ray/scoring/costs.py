@@ -103,3 +103,12 @@ def describe_plan(plan: np.ndarray, teacher_names: tuple[str, ...], target_names
         share = column.max() / max(column.sum(), 1e-12)
         parts.append(f"{target}<-{teacher_names[int(column.argmax())]} ({share:.2f})")
     return ", ".join(parts)
+
+
+def expected_empirical_prediction(evidence: Evidence) -> np.ndarray:
+    """LEEP's dummy classifier over the target's labels, (n, C_S): sum_z P(y | z) theta(x_n)_z, with P(y|z)
+    from the joint of the teacher's predictions and the probe's labels."""
+    probs, labels = evidence.probs.astype(np.float64), evidence.labels
+    joint = probs.T @ np.eye(evidence.num_target_classes)[labels] / len(labels)  # (C_T, C_S)
+    conditional = joint / np.maximum(joint.sum(1, keepdims=True), 1e-12)
+    return probs @ conditional

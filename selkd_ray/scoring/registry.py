@@ -17,15 +17,21 @@ class Registry(Generic[F]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, F] = {}
+        self._tags: dict[str, frozenset[str]] = {}
 
-    def register(self, name: str) -> Callable[[F], F]:
+    def register(self, name: str, *tags: str) -> Callable[[F], F]:
+        """A decorator adding `fn` under `name`, with optional tags (say "task" for a scorer of a whole task)."""
         def add(fn: F) -> F:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self._entries[name] = fn
+            self._tags[name] = frozenset(tags)
             return fn
 
         return add
+
+    def tagged(self, tag: str) -> list[str]:
+        return [name for name in self.names() if tag in self._tags[name]]
 
     def get(self, name: str, flag: str = "") -> F:
         """The entry; an unknown name is one line (prefixed with the option that gave it, when there is one)."""
@@ -45,7 +51,11 @@ class Registry(Generic[F]):
 
 
 Scorer = Callable[[Evidence], float]
-SCORERS: Registry[Scorer] = Registry("scorer")
+# Two kinds share one registry, so `--scorer` takes either: a teacher's scorer maps one teacher's Evidence to a
+# float; a task's scorer (tag TASK, `rankers.py`) ranks every teacher of a task at once from their scores.
+SCORERS: Registry[Callable] = Registry("scorer")
+TASK = "task"
+TASK_SCORERS = ("aggregate", "learned")  # registered with the TASK tag by rankers.py
 LABEL_NAME_SCORERS = ("ot-semantic", "semantic")  # read label-name embeddings (the scan computes them)
 STATIC_PRIORS = ("params", "flops")  # need no probe at all
 PREDICTION_FREE_SCORERS = ("semantic", *STATIC_PRIORS)  # need no forward pass of the teacher

@@ -13,12 +13,12 @@ import ot
 from ot.batch import solve_batch
 
 from ..config import DistillConfig
-from .costs import COST_BUILDERS, target_marginal
+from .costs import COST_BUILDERS, expected_empirical_prediction, target_marginal
 from .discriminant import fit_discriminant
 from ..errors import SelkdError
 from .probe import halves
 from ..records import Evidence, content_hash
-from .registry import LABEL_NAME_SCORERS, SCORERS
+from .registry import LABEL_NAME_SCORERS, SCORERS, TASK_SCORERS
 
 OT_EPS = DistillConfig.eps  # the Sinkhorn regularisation of the distillation objective
 OT_TAU = DistillConfig.tau  # and its softening temperature
@@ -154,11 +154,10 @@ def semantic_prescreen_score(evidence: Evidence) -> float:
 @SCORERS.register("leep")
 def leep_score(evidence: Evidence) -> float:
     """LEEP (Nguyen et al. 2020): mean log of sum_z P(y_n | z) theta(x_n)_z, with P(y|z) from the joint."""
-    probs, labels, num_target_classes = evidence.probs.astype(np.float64), evidence.labels, evidence.num_target_classes
-    joint = probs.T @ np.eye(num_target_classes)[labels] / len(labels)  # (C_T, C_S)
-    conditional = joint / np.maximum(joint.sum(1, keepdims=True), 1e-12)
-    expected = (probs @ conditional)[np.arange(len(labels)), labels]
+    labels = evidence.labels
+    expected = expected_empirical_prediction(evidence)[np.arange(len(labels)), labels]
     return float(np.mean(np.log(np.maximum(expected, 1e-12))))
+
 
 
 @SCORERS.register("nce")
@@ -286,6 +285,8 @@ def score_all(names: list[str], evidence: Evidence) -> dict[str, float]:
     (say, `ot-prototype` for a teacher without a linear classifier)."""
     scores = {}
     for name in names:
+        if name in TASK_SCORERS:
+            continue  # ranks a whole task (rankers.py), not one teacher
         try:
             scores[name] = float(SCORERS.get(name)(evidence))
         except SelkdError:
