@@ -10,7 +10,7 @@ import typer
 
 from selkd_ray.config import ScanConfig
 
-from .documents import distill_json, select_json
+from .documents import distill_json, scan_json, select_json
 from .experience import experience_app
 from .running import Display, one_line_errors
 
@@ -111,20 +111,10 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     progress.result(scan_summary(result))
 
 
-def scan_json(result) -> dict:
-    """The scan as one JSON document: counts, spending and every teacher's row (cost matrices left out)."""
-    from selkd_ray.rows import as_row
-
-    rows = [{k: v for k, v in as_row(row).items() if k != "cost_matrix"} for row in result.rows]
-    return {"scores": str(result.scores_path), "catalogue": str(result.catalogue_path), "ran": result.ran,
-            "cached": result.cached, "failed": result.failed, "dropped": result.dropped,
-            "skipped": result.skipped, "flops": result.flops, "seconds": result.seconds, "spent": result.spent,
-            "runners": list(result.runners), "recomputed": list(result.recomputed), "teachers": rows}
-
-
 @app.command("distill")
 @one_line_errors
-def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher folder; omit for a label-only student."),
+def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder; repeat it to distil from several teachers at once; omit for a label-only student."),
+                    weights: Optional[str] = typer.Option(None, help="Several teachers' weights, comma-separated in --teacher order (0.7,0.3); default: from the --scan's scores, else equal."),
                     task: Path = typer.Option(..., help="Task: Parquet table or ImageFolder tree."),
                     out: Path = typer.Option(Path("selkd-output/students"), help="Output folder."),
                     scan_scores: Optional[Path] = typer.Option(None, "--scan", help="scores.parquet to take the cost matrix from."),
@@ -140,23 +130,35 @@ def distill_command(teacher: Optional[Path] = typer.Option(None, help="Teacher f
                     student_size: str = STUDENT_SIZE,
                     cache: Optional[str] = typer.Option(None, help="Prediction cache to share (default: OUT/cache, or the --scan folder's cache)."),
                     json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
-    """Distil a teacher into a small timm student on Ray Train; the student is saved as a teacher folder.
+    """Distil a teacher (or several at once) into a small timm student on Ray Train; the student is saved as a
+    teacher folder.
 
     Example: selkd distill --teacher zoo/digits-all --task task.parquet --scan scan-out/scores.parquet
     """
     from selkd_ray.api import distill
-    from selkd_ray.plans.inputs import as_task, cost_from_scan
+    from selkd_ray.mixture import check_mixture, parse_weights
+    from selkd_ray.plans.inputs import as_task, cost_from_scan, weights_from_scan
     from selkd_ray.config import DistillConfig
 
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
                            patience=patience, max_flops=max_flops, augment=augment, student_size=student_size,
                            **gpu_workers(gpus, workers))
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
+    given = parse_weights(weights)
+    if len(teacher) > 1:  # one line each, before any work
+        check_mixture([str(t) for t in teacher], given, loss)
+    elif given is not None:
+        from selkd_ray.errors import SelkdError
+
+        raise SelkdError("--weights: weights are for several teachers at once (repeat --teacher)")
     with Display(quiet or json_output) as progress:
         target = as_task(task, progress, address)
-        cost = cost_from_scan(scan_scores, teacher, target.num_classes) if scan_scores and teacher else None
-        result = distill(target, teacher, out, config, cost_matrix=cost, address=address, progress=progress,
-                         cache_dir=cache)
+        costs = [cost_from_scan(scan_scores, t, target.num_classes) if scan_scores else None for t in teacher]
+        if len(teacher) > 1 and given is None and scan_scores:
+            given = weights_from_scan(scan_scores, teacher)
+        result = distill(target, teacher if len(teacher) > 1 else (teacher[0] if teacher else None), out, config,
+                         cost_matrix=costs if len(teacher) > 1 else (costs[0] if costs else None), address=address,
+                         progress=progress, cache_dir=cache, weights=given)
     if json_output:
         progress.result(json.dumps(distill_json(result), default=str))
         return
@@ -186,6 +188,8 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
                    student_size: str = STUDENT_SIZE,
                    experience: Optional[str] = EXPERIENCE,
+                   mixture: int = typer.Option(0, help="Also race the shortlist's top K teachers as one mixture (distilled together, weighed by their scan scores); 0: no mixture."),
+                   mixture_temperature: float = typer.Option(1.0, help="Temperature of the softmax over the mixture's standardised scan scores (large: equal weights)."),
                    json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
     it beats label-only on the validation split: a student never worse than training on labels alone.
@@ -199,7 +203,8 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed, experience=experience),
                           DistillConfig(epochs=epochs, seed=seed, student_size=student_size, **gpu_workers(gpus, 1)),
                           budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
-                          guard_z=guard_z, trials_per_gpu=trials_per_gpu)
+                          guard_z=guard_z, trials_per_gpu=trials_per_gpu, mixture=mixture,
+                          mixture_temperature=mixture_temperature)
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:

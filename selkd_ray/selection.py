@@ -35,6 +35,8 @@ class SelectConfig:
     scan_share: float = 0.2  # at most this share of the budget for the scan
     guard_z: float = 0.5  # noise margin (standard errors): for the guard, and for overtaking in the race
     trials_per_gpu: int = 4  # race trials sharing one GPU where the cluster has GPUs (each takes 1/this)
+    mixture: int = 0  # K >= 2: the race also holds the shortlist's top K as one mixture of teachers (0: none)
+    mixture_temperature: float = 1.0  # of the softmax that weighs the mixture's teachers by their scan scores
 
     def __post_init__(self) -> None:
         for flag, value in (("--shortlist", self.shortlist), ("--race-epochs", self.race_epochs),
@@ -42,6 +44,12 @@ class SelectConfig:
             at_least(flag, value, 1)
         at_least("reduction_factor", self.reduction_factor, 2)
         at_least("--guard-z", self.guard_z, 0)
+        at_least("--mixture-temperature", self.mixture_temperature, 0, strictly=True)
+        if self.mixture == 1 or self.mixture < 0:
+            raise SelkdError(f"--mixture: expected 0 (no mixture) or a value >= 2, got {self.mixture}")
+        if self.mixture > self.shortlist:
+            raise SelkdError(f"--mixture: {self.mixture} teachers, but the shortlist holds {self.shortlist} "
+                             "(raise --shortlist)")
         if not self.lambdas or not all(math.isfinite(lam) and lam >= 0 for lam in self.lambdas):
             raise SelkdError(f"--lambda-grid: expected non-negative numbers, got {self.lambdas}")
 
@@ -58,9 +66,12 @@ class Candidate:
         return LABELS_ONLY if self.teacher_id == LABELS_ONLY else f"{self.teacher_id} (lambda {self.lam:g})"
 
 
-def candidates(shortlist: list[str], lambdas: tuple[float, ...]) -> list[Candidate]:
-    """Every (teacher, lambda) pair, then the label-only reference, which races beside them."""
-    return [Candidate(t, lam) for t in shortlist for lam in lambdas] + [Candidate(LABELS_ONLY, 0.0)]
+def candidates(shortlist: list[str], lambdas: tuple[float, ...], mixture: str = "") -> list[Candidate]:
+    """Every (teacher, lambda) pair, then the mixture's (its name, `mixture.mixture_name`), then the label-only
+    reference, which races beside them. The order is the race's prior: a later candidate overtakes an earlier
+    one only by a lead beyond noise, so a mixture must beat its best single teacher to win."""
+    mixed = [Candidate(mixture, lam) for lam in lambdas] if mixture else []
+    return [Candidate(t, lam) for t in shortlist for lam in lambdas] + mixed + [Candidate(LABELS_ONLY, 0.0)]
 
 
 def shortlist(ranked_ids: list[str], k: int, pinned: tuple[str, ...] = ()) -> list[str]:

@@ -377,6 +377,22 @@ OPTIONS = [
     (["scan", "--budget", "1e999"], "--budget: expected a finite amount, got '1e999'"),
     (["select", "--teacher", "nosuch"], "--teacher: 'nosuch' is not a teacher of"),
     (["scan", "--address", "ray://127.0.0.1:9"], "--address: no Ray cluster answers at ray://127.0.0.1:9"),
+    # several teachers at once: one line each before any work
+    (["distill", "--teacher", "ZOO/own-classes", "--teacher", "ZOO/own-classes"],
+     "--teacher: 'ZOO/own-classes' is given twice; a mixture's teachers are distinct"),
+    (["distill", "--teacher", "ZOO/own-classes", "--teacher", "ZOO/random", "--weights", "1"],
+     "--weights: 1 weight(s) for 2 teacher(s); expected one per --teacher"),
+    (["distill", "--teacher", "ZOO/own-classes", "--teacher", "ZOO/random", "--weights", "0,0"],
+     "--weights: expected non-negative numbers with a positive sum, got 0,0"),
+    (["distill", "--teacher", "ZOO/own-classes", "--teacher", "ZOO/random", "--weights", "a,b"],
+     "--weights: expected comma-separated numbers (0.7,0.3), got 'a,b'"),
+    (["distill", "--teacher", "ZOO/own-classes", "--weights", "1"],
+     "--weights: weights are for several teachers at once (repeat --teacher)"),
+    (["distill", "--teacher", "ZOO/own-classes", "--teacher", "ZOO/random", "--loss", "kl"],
+     "--loss kl: several teachers at once need the OT loss (--loss ot)"),
+    (["select", "--mixture", "4", "--shortlist", "3"], "--mixture: 4 teachers, but the shortlist holds 3"),
+    (["select", "--mixture", "1"], "--mixture: expected 0 (no mixture) or a value >= 2, got 1"),
+    (["select", "--mixture-temperature", "0"], "--mixture-temperature: expected a value > 0, got 0"),
 ]
 
 
@@ -384,7 +400,7 @@ OPTIONS = [
 def test_a_bad_option_is_one_line_before_anything_runs(args, message, tiny_zoo, task_path, tmp_path):
     command, *options = args
     options = [str(tmp_path / o) if o.startswith("NOWHERE") else o.replace("ZOO", str(tiny_zoo)) for o in options]
-    message = message.replace("NOWHERE", str(tmp_path / "NOWHERE"))
+    message = message.replace("NOWHERE", str(tmp_path / "NOWHERE")).replace("ZOO", str(tiny_zoo))
     where = ["--zoo", str(tiny_zoo)] if command in ("scan", "select") else []
     out = earlier_output(tmp_path)
     before = snapshot(out)

@@ -74,3 +74,33 @@ def test_small_eps_switches_to_the_log_domain():
     cost = torch.ones(3, 2)
     assert sinkhorn_method(cost, 0.05, torch.float32) == "sinkhorn"
     assert sinkhorn_method(cost, 0.005, torch.float32) == "log_sinkhorn"
+
+
+def test_the_mixture_loss_at_one_teacher_is_the_single_teacher_loss():
+    from selkd_ray.training.losses import mixture_distillation_loss
+
+    torch.manual_seed(0)
+    teacher, student, cost = torch.randn(8, 4), torch.randn(8, 3, requires_grad=True), torch.rand(4, 3)
+    single = sinkhorn_distillation_loss(teacher, student, cost, 2.0, 0.05)
+    mixture = mixture_distillation_loss(teacher, student, cost, (4,), (1.0,), 2.0, 0.05)
+    assert torch.equal(single, mixture)
+    grad_single, = torch.autograd.grad(single, student)
+    grad_mixture, = torch.autograd.grad(mixture, student)
+    assert torch.equal(grad_single, grad_mixture)
+
+
+def test_the_mixture_loss_is_the_weighted_sum_of_each_teachers_own_transport():
+    """Each teacher carried through its own cost matrix, weighted; not one transport over the pooled classes."""
+    from selkd_ray.training.losses import mixture_distillation_loss
+
+    torch.manual_seed(1)
+    first, second = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    student = torch.randn(5, 3, dtype=torch.float64)
+    cost_first, cost_second = torch.rand(4, 3, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64)
+    both, costs = torch.cat([first, second], 1), torch.cat([cost_first, cost_second])
+    value = mixture_distillation_loss(both, student, costs, (4, 2), (0.7, 0.3), tau=2.0, eps=0.05)
+    each = (0.7 * sinkhorn_distillation_loss(first, student, cost_first, 2.0, 0.05)
+            + 0.3 * sinkhorn_distillation_loss(second, student, cost_second, 2.0, 0.05))
+    assert float(value) == pytest.approx(float(each), rel=1e-12)
+    pooled = sinkhorn_distillation_loss(both, student, costs, 2.0, 0.05)  # one problem over all six classes
+    assert abs(float(pooled) - float(value)) > 1e-3

@@ -30,5 +30,10 @@ def test_the_readme_python_api_block_runs_as_written(ray_session, tiny_zoo, task
     lines = [line for line in printed.getvalue().splitlines() if "(raylet)" not in line]
     assert len(lines) >= 3 and lines[0].startswith("own-classes ")  # the teacher of the target's own classes
     kept, teacher = lines[2].split()[:2]  # what the guard kept, and the race's winner (own-classes or labels alone)
-    assert kept in ("distilled", "labels-only") and teacher in ("own-classes", "labels-only")
+    assert kept in ("distilled", "labels-only")
+    assert teacher in ("own-classes", "labels-only") or teacher.startswith("mixture:own-classes+")
+    # the race held the top two alone, their mixture (weighed by their scores, the top one more) and labels alone
+    assert lines[3].startswith("('own-classes', ") and "'mixture:own-classes+" in lines[3]
+    assert lines[3].count("'labels-only'") == 1
+    assert lines[4].startswith("zoo/own-classes + zoo/digits-01 (0.7, 0.3) ")
     assert (tmp_path / "out" / "scores.parquet").is_file() and list((tmp_path / "out" / "select" / "experience").iterdir())

@@ -21,7 +21,8 @@ from ..rows import EpochRow
 from ..reports.plots import learning_curve
 from ..training.data import StudentData
 from ..training.loop import epoch_flops, evaluate
-from ..training.student_data import run_name, student_data, teacher_spec
+from ..mixture import check_mixture, describe, mixture_name
+from ..training.student_data import mixed, run_name, student_data, teacher_spec
 from .inputs import as_task
 from .teacher_outputs import cached_teacher_probs
 
@@ -33,13 +34,14 @@ class DistillResult:
     test_accuracy: float
     val_accuracy: float
     history: list[EpochRow]
-    teacher: str  # teacher folder, or "" for label-only
+    teacher: str  # teacher folder ("A + B" for several at once), or "" for label-only
     best_epoch: int = 0  # the epoch whose weights the student keeps (best validation accuracy)
     stopped: str = ""  # why training ended before its last epoch ('' when it ran them all)
     flops: int = 0  # training FLOPs spent
     curve_path: Path | None = None  # learning-curve plot
     run_name: str = ""  # the Ray Train run (same inputs, same name: a rerun resumes it)
     stop: StopReason = StopReason.NONE  # why training ended before its last epoch, as a reason
+    weights: tuple[float, ...] = ()  # several teachers at once: each one's weight, in `teacher`'s order
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Distillation:
     data: StudentData
     name: str  # the student's name in the output folder
     out_dir: Path
+    mixture: tuple = ()  # several teachers: every member's content hash and weight (the run's key holds them)
 
     def train_run(self, run: str):
         from ..distributed.train import TrainRun
@@ -61,11 +64,13 @@ class Distillation:
         return TrainRun(self.data, self.config, str(self.out_dir / "runs"), run)
 
 
-def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | Path,
+def distill(task: Task | str | Path, teacher: str | Path | list | tuple | None, out_dir: str | Path,
             config: DistillConfig = DistillConfig(), cost_matrix: np.ndarray | None = None,
             address: str | None = None, name: str | None = None, progress: Progress = quiet,
-            cache_dir: str | Path | None = None) -> DistillResult:
+            cache_dir: str | Path | None = None, weights: tuple[float, ...] | None = None) -> DistillResult:
     """Train a student for the task, distilled from `teacher` (a teacher folder), or from labels alone if None.
+    A list of folders distils from all of them at once (`weights`, one per teacher; default equal), each
+    teacher's prediction carried onto the task's labels through its own cost matrix (README, "Several teachers").
 
     The teacher's outputs on the student's images are computed on Ray Data and cached (`cache_dir`, default
     OUT/cache; pass a scan's cache to share it), unless `config.augment` makes it run online in the workers.
@@ -75,7 +80,7 @@ def distill(task: Task | str | Path, teacher: str | Path | None, out_dir: str | 
     task = as_task(task, progress, address)
     check_address(address)
     connect(address)
-    job = plan_distillation(task, teacher, out_dir, config, cost_matrix, name, progress, cache_dir)
+    job = plan_distillation(task, teacher, out_dir, config, cost_matrix, name, progress, cache_dir, weights)
     return train_side_by_side([job], progress)[0]
 
 
@@ -90,23 +95,38 @@ def with_usable_gpus(config: DistillConfig, progress: Progress) -> DistillConfig
     return config
 
 
-def plan_distillation(task: Task, teacher: str | Path | None, out_dir: str | Path, config: DistillConfig,
-                      cost_matrix: np.ndarray | None, name: str | None, progress: Progress,
-                      cache_dir: str | Path | None) -> Distillation:
-    """Check the inputs, fetch (or compute and cache) the teacher's outputs, and refuse a FLOPs cap that does not
-    pay for one epoch: everything before Ray Train, on the driver."""
+def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out_dir: str | Path,
+                      config: DistillConfig, cost_matrix: np.ndarray | list | None, name: str | None,
+                      progress: Progress, cache_dir: str | Path | None,
+                      weights: tuple[float, ...] | None = None) -> Distillation:
+    """Check the inputs, fetch (or compute and cache) the teachers' outputs, and refuse a FLOPs cap that does not
+    pay for one epoch: everything before Ray Train, on the driver. Several teachers (a list, with a list of
+    cost matrices or None) are one mixture."""
     require_architecture(config.student, "--student")
-    spec = teacher_spec(teacher) if teacher is not None else None
-    if spec is None:
+    folders = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher] if teacher is not None else []
+    specs = [teacher_spec(folder) for folder in folders]
+    if len(specs) > 1:
+        weights = check_mixture([spec.teacher_id for spec in specs], weights, config.loss)
+    if not specs:
         config = replace(config, loss="ce")
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     config = with_usable_gpus(config, progress)
     cache = PredictionCache(cache_dir or out_dir / "cache")
-    data = student_data(task, spec, config, cost_matrix, lambda s, rows: cached_teacher_probs(s, rows, cache, progress))
+    outputs = lambda s, rows: cached_teacher_probs(s, rows, cache, progress)  # noqa: E731
+    costs = cost_matrix if isinstance(cost_matrix, list) else [cost_matrix] * max(len(specs), 1)
+    members = [student_data(task, spec, config, cost, outputs) for spec, cost in zip(specs, costs)]
+    data = (mixed(members, weights) if len(members) > 1 else members[0] if members
+            else student_data(task, None, config, None, outputs))
     if config.max_flops and (needed := epoch_flops(data, config)) > config.max_flops:
         raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch ({needed:.3g} FLOPs)")
-    name = name or f"student-{spec.teacher_id if spec else 'labels-only'}-{config.loss}-seed{config.seed}"
-    return Distillation(task, str(teacher or ""), spec, config, data, name, out_dir)
+    who = mixture_name([s.teacher_id for s in specs]) if len(specs) > 1 else specs[0].teacher_id if specs else \
+        "labels-only"
+    name = name or f"student-{who.replace(':', '-')}-{config.loss}-seed{config.seed}"
+    mixture = (*(s.content_hash for s in specs[1:]), *(weights or ())) if len(specs) > 1 else ()
+    if len(specs) > 1:
+        progress(f"teachers: {describe(tuple(s.teacher_id for s in specs), weights)}")
+    return Distillation(task, " + ".join(str(f) for f in folders), specs[0] if specs else None, config, data, name,
+                        out_dir, mixture)
 
 
 def train_side_by_side(jobs: list[Distillation], progress: Progress = quiet) -> list[DistillResult]:
@@ -115,7 +135,7 @@ def train_side_by_side(jobs: list[Distillation], progress: Progress = quiet) -> 
     from ..distributed.train import fit_students
 
     started = time.perf_counter()
-    runs = [run_name(job.name, job.config, job.spec, job.task, job.data.cost) for job in jobs]
+    runs = [run_name(job.name, job.config, job.spec, job.task, job.data.cost, job.mixture) for job in jobs]
 
     def epochs(index: int, done: int) -> None:  # a line per epoch in a log; under a live bar, the bar moves
         text = f"{jobs[index].name}: epoch {done}/{jobs[index].config.epochs}"
@@ -138,7 +158,7 @@ def finish(job: Distillation, trained: TrainedRun, run: str, started: float, pro
     progress(f"student {name}: test accuracy {test_accuracy:.3f} (best epoch {best + 1} of {len(history)}; "
              f"{trained.stopped or 'ran every epoch'}; {time.perf_counter() - started:.0f} s)")
     return DistillResult(student_dir, metrics_path, test_accuracy, trained.best_val, history, job.teacher, best,
-                         trained.stopped, trained.flops, curve, run, trained.stop)
+                         trained.stopped, trained.flops, curve, run, trained.stop, job.data.teacher_weights)
 
 
 def trained_student(task: Task, data: StudentData, config: DistillConfig, weights: dict):

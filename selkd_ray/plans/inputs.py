@@ -51,3 +51,19 @@ def cost_from_scan(scores_path: str | Path, teacher: str | Path, num_target_clas
         if mine and row.cost_matrix:
             return np.asarray(row.cost_matrix).reshape(row.num_teacher_classes, num_target_classes)
     return None
+
+
+def weights_from_scan(scores_path: str | Path, teachers: list, temperature: float = 1.0) -> tuple[float, ...]:
+    """Several teachers' weights from a scan: the softmax of their ranking scores standardised over every
+    ranked teacher of that scan (`mixture.score_weights`); a teacher the scan did not rank is one line."""
+    from ..mixture import score_weights
+
+    rows = [row for row in read_scores(scores_path) if row.rank is not None]
+    mine = []
+    for teacher in teachers:
+        found = [r for r in rows if r.path == str(Path(teacher).resolve()) or r.teacher_id == str(teacher)]
+        if not found:
+            raise SelkdError(f"--scan: {scores_path} ranks no teacher {teacher}; weights need every teacher's score "
+                             "(or give --weights)")
+        mine.append(found[0].score)
+    return score_weights(mine, [r.score for r in rows], temperature)

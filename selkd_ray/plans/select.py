@@ -50,6 +50,8 @@ class SelectResult:
     selection_path: Path | str
     summary: str
     experience_path: Path | str | None = None  # the part of the experience table this selection wrote
+    mixture: tuple[str, ...] = ()  # the race's mixture of teachers (`--mixture`), and their weights
+    mixture_weights: tuple[float, ...] = ()
 
 
 def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path,
@@ -151,6 +153,7 @@ def conclude(run: Selection, started: float) -> SelectResult:
     """After the scan: the race, the final stage and the guard, then `selection.parquet` and the summary."""
     config, budget = run.config, run.ledger.budget
     short = shortlist([row.teacher_id for row in run.scanned.ranked], config.shortlist, config.pinned)
+    run.plan_mixture(short)
     winner, trials, race_note = race(run, short)
     if race_note:
         run.progress(race_note)
@@ -164,7 +167,7 @@ def conclude(run: Selection, started: float) -> SelectResult:
     summary = describe(stages, budget, trials, race_note, message, student)
     return SelectResult(student.student_dir, kept, winner.teacher_id, winner.lam, student.test_accuracy,
                         student.val_accuracy, message, stages, trials, run.scanned, selection_path, summary,
-                        experience)
+                        experience, run.mixture, run.mixture_weights)
 
 
 def record_experience(run: Selection, short: list[str], trials: list[TrialRow]) -> Path | str | None:

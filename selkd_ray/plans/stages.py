@@ -16,9 +16,10 @@ from ..io.cache import PredictionCache, prediction_key
 from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
+from ..mixture import describe, members_of, mixture_name, score_weights
 from ..selection import LABELS_ONLY, Candidate, SelectConfig, candidates, guard, race_epochs, race_winner
 from ..training.data import StudentData
-from ..training.student_data import (local_teacher_probs, needs_teacher_outputs, run_name, student_data,
+from ..training.student_data import (local_teacher_probs, mixed, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
 from .distill import DistillResult, plan_distillation, train_side_by_side
 from .inputs import cost_from_scan
@@ -59,6 +60,19 @@ class Selection:
     costs: EpochCosts
     stages: list[StageRow] = field(default_factory=list)
     teachers: dict[str, tuple[TeacherSpec, np.ndarray | None]] = field(default_factory=dict)
+    mixture: tuple[str, ...] = ()  # the race's mixture of teachers (`--mixture K`: the shortlist's top K)
+    mixture_weights: tuple[float, ...] = ()
+
+    def plan_mixture(self, short: list[str]) -> None:
+        """The shortlist's top K as one candidate, weighed by their scan scores (`mixture.score_weights`)."""
+        if self.config.mixture < 2:
+            return
+        ranked = self.scanned.ranked
+        score = {row.teacher_id: row.score for row in ranked}
+        self.mixture = tuple(short[:self.config.mixture])
+        self.mixture_weights = score_weights([score[t] for t in self.mixture], [row.score for row in ranked],
+                                             self.config.mixture_temperature)
+        self.progress(f"mixture: {describe(self.mixture, self.mixture_weights)} races as one candidate")
 
     @property
     def paths(self) -> dict[str, str]:
@@ -111,12 +125,14 @@ class Selection:
 def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], str]:
     """(the winning candidate, the trial rows, a note when there was no race). Whatever happens, the winner's
     outputs on the student images are computed (and charged) here, before the final stage's share is fixed."""
-    pool = candidates(short, run.config.lambdas)
+    pool = candidates(short, run.config.lambdas, mixture_name(run.mixture) if run.mixture else "")
     epochs, note = race_length(run, short, pool)
     if note:
         run.teacher_data([short[0]])
         return Candidate(short[0], run.config.distill.lam), [], note
     data = {LABELS_ONLY: student_data(run.task, None, run.config.distill, None), **run.teacher_data(short)}
+    if run.mixture:  # the members' outputs are the shortlist's, computed and charged once
+        data[mixture_name(run.mixture)] = mixed([data[t] for t in run.mixture], run.mixture_weights)
     seconds = None
     if run.ledger.share("race") is not None:  # the outputs' wall time comes out of the race's share
         seconds = run.ledger.share("race") - run.stages[-1].seconds  # the "teacher outputs" row just charged
@@ -187,8 +203,9 @@ def race_name(run: Selection, short: list[str]) -> str:
     the budget allowed are a limit, not part of the key, as for a distillation run's budget."""
     config = run.config
     runs = [run_name("race", config.distill, spec, run.task, cost) for spec, cost in map(run.teacher, short)]
+    mixture = f" mixture={run.mixture} weights={run.mixture_weights}" if run.mixture else ""
     key = content_hash(*runs, f"lambdas={config.lambdas} race_epochs={config.race_epochs} "
-                              f"grace={config.grace_epochs} reduction={config.reduction_factor}")
+                              f"grace={config.grace_epochs} reduction={config.reduction_factor}{mixture}")
     return f"race-{key[:12]}"
 
 
@@ -225,10 +242,17 @@ def final_students(run: Selection, students: list[tuple[str | None, str, float, 
     config, budget, jobs = run.config.distill, run.ledger.budget, []
     for teacher_id, name, lam, share in students:
         limit = {} if left is None else {"max_flops" if budget.kind == "flops" else "max_seconds": left * share}
-        teacher, cost = (None, None) if teacher_id is None else (run.paths[teacher_id], run.teacher(teacher_id)[1])
+        members, weights = members_of(teacher_id or ""), None
+        if members:  # the mixture won the race: its teachers together, with the race's weights
+            teacher, cost = [run.paths[t] for t in members], [run.teacher(t)[1] for t in members]
+            weights, name = run.mixture_weights, f"final-mixture-{'+'.join(members)}"
+        elif teacher_id is None:
+            teacher, cost = None, None
+        else:
+            teacher, cost = run.paths[teacher_id], run.teacher(teacher_id)[1]
         student = replace(config, lam=lam, **limit) if teacher_id else replace(config, **limit)
         jobs.append(plan_distillation(run.task, teacher, run.out_dir / "students", student, cost, name,
-                                      run.progress, run.out_dir / "cache"))
+                                      run.progress, run.out_dir / "cache", weights))
     started = time.perf_counter()
     results = train_side_by_side(jobs, run.progress)
     wall = time.perf_counter() - started

@@ -60,6 +60,9 @@ class StudentData:
     std: tuple[float, ...]
     teacher: TeacherSpec | None = None  # run online inside the workers (with augmentation) when set
     teacher_flops: int = 0  # the teacher's forward FLOPs per sample, for the budget when it runs online
+    # several teachers at once: each one's class count in `teacher_logits` and `cost`, and its weight ((): one)
+    teacher_parts: tuple[int, ...] = ()
+    teacher_weights: tuple[float, ...] = ()
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..config import DistillConfig
 from ..errors import SelkdError
 from ..models.forward import ForwardPath, host_state, model_input, place, to_device
-from .losses import kl_distillation_loss, sinkhorn_distillation_loss
+from .losses import kl_distillation_loss, mixture_distillation_loss, sinkhorn_distillation_loss
 from ..models.timm_models import build_model, count_flops
 from ..models.augment import random_shift
 from ..runs import StopReason, TrainedRun
@@ -35,6 +35,9 @@ def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batc
     s_logits = student(x_all)
     if config.loss == "kl":
         term = kl_distillation_loss(t_logits, s_logits, config.tau)
+    elif data.teacher_parts:  # several teachers side by side (`student_data.mixed`)
+        term = mixture_distillation_loss(t_logits, s_logits, cost, data.teacher_parts, data.teacher_weights,
+                                         config.tau, config.eps)
     else:
         term = sinkhorn_distillation_loss(t_logits, s_logits, cost, config.tau, config.eps)
     return loss + config.lam * term

@@ -55,3 +55,22 @@ def kl_distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Ten
     """Hinton et al. 2015: tau^2 KL(softmax(t/tau) || softmax(s/tau)); needs matching label spaces."""
     teacher = F.softmax(teacher_logits.detach() / tau, dim=1)
     return F.kl_div(F.log_softmax(student_logits / tau, dim=1), teacher, reduction="batchmean") * tau * tau
+
+
+def mixture_distillation_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, cost: torch.Tensor,
+                              parts: tuple[int, ...], weights: tuple[float, ...], tau: float = 2.0,
+                              eps: float = 0.05) -> torch.Tensor:
+    """Several teachers at once: sum_k w_k W_eps(softmax(t_k/tau), softmax(s/tau); M_k).
+
+    The K teachers' logits travel side by side as one (B, C_1 + ... + C_K) array and their cost matrices as one
+    (C_1 + ... + C_K, C_S) stack; `parts` gives each teacher's class count, `weights` its w_k (summing to 1).
+    Each teacher's prediction is carried onto the student's label space through its own cost matrix: the term is
+    the weighted sum of one OT problem per teacher, not one problem over the pooled classes (whose plan could move
+    mass between teachers). K = 1 with w = 1 is `sinkhorn_distillation_loss` itself."""
+    total, start = student_logits.new_zeros(()), 0
+    for classes, weight in zip(parts, weights):
+        rows = slice(start, start + classes)
+        total = total + weight * sinkhorn_distillation_loss(teacher_logits[:, rows], student_logits, cost[rows],
+                                                            tau, eps)
+        start += classes
+    return total

@@ -5,7 +5,7 @@ or on Ray Data, in `plans/teacher_outputs.py`; a plain forward pass inside a ben
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -127,12 +127,25 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
                        teacher.flops_per_sample if online is not None else 0)
 
 
+def mixed(members: list[StudentData], weights: tuple[float, ...]) -> StudentData:
+    """One student's data from several teachers' (the same task, images and settings): their outputs side by
+    side, their cost matrices stacked, each one's class count and weight kept for the mixture's loss."""
+    first = members[0]
+    if any(m.teacher is not None for m in members):
+        raise SelkdError("--augment: a mixture of teachers needs their outputs cached; augmenting runs one teacher "
+                         "online, so use several teachers without --augment")
+    return replace(first, teacher_logits=np.concatenate([m.teacher_logits for m in members], axis=1),
+                   cost=np.concatenate([m.cost for m in members], axis=0),
+                   teacher_parts=tuple(m.cost.shape[0] for m in members), teacher_weights=tuple(weights))
+
+
 def run_name(name: str, config: DistillConfig, teacher: TeacherSpec | None, task: Task,
-             cost: np.ndarray | None) -> str:
-    """`name` plus a key of everything that decides the run: the same inputs resume the same run. The budgets
+             cost: np.ndarray | None, mixture: tuple = ()) -> str:
+    """`name` plus a key of everything that decides the run (`mixture`: the other teachers' hashes and every
+    weight, for several teachers at once): the same inputs resume the same run. The budgets
     (`max_flops`, `max_seconds`) are limits, not inputs: a run started again with a larger one continues."""
     decides = {k: v for k, v in asdict(config).items() if k not in ("max_flops", "max_seconds")}
     key = content_hash(*(f"{k}={v}" for k, v in sorted(decides.items())),
                        teacher.content_hash if teacher else "labels-only", task.content_hash,
-                       np.asarray(cost if cost is not None else [], dtype=np.float64))
+                       np.asarray(cost if cost is not None else [], dtype=np.float64), *map(str, mixture))
     return f"{name}-{key[:12]}"
