@@ -19,7 +19,8 @@ from selkd_ray.models.timm_models import WEIGHTS_FILE, build_model, save_teacher
 from selkd_ray.plans.distill import trained_student
 from selkd_ray.records import Task
 from selkd_ray.training.loop import fit_plain
-from selkd_ray.training.student_data import student_data, teacher_spec
+from selkd_ray.mixture import check_weights
+from selkd_ray.training.student_data import mixed, student_data, teacher_spec
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import a module of this folder by name
 
@@ -71,12 +72,19 @@ def stopwatch(into: dict, key: str):
     into[key] = time.perf_counter() - started
 
 
-def student_accuracy_here(task: Task, teacher: str | Path | None, config: DistillConfig,
-                          cost_matrix: np.ndarray | None = None) -> dict:
+def student_accuracy_here(task: Task, teacher: str | Path | list | None, config: DistillConfig,
+                          cost_matrix: np.ndarray | None = None, weights: tuple[float, ...] | None = None) -> dict:
     """Train one student in this process with the plain loop (no Ray Train): a benchmark's ground truth.
 
-    Returns its test accuracy and per-epoch history; `teacher` None means labels only.
+    Returns its test accuracy and per-epoch history; `teacher` None means labels only, a list of folders a
+    mixture of those teachers with `weights`.
     """
+    if isinstance(teacher, (list, tuple)):
+        members = [student_data(task, teacher_spec(folder), config, None) for folder in teacher]
+        data = mixed(members, check_weights(tuple(weights) if weights is not None else None, len(members)))
+        trained = fit_plain(data, config)
+        return {"test_accuracy": trained_student(task, data, config, trained.model)[1],
+                "history": list(trained.history)}
     spec = teacher_spec(teacher) if teacher is not None else None
     if spec is None:
         config = replace(config, loss="ce")

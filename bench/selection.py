@@ -1,13 +1,17 @@
-"""Selection benchmark: does the full pipeline (scan + race + guard) return a student close to the best
-teacher's, and never worse than label-only?
+"""Selection benchmark: the whole pipeline (scan, race, guard), alone and with a mixture of teachers, against
+the best single teacher's student and label-only, on the ranking benchmark's held-out targets.
 
-For every (target, seed) unit: ground-truth students from every teacher and from labels alone (the ranking
-benchmark's, cached), then `select_student` under its defaults. Compared with (a) the oracle (best teacher's
-student), (b) the top-scored teacher's student without race or guard, (c) label-only: regret to the oracle,
-the worst case against label-only, and the pipeline's training FLOPs against one distillation's.
+For every held-out (target, seed) of `bench/ranking.py` (its zoo, targets, splits and ground-truth students,
+cached: run it first, or this trains them): the students of the scan's top-1 teacher (ground truth), of its
+top-2 and top-3 teachers as one mixture (weighed by their standardised scan scores, `mixture.score_weights`),
+of the oracle single teacher (the best ground-truth student) and of labels alone, same student, epochs and
+seed; then what `select_student` keeps under its defaults and with `--mixture 3`. Reported: mean test accuracy
+with 95% bootstrap intervals over targets (the independent unit: seeds share a target's images and teachers),
+how often the race picked the mixture, each pipeline's regret to the oracle (negative: it beat the best single
+teacher) and its training FLOPs against one distillation of the final student.
 
-    .venv/bin/python bench/selection.py            # 12 demo teachers, 3 targets, 1 seed
-    .venv/bin/python bench/selection.py --quick    # 4 teachers, 1 target, 2 epochs: checks the script
+    .venv/bin/python bench/selection.py            # the ranking benchmark's held-out targets, 2 seeds, 20 epochs
+    .venv/bin/python bench/selection.py --quick    # its quick zoo, one held-out target, 1 seed, 1 epoch
 """
 from __future__ import annotations
 
@@ -22,106 +26,152 @@ import pyarrow as pa
 import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
-from ranking import SPLITS, TARGETS, Plan, build_zoo, ground_truth, quick_plan  # noqa: E402
+from common import machine, student_accuracy_here  # noqa: E402
+from ranking import (PROBE_PER_CLASS, SPLITS, Plan, budget_key, build_zoo, full_plan, ground_truth,  # noqa: E402
+                     quick_plan)
+from sources import SELECTION_TARGETS  # noqa: E402
 
-from selkd_ray.config import DistillConfig, ScanConfig
-from selkd_ray.demo.data import DIGIT_NAMES, target_task
-from selkd_ray.demo.zoo import RECIPES
+from selkd_ray.config import ScanConfig
+from selkd_ray.distributed.fan_out import fan_out
 from selkd_ray.distributed.runtime import connect
-from selkd_ray.io.atomic import write_table
-from selkd_ray.api import DistillResult
+from selkd_ray.io.atomic import read_table, write_table
+from selkd_ray.mixture import members_of, score_weights
 from selkd_ray.plans.select import epoch_costs, select_student
-from selkd_ray.plans.stages import validation_correct
-from selkd_ray.selection import LABELS_ONLY, SelectConfig, guard
+from selkd_ray.records import content_hash
+from selkd_ray.selection import SelectConfig
+
+COLUMNS = ("labels_only", "top1", "mix2", "mix3", "oracle", "select", "select_mixture")
+MIXTURE = 3  # the mixture `select --mixture` races: the shortlist's top three
 
 
-def plan(seeds: int, epochs: int) -> Plan:
-    return Plan(RECIPES, TARGETS, tuple(range(seeds)), 4, DistillConfig(epochs=epochs))
+def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, out: Path, say) -> None:
+    """Each unit's top-2 and top-3 mixture students (test accuracy), trained as Ray Data tasks with the plain
+    loop, cached by (members, weights, task, budget, seed) like the ground truth."""
+    calls, where = [], []
+    for unit in units:
+        for k in (2, 3):
+            members, weights = unit[f"mix{k}_members"], unit[f"mix{k}_weights"]
+            key = content_hash(*members, *map(str, weights), tasks[unit["target"]].content_hash,
+                               budget_key(plan.student), unit["seed"])[:24]
+            path = out / "mixtures" / f"{key}.parquet"
+            if path.is_file():
+                unit[f"mix{k}"] = read_table(path).column("test_accuracy")[0].as_py()
+                continue
+            calls.append(("@" + unit["target"], [str(zoo_dir / m) for m in members],
+                          replace(plan.student, seed=unit["seed"]), None, weights))
+            where.append((unit, k, path))
+    say(f"mixture students: {len(calls)} to train")
+    for index, result in fan_out(student_accuracy_here, calls, shared=tasks):
+        unit, k, path = where[index]
+        unit[f"mix{k}"] = result["test_accuracy"]
+        write_table(pa.Table.from_pylist([{"test_accuracy": result["test_accuracy"]}]), path)
+        say(f"{unit['target']} seed {unit['seed']} top-{k} mixture: {result['test_accuracy']:.3f}")
 
 
-def run(out: Path, bench: Plan, shortlist: int, race_epochs: int, say=print) -> str:
+def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held_out: bool = True) -> dict:
     out = Path(out).resolve()
     started = time.perf_counter()
     connect()
     zoo_dir = out / "zoo"
-    build_zoo(bench, zoo_dir, say)
-    tasks = {"-".join(DIGIT_NAMES[d] for d in digits): target_task(0, digits, SPLITS) for digits in bench.targets}
-    truth = ground_truth(bench, zoo_dir, tasks, out, say)
+    build_zoo(plan, zoo_dir, say)
+    tasks = {t.name: t.task(SPLITS) for t in plan.targets if not held_out or t.name not in SELECTION_TARGETS}
+    truth = ground_truth(replace(plan, targets=tuple(t for t in plan.targets if t.name in tasks)), zoo_dir, tasks,
+                         out, say)
     accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"] for r in truth}
-    rows = []
+    units = []
     for target, task in tasks.items():
-        for seed in bench.seeds:
-            config = SelectConfig(ScanConfig(scorers=("leep",), probe_per_class=SPLITS["train"]),
-                                  replace(bench.student, seed=seed), shortlist=shortlist, race_epochs=race_epochs)
-            result = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}", config, progress=say)
-            teachers = {r["teacher_id"] for r in truth if r["target"] == target and r["seed"] == seed} - {"labels-only"}
-            oracle = max(accuracy[(target, seed, t)] for t in teachers)
-            top = result.scan.ranked[0].teacher_id
-            distilled_epoch, _ = epoch_costs(task, config)
-            training = sum(s.flops for s in result.stages if s.candidate != "scan")
-            rows.append({"target": target, "seed": seed, **guard_sweep(task, result),
-                         "pipeline": result.test_accuracy, "kept": result.kept,
-                         "winner": result.teacher, "oracle": oracle, "top_scored": accuracy[(target, seed, top)],
-                         "top_teacher": top, "labels_only": accuracy[(target, seed, "labels-only")],
-                         "cost_ratio": training / (bench.student.epochs * distilled_epoch)})
-            say(f"{target} seed {seed}: pipeline {result.test_accuracy:.3f} ({result.kept}, {result.teacher}); "
-                f"oracle {oracle:.3f}, top-scored {rows[-1]['top_scored']:.3f}, labels only {rows[-1]['labels_only']:.3f}")
-    write_table(pa.Table.from_pylist(rows), out / "select_units.parquet")
-    text = report(rows, bench, shortlist, race_epochs, time.perf_counter() - started)
-    (out / "select.txt").write_text(text + "\n")
+        for seed in plan.seeds:
+            base = SelectConfig(ScanConfig(probe_per_class=PROBE_PER_CLASS, seed=seed), replace(plan.student, seed=seed),
+                                shortlist=shortlist, race_epochs=race_epochs)
+            # one output for both: the second reads the first's scan, and its final students where the race
+            # picks the same winner (the same runs); its own race (a mixture in it) and selection.parquet
+            plain = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}", base)
+            mixed = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}",
+                                   replace(base, mixture=min(MIXTURE, shortlist)))
+            ranked = plain.scan.ranked
+            scores = {row.teacher_id: row.score for row in ranked}
+            teachers = [t.teacher_id for t in plan.teachers]
+            distilled_epoch, _ = epoch_costs(task, base)
+            one = plan.student.epochs * distilled_epoch
+            unit = {"target": target, "seed": seed, "labels_only": accuracy[(target, seed, "labels-only")],
+                    "top1": accuracy[(target, seed, ranked[0].teacher_id)],
+                    "oracle": max(accuracy[(target, seed, t)] for t in teachers),
+                    "select": plain.test_accuracy, "select_mixture": mixed.test_accuracy,
+                    "picked_mixture": bool(members_of(mixed.teacher)), "kept_mixture": mixed.kept,
+                    "cost_select": training_flops(plain, plain) / one,
+                    "cost_select_mixture": training_flops(mixed, plain) / one}
+            for k in (2, 3):
+                members = [row.teacher_id for row in ranked[:k]]
+                unit[f"mix{k}_members"] = members
+                unit[f"mix{k}_weights"] = list(score_weights([scores[m] for m in members],
+                                                             [row.score for row in ranked], 1.0))
+            units.append(unit)
+            say(f"{target} seed {seed}: select {plain.test_accuracy:.3f} ({plain.kept}, {plain.teacher}); with a "
+                f"mixture {mixed.test_accuracy:.3f} ({mixed.kept}, {mixed.teacher}); oracle {unit['oracle']:.3f}")
+    mixture_students(units, plan, zoo_dir, tasks, out, say)
+    write_table(pa.Table.from_pylist([{k: v for k, v in u.items() if not k.endswith(("members", "weights"))}
+                                      for u in units]), out / "selection_units.parquet")
+    text = report(units, plan, shortlist, race_epochs, time.perf_counter() - started)
+    (out / "selection.txt").write_text(text + "\n")
     say(text)
-    return text
+    return {"units": units, "text": text}
 
 
-GUARD_Z = (0.0, 0.5, 1.0, 2.0)
+def training_flops(result, first) -> float:
+    """What a selection spent after its scan: the teachers' outputs (as the first selection of this output
+    paid them: the second finds them cached), its race and its final students with their evaluation."""
+    outputs = sum(s.flops for s in first.stages if s.candidate == "teacher outputs")
+    return outputs + sum(s.flops for s in result.stages if s.candidate not in ("scan", "teacher outputs"))
 
 
-def guard_sweep(task, result) -> dict:
-    """The test accuracy the pipeline would return under other guard margins: the guard needs only the two
-    final students' validation results, so every z is decided on the same students."""
-    stages = {s.candidate: s for s in result.stages}
-    if result.teacher == LABELS_ONLY:  # the label-only reference won the race: no guard to sweep
-        return {f"z{z:g}": result.test_accuracy for z in GUARD_Z}
-    students = Path(result.student_dir).parent
-    labels = DistillResult(students / "final-labels-only", None, stages["final labels-only"].test_accuracy,
-                           0.0, [], "")
-    distilled = DistillResult(students / f"final-{result.teacher}", None,
-                              stages[f"final {result.teacher}"].test_accuracy, 0.0, [], result.teacher)
-    right = validation_correct(task, distilled), validation_correct(task, labels)
-    return {f"z{z:g}": distilled.test_accuracy if guard(*right, z, result.teacher).keep_distilled
-            else labels.test_accuracy for z in GUARD_Z}
+def per_target(units: list[dict], column: str) -> np.ndarray:
+    """A column averaged over each target's seeds: one value per target, the independent unit."""
+    targets = sorted({u["target"] for u in units})
+    return np.array([np.mean([u[column] for u in units if u["target"] == t]) for t in targets])
 
 
-def report(rows: list[dict], bench: Plan, shortlist: int, race_epochs: int, seconds: float) -> str:
-    header = f"{'target':<22} {'seed':>4} {'pipeline':>9} {'kept':<12} {'oracle':>7} {'top-scored':>10} {'labels':>7} {'cost':>6}"
+def interval(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    return tuple(float(v) for v in np.percentile(values[draws].mean(1), [2.5, 97.5]))
+
+
+def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seconds: float) -> str:
+    names = {"labels_only": "label-only", "top1": "top-1 teacher", "mix2": "top-2 mixture",
+             "mix3": "top-3 mixture", "oracle": "oracle single teacher", "select": "select (defaults)",
+             "select_mixture": f"select --mixture {MIXTURE}"}
     lines = [f"Selection benchmark, {datetime.date.today().isoformat()}, on {machine()}",
-             f"{len(bench.recipes)} teachers, {SPLITS['train']} labels per class, students {bench.student.student} for "
-             f"{bench.student.epochs} epochs; pipeline: leep scan, shortlist {shortlist}, race {race_epochs} epochs "
-             f"(ASHA), guard z={SelectConfig().guard_z:g}", header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['target']:<22} {r['seed']:>4} {r['pipeline']:>9.3f} {r['kept']:<12} {r['oracle']:>7.3f} "
-                     f"{r['top_scored']:>10.3f} {r['labels_only']:>7.3f} {r['cost_ratio']:>5.2f}x")
-    regret = np.array([r["oracle"] - r["pipeline"] for r in rows])
-    versus_labels = np.array([r["pipeline"] - r["labels_only"] for r in rows])
-    top_regret = np.array([r["oracle"] - r["top_scored"] for r in rows])
-    lines += [f"regret to the oracle: pipeline {regret.mean():+.3f} (max {regret.max():+.3f}); top-scored teacher "
-              f"without race or guard {top_regret.mean():+.3f} (max {top_regret.max():+.3f})",
-              f"pipeline against label-only: mean {versus_labels.mean():+.3f}, worst {versus_labels.min():+.3f}",
-              "guard margin z (distilled kept only if it beats label-only on validation by z standard errors): " +
-              "; ".join(f"z={z:g}: regret {np.mean([r['oracle'] - r[f'z{z:g}'] for r in rows]):+.3f}, worst against "
-                        f"label-only {min(r[f'z{z:g}'] - r['labels_only'] for r in rows):+.3f}" for z in GUARD_Z),
-              f"training cost against one distillation: mean {np.mean([r['cost_ratio'] for r in rows]):.2f}x, "
-              f"max {max(r['cost_ratio'] for r in rows):.2f}x; wall time {seconds:.0f} s"]
+             f"{len(plan.teachers)} teachers, targets {', '.join(sorted({u['target'] for u in units}))}, seeds "
+             f"{list(plan.seeds)}, students {plan.student.student} for {plan.student.epochs} epochs; pipeline: "
+             f"default scorers (NCE ranks), probe {PROBE_PER_CLASS} per class, shortlist {shortlist}, race "
+             f"{race_epochs} epochs (ASHA), guard z={SelectConfig().guard_z:g}; 95% bootstrap over targets", "",
+             f"{'student':<24} {'test accuracy':>14} {'95% interval':>18}"]
+    for column in COLUMNS:
+        values = per_target(units, column)
+        low, high = interval(values)
+        lines.append(f"{names[column]:<24} {values.mean():>14.3f}   [{low:.3f}, {high:.3f}]")
+    lines.append("")
+    for column in ("select", "select_mixture"):
+        regret = per_target(units, "oracle") - per_target(units, column)
+        worst = min(u[column] - u["labels_only"] for u in units)
+        low, high = interval(regret)
+        lines.append(f"{names[column]}: regret to the oracle {regret.mean():+.3f} [{low:+.3f}, {high:+.3f}] "
+                     f"(negative: beat the best single teacher); worst unit against label-only {worst:+.3f}; "
+                     f"training cost {np.mean([u['cost_' + column] for u in units]):.2f}x one distillation")
+    picked = sum(u["picked_mixture"] for u in units)
+    ratio = np.mean([u["cost_select_mixture"] for u in units]) / np.mean([u["cost_select"] for u in units])
+    lines += [f"the race picked the mixture in {picked} of {len(units)} units; select --mixture {MIXTURE} cost "
+              f"{ratio:.2f}x select's (training FLOPs; goal <= 1.2x)", f"wall time {seconds:.0f} s"]
     return "\n".join(lines)
 
 
-def main(quick: bool = typer.Option(False, help="4 teachers, 1 target, 1 seed, 2 epochs: checks the script"),
-         out: Path = typer.Option(Path("bench-out/select"), help="output folder (zoo, caches, tables)"),
-         seeds: int = typer.Option(1, help="student seeds per target"),
-         epochs: int = typer.Option(15, help="student epochs (ground truth and final distillation)"),
+def main(quick: bool = typer.Option(False, help="the ranking benchmark's quick zoo, one held-out target, 1 epoch"),
+         out: Path = typer.Option(Path("bench-out/ranking"), help="output folder: the ranking benchmark's, to reuse "
+                                                                  "its zoo and ground-truth students"),
+         seeds: int = typer.Option(2, help="probe and student seeds per target"),
+         epochs: int = typer.Option(20, help="student epochs (ground truth, mixtures, the pipelines' finals)"),
          shortlist: int = typer.Option(3), race_epochs: int = typer.Option(5)) -> None:
-    run(out, quick_plan() if quick else plan(seeds, epochs), 2 if quick else shortlist, 2 if quick else race_epochs)
+    plan = quick_plan() if quick else full_plan(seeds, epochs)
+    run(out, plan, 3 if quick else shortlist, 1 if quick else race_epochs)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,17 @@ def ranking():
     del sys.modules["bench_ranking"]
 
 
-def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ray_session, ranking, tmp_path):
+@pytest.fixture(scope="module")
+def quick_run(ray_session, ranking, tmp_path_factory):
+    """The ranking benchmark's --quick, run once for this module: the selection benchmark reuses its zoo and
+    ground-truth students, as `bench/selection.py` reuses the full run's."""
+    out = tmp_path_factory.mktemp("bench-quick")
     messages = []
-    result = ranking.run_benchmark(tmp_path, ranking.quick_plan(), say=messages.append)
+    return out, ranking.run_benchmark(out, ranking.quick_plan(), say=messages.append), messages
+
+
+def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ranking, quick_run):
+    tmp_path, result, messages = quick_run
     truth = result["truth"]
     assert {r["teacher_id"] for r in truth} == set(ranking.QUICK_TEACHERS) | {"labels-only"}
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and not r["cached"] for r in truth)
@@ -90,3 +98,24 @@ def test_learned_rankers_on_units_never_fit_the_target_they_rank(ranking):
     sequence = learning.product_sequence(units, ranking.unit_metrics, sorted(t for t, _ in units))
     assert [r["ranked_by"] for r in sequence][:3] == ["aggregate (too little experience)"] * 3
     assert sequence[-1]["ranked_by"] == "learned" and sequence[-1]["experience_targets"] == 5
+
+
+def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ranking, quick_run):
+    import selection
+
+    out, _, _ = quick_run
+    messages = []
+    result = selection.run(out, ranking.quick_plan(), 3, 1, say=messages.append)
+    unit, = result["units"]  # the one held-out target of the quick plan, seed 0
+    assert unit["target"] == "mnist-147" and not any("ground truth: 0 students cached" in m for m in messages)
+    assert all(0.0 <= unit[c] <= 1.0 for c in selection.COLUMNS)
+    assert unit["oracle"] >= unit["top1"]  # the oracle is the best single teacher's student
+    assert len(unit["mix2_members"]) == 2 and len(unit["mix3_members"]) == 3
+    assert unit["mix3_weights"][0] >= unit["mix3_weights"][-1] and sum(unit["mix3_weights"]) == pytest.approx(1.0)
+    assert unit["cost_select"] > 0 and unit["cost_select_mixture"] > unit["cost_select"]  # one more trial
+    text = result["text"]
+    for line in ("top-2 mixture", "top-3 mixture", "oracle single teacher", "select --mixture 3",
+                 "regret to the oracle", "the race picked the mixture in", "goal <= 1.2x"):
+        assert line in text, line
+    race = out / "select" / "mnist-147-0" / "selection.parquet"  # the mixture's selection, written last
+    assert any(r["candidate"].startswith("mixture:") for r in pq.read_table(race).to_pylist() if r["kind"] == "trial")
