@@ -87,7 +87,15 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert sum(s["flops"] for s in document["stages"]) <= budget  # scan + outputs + race + final: one budget
     winner = next(t for t in trials if t["status"] == "winner")
     assert document["teacher"] == winner["candidate"]
-    assert document["kept"] in ("distilled", "labels-only")
+    # what the guard kept is what its rule says, on the two final students' validation accuracies
+    labels_final = stages["final labels-only"]
+    if document["kept"] == "distilled":
+        final = stages[f"final {document['teacher']}"]
+        assert final["val_accuracy"] > labels_final["val_accuracy"] and final["test_accuracy"] == document["test_accuracy"]
+        assert document["message"].startswith(f"kept the student distilled from {document['teacher']}")
+    else:
+        assert document["kept"] == "labels-only" and "LABEL-ONLY" in document["message"]
+        assert document["test_accuracy"] == labels_final["test_accuracy"]
 
     # the race's outcome is experience: the raced teacher against the label-only trial, on the same images
     experience = read_experience(tmp_path / "experience")
