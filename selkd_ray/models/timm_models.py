@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import functools
 import os
 import shutil
@@ -33,12 +34,19 @@ def read_teacher_config(folder: Path) -> dict:
     if not isinstance(architecture, str) or not timm.is_model(architecture):
         raise fail(f"{path}: architecture", f"'{architecture}' is not a timm architecture")
     pretrained_cfg = config.get("pretrained_cfg") or {}
+    if not isinstance(pretrained_cfg, dict):
+        raise fail(f"{path}: pretrained_cfg", f"expected an object of data settings, got {pretrained_cfg!r}")
     label_names = config.get("label_names", pretrained_cfg.get("label_names"))
     num_classes = config.get("num_classes", pretrained_cfg.get("num_classes"))
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise fail(f"{path}: num_classes", f"expected a positive integer, got {num_classes!r}")
     if isinstance(label_names, dict):  # timm allows {index: name}
+        if sorted(map(str, label_names)) != sorted(str(i) for i in range(len(label_names))):
+            raise fail(f"{path}: label_names", f"expected class indices 0..{len(label_names) - 1} as keys, got "
+                                               f"{sorted(label_names)[:5]!r}")
         label_names = [label_names[k] for k in sorted(label_names, key=int)]
+    if isinstance(label_names, list) and not all(isinstance(n, (str, int)) for n in label_names):
+        raise fail(f"{path}: label_names", "expected a list of names (strings)")
     table = class_table(num_classes) if label_names is None else None
     known = label_names is not None or table is not None
     if label_names is None:
@@ -47,8 +55,19 @@ def read_teacher_config(folder: Path) -> dict:
         count = len(label_names) if isinstance(label_names, list) else "no list of"
         raise fail(f"{path}: label_names", f"num_classes is {num_classes} but label_names has {count} entries")
     input_size = pretrained_cfg.get("input_size", [3, 224, 224])
-    if not (isinstance(input_size, list) and len(input_size) == 3):
-        raise fail(f"{path}: pretrained_cfg.input_size", f"expected [channels, height, width], got {input_size!r}")
+    if not (isinstance(input_size, list) and len(input_size) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_size) and input_size[0] in (1, 3)):
+        raise fail(f"{path}: pretrained_cfg.input_size", f"expected [channels (1 or 3), height, width] as positive "
+                                                         f"integers, got {input_size!r}")
+    for key in ("mean", "std"):
+        value = pretrained_cfg.get(key)
+        if value is not None and not (isinstance(value, list) and len(value) == input_size[0] and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+                and (key == "mean" or all(v > 0 for v in value))):
+            raise fail(f"{path}: pretrained_cfg.{key}", f"expected {input_size[0]} finite number(s), one per channel"
+                                                        f"{' (each > 0)' if key == 'std' else ''}, got {value!r}")
+    if not isinstance(config.get("model_args") or {}, dict):
+        raise fail(f"{path}: model_args", f"expected an object of model arguments, got {config['model_args']!r}")
     overlay = {key: tuple(value) if isinstance(value, list) else value
                for key, value in pretrained_cfg.items() if key in DATA_CONFIG_KEYS}
     return {"architecture": architecture, "num_classes": num_classes, "label_names": tuple(map(str, label_names)),
