@@ -276,3 +276,20 @@ def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_
     (zoo / "group-0" / "t0" / "config.json").touch()  # one changed teacher is described again
     zoo_module.index_folders(zoo, previous, indexer)
     assert handed == [[], ["group-0/t0"]]
+
+
+def test_an_older_integer_processor_size_is_read_as_transformers_reads_it(tmp_path):
+    import json
+
+    from transformers import AutoImageProcessor
+
+    transformers_zoo(tmp_path / "zoo")
+    folder = tmp_path / "zoo" / "hf" / "vit-digits"
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**processor, "size": 32}))
+    assert AutoImageProcessor.from_pretrained(folder, local_files_only=True).size == {"height": 32, "width": 32}
+    by_id = {s.teacher_id: s for s in index_zoo(tmp_path / "zoo")[0]}
+    assert by_id["hf/vit-digits"].input_size == (3, 32, 32) and not by_id["hf/vit-digits"].error
+    (folder / "preprocessor_config.json").write_text(json.dumps({**processor, "size": "big"}))
+    spec = {s.teacher_id: s for s in index_zoo(tmp_path / "zoo")[0]}["hf/vit-digits"]
+    assert spec.error.startswith(f"{folder / 'preprocessor_config.json'}: expected sizes as integers"), spec.error

@@ -89,21 +89,31 @@ def read_hf_config(folder: Path) -> dict:
 
 def hf_preprocessing(folder: Path, config: dict) -> Preprocessing:
     """The image processor's resize, crop, resample and mean/std as timm's data-config terms."""
-    processor = read_json_config(folder / PREPROCESSOR_FILE) if (folder / PREPROCESSOR_FILE).is_file() else {}
-    size = processor.get("size") or {}
-    side = int(config.get("image_size") or 224)
-    if "height" in size:
-        height, width = int(size["height"]), int(size["width"])
-    else:
-        height = width = int(size.get("shortest_edge", side))
-    crop_pct = float(processor.get("crop_pct") or 1.0)
-    crop = processor.get("crop_size") if processor.get("do_center_crop") else None
-    if isinstance(crop, dict) and "height" in crop:
-        crop_pct = min(int(crop["height"]) / height, 1.0)
-        height, width = int(crop["height"]), int(crop["width"])
-    mean = tuple(map(float, processor.get("image_mean") or IMAGENET_MEAN))
-    std = tuple(map(float, processor.get("image_std") or IMAGENET_STD))
-    channels = int(config.get("num_channels") or len(mean))
+    path = folder / PREPROCESSOR_FILE
+    processor = read_json_config(path) if path.is_file() else {}
+    try:
+        size = processor.get("size") or {}
+        if isinstance(size, int):  # the older form, which transformers still reads: a square of that side
+            size = {"height": size, "width": size}
+        side = int(config.get("image_size") or 224)
+        if "height" in size:
+            height, width = int(size["height"]), int(size["width"])
+        else:
+            height = width = int(size.get("shortest_edge", side))
+        crop_pct = float(processor.get("crop_pct") or 1.0)
+        crop = processor.get("crop_size") if processor.get("do_center_crop") else None
+        if isinstance(crop, int):
+            crop = {"height": crop, "width": crop}
+        if isinstance(crop, dict) and "height" in crop:
+            crop_pct = min(int(crop["height"]) / height, 1.0)
+            height, width = int(crop["height"]), int(crop["width"])
+        mean = tuple(map(float, processor.get("image_mean") or IMAGENET_MEAN))
+        std = tuple(map(float, processor.get("image_std") or IMAGENET_STD))
+        channels = int(config.get("num_channels") or len(mean))
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError) as err:
+        raise fail(str(path), f"expected sizes as integers and mean/std as numbers ({err})") from None
+    if min(height, width, channels) < 1 or min(std) <= 0:
+        raise fail(str(path), f"expected a positive size and std, got {height}x{width}, std {std}")
     return Preprocessing((channels, height, width), mean, std,
                          PIL_RESAMPLE.get(processor.get("resample"), "bilinear"), crop_pct, "center")
 
