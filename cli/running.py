@@ -39,6 +39,9 @@ def one_line_errors(command):
         except SelkdError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
+        except OSError as err:  # a write the file system refused: one line naming the file, never exit 1
+            typer.echo(f"error: {failed_write(err)}", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             stop_now()
         finally:
@@ -46,6 +49,22 @@ def one_line_errors(command):
                 signal.signal(signal.SIGTERM, previous)
 
     return run
+
+
+def failed_write(err: OSError) -> str:
+    """A refused read or write in words: the file, the reason, and for a full disk that what was written
+    before stays whole (every table is written to a staging file and moved into place)."""
+    import errno
+
+    where = err.filename or "a file"
+    if err.filename2:
+        where = f"{err.filename} -> {err.filename2}"
+    reason = {errno.ENOSPC: "no space left on the device; the files written before are kept whole",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+              errno.EISDIR: "is a directory, expected a file path", errno.EEXIST: "exists and is not a folder",
+              errno.ENOTDIR: "a part of the path is a file, expected a folder",
+              errno.ENAMETOOLONG: "the path is too long for the file system"}.get(err.errno, err.strerror or str(err))
+    return f"{where}: {reason}"
 
 
 def in_main_thread() -> bool:

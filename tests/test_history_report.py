@@ -131,3 +131,27 @@ def test_report_renders_in_headless_chromium(scanned, tmp_path):
     assert pixels.shape == (2400, 1100)
     assert pixels.std() > 20  # not blank: text, tables and plots
     assert (pixels < 128).mean() > 0.01  # a real share of dark pixels (text, bars, lines)
+
+
+def test_writes_the_file_system_refuses_are_one_line_and_leave_nothing_behind(scanned, tiny_zoo, task_path,
+                                                                              tmp_path):
+    """A report onto a directory, a catalogue onto a directory, a cache folder that is a file: exit 2 with the
+    path and the reason in one line (never 1, which says "invalid teachers"), no staging file left."""
+    out, _ = scanned
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    cases = [(["report", "--out", str(out), "--html", str(folder)],
+              f"--html: {folder} is a directory; expected the report's file path"),
+             (["zoo", "index", str(tiny_zoo), "--out", str(folder)], f"{folder}"),
+             (["distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path), "--out",
+               str(tmp_path / "students"), "--cache", str(a_file), "--epochs", "1"],
+              f"{a_file}: cannot write the output here")]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = [line for line in result.output.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, result.output)
+    assert sorted(p.name for p in folder.iterdir()) == [] and a_file.read_text() == "not a folder\n"
+    assert not (tmp_path / ".a-folder.tmp").exists() and not (out / ".report.html.tmp").exists()

@@ -110,6 +110,8 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
     if not specs:
         config = replace(config, loss="ce")
     out_dir = writable_folder(Path(out_dir).resolve()).native()
+    if cache_dir is not None:
+        writable_folder(cache_dir, "--cache")  # before any teacher runs, not after its outputs are computed
     config = with_usable_gpus(config, progress)
     cache = PredictionCache(cache_dir or out_dir / "cache")
     outputs = lambda s, rows: cached_teacher_probs(s, rows, cache, progress)  # noqa: E731

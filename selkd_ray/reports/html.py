@@ -121,7 +121,12 @@ def write_report(scan_dir: "str | Path | Location", out: str | Path | None = Non
     location = Location(scan_dir)
     path = Path(out) if out else (Path(location.path) / "report.html" if location.is_local else Path("report.html"))
     text = build_report(location)
+    if path.is_dir():
+        raise SelkdError(f"--html: {path} is a directory; expected the report's file path")
     staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
+    try:
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)  # a failed write leaves nothing behind
     return path
