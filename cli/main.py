@@ -97,11 +97,11 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
 
     Example: selkd scan --zoo ./zoo --task task.parquet --out scan-out --budget 5e9 --eta 3
     """
-    from selkd_ray.api import scan
-    from selkd_ray.reports.text import ranking_table, scan_summary
-
     eta = eta if eta is not None else (3 if budget else None)
     config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe, experience)
+    from selkd_ray.api import scan  # after the options' checks: a bad option is answered before torch loads
+    from selkd_ray.reports.text import ranking_table, scan_summary
+
     with Display(quiet or json_output) as progress:
         result = scan(zoo, task, out, config, address=address, progress=progress)
     if json_output:
@@ -135,10 +135,9 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
 
     Example: selkd distill --teacher zoo/digits-all --task task.parquet --scan scan-out/scores.parquet
     """
-    from selkd_ray.api import distill
-    from selkd_ray.mixture import check_mixture, parse_weights
-    from selkd_ray.plans.inputs import as_task, cost_from_scan, weights_from_scan
     from selkd_ray.config import DistillConfig
+    from selkd_ray.errors import SelkdError
+    from selkd_ray.mixture import check_mixture, parse_weights
 
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
                            patience=patience, max_flops=max_flops, augment=augment, student_size=student_size,
@@ -148,9 +147,9 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
     if len(teacher) > 1:  # one line each, before any work
         check_mixture([str(t) for t in teacher], given, loss)
     elif given is not None:
-        from selkd_ray.errors import SelkdError
-
         raise SelkdError("--weights: weights are for several teachers at once (repeat --teacher)")
+    from selkd_ray.api import distill  # after the options' checks: a bad option is answered before torch loads
+    from selkd_ray.plans.inputs import as_task, cost_from_scan, weights_from_scan
     with Display(quiet or json_output) as progress:
         target = as_task(task, progress, address)
         costs = [cost_from_scan(scan_scores, t, target.num_classes) if scan_scores else None for t in teacher]
@@ -197,7 +196,6 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     Example: selkd select --zoo ./zoo --task task.parquet --budget 2e13 --shortlist 3 --lambda-grid 0.3,1,3
     """
     from selkd_ray.config import DistillConfig
-    from selkd_ray.plans.select import select_student
     from selkd_ray.selection import SelectConfig
 
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed, experience=experience),
@@ -205,6 +203,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                           budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
                           guard_z=guard_z, trials_per_gpu=trials_per_gpu, mixture=mixture,
                           mixture_temperature=mixture_temperature)
+    from selkd_ray.plans.select import select_student  # after the options' checks: before torch loads
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)
     if json_output:

@@ -149,3 +149,20 @@ def test_the_live_bar_draws_steps_and_logs_only_what_is_logged():
     assert "round 2: 3 teachers" in text and "student: epoch 2/4" in text and "a plain line" in text
     assert "scored t1" not in text  # a bar-only update
     assert "distill 2/4" in text and "scan 1/3" in text  # both stages drew their bars
+
+
+def test_a_bad_option_is_answered_before_torch_timm_or_ray_load():
+    """The options' checks run before the library's heavy imports: a typo costs a user half a second, not ten."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom selkd_cli.main import app\n"
+            "for args in (['distill', '--task', 'x.parquet', '--epochs', '0'], "
+            "['select', '--zoo', 'z', '--task', 'x', '--mixture', '1'], "
+            "['scan', '--zoo', 'z', '--task', 'x', '--probe-per-class', '0']):\n"
+            "    try:\n        app(args)\n    except SystemExit as done:\n        assert done.code == 2, done.code\n"
+            "print(sorted(m for m in ('torch', 'timm', 'ray', 'ot') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+    assert done.stderr.count("error: ") == 3 and "Traceback" not in done.stderr
