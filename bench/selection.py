@@ -142,7 +142,7 @@ def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seco
     lines = [f"Selection benchmark, {datetime.date.today().isoformat()}, on {machine()}",
              f"{len(plan.teachers)} teachers, targets {', '.join(sorted({u['target'] for u in units}))}, seeds "
              f"{list(plan.seeds)}, students {plan.student.student} for {plan.student.epochs} epochs; pipeline: "
-             f"default scorers (NCE ranks), probe {PROBE_PER_CLASS} per class, shortlist {shortlist}, race "
+             f"default scorers ({ScanConfig().scorers[0]} ranks), probe {PROBE_PER_CLASS} per class, shortlist {shortlist}, race "
              f"{race_epochs} epochs (ASHA), guard z={SelectConfig().guard_z:g}; 95% bootstrap over targets", "",
              f"{'student':<24} {'test accuracy':>14} {'95% interval':>18}"]
     for column in COLUMNS:
