@@ -38,7 +38,8 @@ from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.mixture import members_of, score_weights
 from selkd_ray.plans.select import epoch_costs, select_student
 from selkd_ray.records import content_hash
-from selkd_ray.selection import SelectConfig
+from selkd_ray.selection import LABELS_ONLY, SelectConfig
+from selkd_ray.training.student_data import student_images, teacher_spec
 
 COLUMNS = ("labels_only", "top1", "mix2", "mix3", "oracle", "select", "select_mixture")
 MIXTURE = 3  # the mixture `select --mixture` races: the shortlist's top three
@@ -98,8 +99,8 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
                     "oracle": max(accuracy[(target, seed, t)] for t in teachers),
                     "select": plain.test_accuracy, "select_mixture": mixed.test_accuracy,
                     "picked_mixture": bool(members_of(mixed.teacher)), "kept_mixture": mixed.kept,
-                    "cost_select": training_flops(plain, plain) / one,
-                    "cost_select_mixture": training_flops(mixed, plain) / one}
+                    "cost_select": training_flops(plain, zoo_dir, task) / one,
+                    "cost_select_mixture": training_flops(mixed, zoo_dir, task) / one}
             for k in (2, 3):
                 members = [row.teacher_id for row in ranked[:k]]
                 unit[f"mix{k}_members"] = members
@@ -117,10 +118,13 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
     return {"units": units, "text": text}
 
 
-def training_flops(result, first) -> float:
-    """What a selection spent after its scan: the teachers' outputs (as the first selection of this output
-    paid them: the second finds them cached), its race and its final students with their evaluation."""
-    outputs = sum(s.flops for s in first.stages if s.candidate == "teacher outputs")
+def training_flops(result, zoo_dir: Path, task) -> float:
+    """What a selection spends after its scan: its shortlisted teachers' outputs on the student's images
+    (counted whether or not a cache held them, so a rerun and the second selection of an output count them
+    too), its race and its final students with their evaluation."""
+    teachers = {t.candidate for t in result.trials if t.candidate != LABELS_ONLY and not members_of(t.candidate)}
+    teachers = teachers or ({result.teacher} - {LABELS_ONLY})
+    outputs = sum(teacher_spec(zoo_dir / t).flops_per_sample for t in teachers) * len(student_images(task))
     return outputs + sum(s.flops for s in result.stages if s.candidate not in ("scan", "teacher outputs"))
 
 
