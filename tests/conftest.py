@@ -44,7 +44,12 @@ def ray_session():
     from selkd_ray.distributed.runtime import connect
     from selkd_ray.distributed.runners import RunnerPool
 
+    started_before = ray.is_initialized()
     connect(num_cpus=WORK_SLOTS + POOL_SLOTS)
+    slots = ray.cluster_resources().get("CPU")
+    if slots != WORK_SLOTS + POOL_SLOTS:  # a test connected in-process without this fixture: every count is off
+        pytest.fail(f"the suite's Ray has {slots} CPU slots, expected {WORK_SLOTS + POOL_SLOTS} (started before "
+                    f"this fixture: {started_before})", pytrace=False)
     pool = RunnerPool(max_actors=POOL_SLOTS).ready()
     killing.HELD_SLOTS = POOL_SLOTS
     SHARED["runner_pool"] = pool

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 COMMANDS = [["demo"], ["zoo", "index"], ["scan"], ["select"], ["distill"], ["history"], ["report"], ["scorers"],
-            ["experience", "show"]]
+            ["experience", "show"], ["experience", "fit"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

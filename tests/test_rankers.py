@@ -212,3 +212,17 @@ def test_experience_fit_reports_weights_and_leave_one_task_out(tmp_path):
     assert held["aggregate"]["tau"] < held["learned"]["tau"]
     shown = CliRunner().invoke(app, ["experience", "fit", "--experience", str(tmp_path)])
     assert "weight gbc" in shown.output and "leave-one-task-out weighted tau, learned" in shown.output
+
+
+def test_a_saturated_ranking_score_is_broken_by_the_next_scorer_not_by_the_name():
+    """kNN at 1.0 for two teachers says nothing between them: the next scorer given decides, the id only last."""
+    from selkd_ray.plans.ranking import rank_rows, tiebreak
+    from selkd_ray.rows import ScoreRow
+
+    def row(teacher_id: str, knn: float, nce: float) -> ScoreRow:
+        return ScoreRow(teacher_id, f"/zoo/{teacher_id}", "test_resnet", teacher_id, "scored", score=knn, round=0,
+                        scores={"knn": knn, "nce": nce})
+
+    rows = [row("a-weak", 1.0, -0.9), row("b-strong", 1.0, -0.1), row("c-low", 0.5, 0.0), row("d-nan", 1.0, math.nan)]
+    assert [r.teacher_id for r in rank_rows(rows, tiebreak(("knn", "nce")))] == ["b-strong", "a-weak", "d-nan", "c-low"]
+    assert [r.teacher_id for r in rank_rows(rows)] == ["a-weak", "b-strong", "d-nan", "c-low"]  # by id without one

@@ -77,11 +77,21 @@ def distill(task: Task | str | Path, teacher: str | Path | list | tuple | None, 
     Starting the same distillation again resumes its run from the latest checkpoint."""
     from ..distributed.runtime import connect
 
+    require_architecture(config.student, "--student")  # bad input: one line before Ray starts
+    specs = [teacher_spec(folder) for folder in teacher_folders(teacher)]
     task = as_task(task, progress, address)
     check_address(address)
+    writable_folder(Path(out_dir).resolve())
+    if cache_dir is not None:
+        writable_folder(cache_dir, "--cache")
     connect(address)
-    job = plan_distillation(task, teacher, out_dir, config, cost_matrix, name, progress, cache_dir, weights)
+    job = plan_distillation(task, teacher, out_dir, config, cost_matrix, name, progress, cache_dir, weights, specs)
     return train_side_by_side([job], progress)[0]
+
+
+def teacher_folders(teacher: str | Path | list | tuple | None) -> list:
+    """One teacher folder, several (a mixture), or none (labels only), as a list."""
+    return list(teacher) if isinstance(teacher, (list, tuple)) else [teacher] if teacher is not None else []
 
 
 def with_usable_gpus(config: DistillConfig, progress: Progress) -> DistillConfig:
@@ -98,13 +108,14 @@ def with_usable_gpus(config: DistillConfig, progress: Progress) -> DistillConfig
 def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out_dir: str | Path,
                       config: DistillConfig, cost_matrix: np.ndarray | list | None, name: str | None,
                       progress: Progress, cache_dir: str | Path | None,
-                      weights: tuple[float, ...] | None = None) -> Distillation:
+                      weights: tuple[float, ...] | None = None,
+                      specs: list[TeacherSpec] | None = None) -> Distillation:
     """Check the inputs, fetch (or compute and cache) the teachers' outputs, and refuse a FLOPs cap that does not
     pay for one epoch: everything before Ray Train, on the driver. Several teachers (a list, with a list of
     cost matrices or None) are one mixture."""
     require_architecture(config.student, "--student")
-    folders = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher] if teacher is not None else []
-    specs = [teacher_spec(folder) for folder in folders]
+    folders = teacher_folders(teacher)
+    specs = specs if specs is not None else [teacher_spec(folder) for folder in folders]
     if len(specs) > 1:
         weights = check_mixture([spec.teacher_id for spec in specs], weights, config.loss)
     if not specs:

@@ -28,7 +28,7 @@ from ..scoring.runner import Scoring
 from ..scoring import SCORERS
 from ..scoring.scores import needs_label_embeddings
 from ..experience import label_overlap
-from .ranking import failed_row, reusable, round_scores, score_key
+from .ranking import failed_row, reusable, round_scores, score_key, tiebreak
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class Rounds:
         self.task_level = task_scorers(config.scorers)
         self.scorers = [name for name in (*config.scorers, *inputs_of(config.scorers)) if name not in self.task_level]
         self.history = functools.cache(history) if history else None
+        self.tiebreak = tiebreak(config.scorers)
         self.previous = {(row.content_hash, row.probe_hash): row for row in previous_rows if row.ranked}
         self.ledger = ledger or Ledger(parse_budget(config.budget))
         self.tally = Tally(events, self.ledger)
@@ -205,7 +206,7 @@ class Rounds:
 
     def drop(self, alive: list[TeacherSpec], scored: list[ScoreRow], round_index: int) -> list[TeacherSpec]:
         """Keep the best 1/eta of this round's teachers for the next round; the rest are dropped."""
-        ranked = sorted(scored, key=score_key)
+        ranked = sorted(scored, key=lambda row: score_key(row, self.tiebreak))
         keep = survivors(len(ranked), self.config.eta)
         for row in ranked[keep:]:
             self.rows[row.teacher_id] = replace(row, status=Status.DROPPED.value)

@@ -25,10 +25,16 @@ def reusable(previous: dict, spec: TeacherSpec, probe: ProbeSet, scorers: list[s
                    round_scores=round_scores(earlier, score), scores={k: row.scores[k] for k in scorers}, rank=None)
 
 
-def score_key(row: ScoreRow) -> tuple:
-    """Best first; a NaN score (a scorer this teacher lacks inputs for) after every number; ties by id."""
-    unscored = not np.isfinite(row.score)
-    return (unscored, 0.0 if unscored else -row.score, row.teacher_id)
+def score_key(row: ScoreRow, tiebreak: tuple[str, ...] = ()) -> tuple:
+    """Best first; a NaN score (a scorer this teacher lacks inputs for) after every number; ties broken by the
+    other scorers in `--scorer` order (a saturated score, kNN at 1.0 for two teachers, says nothing between
+    them), then by id."""
+    def descending(value) -> tuple:
+        missing = value is None or not np.isfinite(value)
+        return (missing, 0.0 if missing else -value)
+
+    return (*descending(row.score), *(part for name in tiebreak for part in descending(row.scores.get(name))),
+            row.teacher_id)
 
 
 def round_scores(earlier: ScoreRow | None, score: float) -> tuple[float, ...]:
@@ -40,9 +46,14 @@ def failed_row(spec: TeacherSpec, error: str) -> ScoreRow:
     return ScoreRow(spec.teacher_id, spec.path, spec.architecture, spec.content_hash, Status.FAILED.value, error)
 
 
-def rank_rows(rows: list[ScoreRow]) -> list[ScoreRow]:
-    """Teachers that reached a later round first (they beat the others there), then by score; teachers that
-    never ran (failed, skipped) last, unranked."""
-    good = sorted((r for r in rows if r.ranked), key=lambda r: (-(r.round or 0), *score_key(r)))
+def rank_rows(rows: list[ScoreRow], tiebreak: tuple[str, ...] = ()) -> list[ScoreRow]:
+    """Teachers that reached a later round first (they beat the others there), then by score (ties by the
+    `tiebreak` scorers); teachers that never ran (failed, skipped) last, unranked."""
+    good = sorted((r for r in rows if r.ranked), key=lambda r: (-(r.round or 0), *score_key(r, tiebreak)))
     bad = sorted((r for r in rows if not r.ranked), key=lambda r: (r.status, r.teacher_id))
     return [replace(row, rank=i + 1) for i, row in enumerate(good)] + [replace(row, rank=None) for row in bad]
+
+
+def tiebreak(scorers: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The scorers that break ties of the ranking one (the first): the others, in the order given."""
+    return tuple(name for name in scorers[1:] if name != scorers[0])

@@ -29,7 +29,7 @@ from ..scoring import SCORERS
 from ..scoring.rankers import inputs_of
 from ..zoo.index import require_zoo
 from .halving import run_plan
-from .ranking import rank_rows
+from .ranking import rank_rows, tiebreak
 from .index import index_zoo
 from .inputs import as_task, check_outputs
 
@@ -82,7 +82,7 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
             rows, ledger = run_plan(specs, task, out_dir, config, progress, actors.run,
                                     lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache, ledger,
                                     lambda: past_outcomes(experience_folder(config, out_dir)))
-        ranked = rank_rows(rows)
+        ranked = rank_rows(rows, tiebreak(config.scorers))
         columns = list(dict.fromkeys((*config.scorers, *inputs_of(config.scorers))))  # what the ranking read too
         result = scan_result(ranked, write_scores(ranked, columns, scores), catalogue_path, ledger)
         known = {row.content_hash for row in previous}

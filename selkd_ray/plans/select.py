@@ -80,6 +80,7 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
 def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, config: SelectConfig,
                  address: str | None, progress: Progress) -> tuple[Task, Path]:
     """Every input read and checked, one line each, before anything is written."""
+    parse_budget(config.budget)  # a bad budget: one line before the task is read or Ray starts
     task = as_task(task, progress, address)
     check_address(address)
     require_architecture(config.distill.student, "--student")
