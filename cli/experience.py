@@ -24,11 +24,9 @@ def show(experience: str = WHERE, json_output: bool = typer.Option(False, "--jso
     Example: selkd experience show --experience selkd-output/select/experience
     """
     from selkd_ray.experience import summary
-    from selkd_ray.io.experience import read_experience
-    from selkd_ray.scoring import SCORERS
 
     with Display(True):
-        held = summary(read_experience(experience, set(SCORERS.names())))
+        held = summary(rows_of(experience))
     if json_output:
         typer.echo(json.dumps(without_nan(held)))
         return
@@ -50,11 +48,9 @@ def fit(experience: str = WHERE, json_output: bool = typer.Option(False, "--json
     Example: selkd experience fit --experience selkd-output/select/experience
     """
     from selkd_ray.experience import fit_report
-    from selkd_ray.io.experience import read_experience
-    from selkd_ray.scoring import SCORERS
 
     with Display(True):
-        report = fit_report(read_experience(experience, set(SCORERS.names())))
+        report = fit_report(rows_of(experience))
     if json_output:
         typer.echo(json.dumps(without_nan(report)))
         return
@@ -66,6 +62,14 @@ def fit(experience: str = WHERE, json_output: bool = typer.Option(False, "--json
     for name, held in report["leave_one_task_out"].items():
         tau = f"{held['tau']:+.3f}" if math.isfinite(held["tau"]) else "   n/a"
         typer.echo(f"  leave-one-task-out weighted tau, {name:<9} {tau} over {held['tasks']} task(s)")
+
+
+def rows_of(experience: str) -> list:
+    """Every outcome of the table, read against the scorers this selkd-ray knows (a bad part: one line)."""
+    from selkd_ray.io.experience import read_experience
+    from selkd_ray.scoring import SCORERS
+
+    return read_experience(experience, set(SCORERS.names()))
 
 
 def without_nan(value):

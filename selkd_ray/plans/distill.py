@@ -82,7 +82,7 @@ def distill(task: Task | str | Path, teacher: str | Path | list | tuple | None, 
     task = as_task(task, progress, address)
     check_address(address)
     writable_folder(Path(out_dir).resolve())
-    if cache_dir is not None:
+    if cache_dir is not None:  # a --cache that cannot be written: one line before any teacher runs
         writable_folder(cache_dir, "--cache")
     connect(address)
     job = plan_distillation(task, teacher, out_dir, config, cost_matrix, name, progress, cache_dir, weights, specs)
@@ -121,8 +121,6 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
     if not specs:
         config = replace(config, loss="ce")
     out_dir = writable_folder(Path(out_dir).resolve()).native()
-    if cache_dir is not None:
-        writable_folder(cache_dir, "--cache")  # before any teacher runs, not after its outputs are computed
     config = with_usable_gpus(config, progress)
     cache = PredictionCache(cache_dir or out_dir / "cache")
     outputs = lambda s, rows: cached_teacher_probs(s, rows, cache, progress)  # noqa: E731

@@ -45,10 +45,8 @@ def cost_from_scan(scores_path: str | Path, teacher: str | Path, num_target_clas
     by an id equal to the folder's name for a flat zoo)."""
     if not Location(scores_path).is_file():
         raise SelkdError(f"{scores_path}: no such file; expected the scores.parquet of a scan (--scan)")
-    folder = Path(teacher)
     for row in read_scores(scores_path):
-        mine = row.path == str(folder.resolve()) or row.teacher_id == str(teacher)
-        if mine and row.cost_matrix:
+        if row_of(row, teacher) and row.cost_matrix:
             return np.asarray(row.cost_matrix).reshape(row.num_teacher_classes, num_target_classes)
     return None
 
@@ -61,9 +59,15 @@ def weights_from_scan(scores_path: str | Path, teachers: list, temperature: floa
     rows = [row for row in read_scores(scores_path) if row.rank is not None]
     mine = []
     for teacher in teachers:
-        found = [r for r in rows if r.path == str(Path(teacher).resolve()) or r.teacher_id == str(teacher)]
+        found = [r for r in rows if row_of(r, teacher)]
         if not found:
             raise SelkdError(f"--scan: {scores_path} ranks no teacher {teacher}; weights need every teacher's score "
                              "(or give --weights)")
         mine.append(found[0].score)
     return score_weights(mine, [r.score for r in rows], temperature)
+
+
+def row_of(row, teacher: str | Path) -> bool:
+    """Whether a scan's row is this teacher's: by the folder's path, or by an id equal to the folder's name
+    for a flat zoo."""
+    return row.path == str(Path(teacher).resolve()) or row.teacher_id == str(teacher)
