@@ -22,6 +22,20 @@ zoo_app = typer.Typer(help="Manage a teacher zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(experience_app, name="experience")
 
+
+@app.callback()
+def everywhere(verbose: bool = typer.Option(False, "--verbose", help="Leave Ray's logging as Ray sets it: its C++ "
+                                            "core's lines and the raylet's messages on the terminal, its session "
+                                            "logs at its own levels. By default Ray's C++ parts log fatal errors "
+                                            "only and raylet messages are not relayed.")) -> None:
+    """Options for every command (`selkd --verbose scan ...`)."""
+    if verbose:
+        import os
+
+        from selkd_ray.distributed.runtime import RAY_LINES
+
+        os.environ[RAY_LINES] = "1"
+
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
 GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")

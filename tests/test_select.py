@@ -7,7 +7,7 @@ import sys
 import math
 
 import pytest
-from helpers.network import connects, off_loopback, traced_run
+from helpers.network import connects, off_loopback, ray_lines, traced_run
 from typer.testing import CliRunner
 
 from selkd_cli.main import app
@@ -66,8 +66,9 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
                  "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2", "--race-epochs", "5",
                  "--budget", f"{budget:.6g}", "--json"]
     if shutil.which("strace"):  # the selection runs once, and under strace: no packet may leave loopback
-        calls, stdout = traced_run(tmp_path.parent / f"{tmp_path.name}-trace", *arguments)
+        calls, stdout, stderr = traced_run(tmp_path.parent / f"{tmp_path.name}-trace", *arguments)
         assert connects(calls) > 10  # it did trace
+        assert ray_lines(stderr) == [], stderr[-3000:]  # the terminal shows our lines, not Ray's
         outside = [line for line in calls if off_loopback(line)]
         assert not outside, "\n".join(outside[:20])
     else:
@@ -113,7 +114,7 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     again = subprocess.run([sys.executable, "-m", "selkd_cli.main", *arguments], capture_output=True, text=True,
                            timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "Traceback" not in again.stderr
+    assert "Traceback" not in again.stderr and ray_lines(again.stderr) == [], again.stderr[-3000:]
     rerun = json.loads(again.stdout)  # the same selection again: nothing is recomputed
     assert rerun["trials"] == trials and len(list((tmp_path / "race").iterdir())) == 1
     now = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}

@@ -4,7 +4,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
+import sys
+import tempfile
 import threading
 
 import ray
@@ -19,6 +22,66 @@ LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http
              # cost ~2 s on small jobs; an embedded Ray polls faster.
              "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 LOCAL_NODE_IP = os.environ.get("SELKD_NODE_IP", "127.0.0.2")
+RAY_LINES = "SELKD_RAY_LOGS"  # "1": Ray's own log lines on the terminal too (`selkd --verbose`)
+
+
+def ray_lines_shown() -> bool:
+    return os.environ.get(RAY_LINES) == "1"
+
+
+CPP_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [^]]*\] \S+\.(cc|h):\d+: ")  # Ray's C++ log format
+
+
+def ray_lines_off_terminal() -> None:
+    """Keep Ray's internal lines off the user's terminal: its C++ core logs straight to the driver's stderr
+    (e.g. `core_worker.cc: ... has constructor arguments in the object store`, at error level though nothing
+    failed), and the driver prints every raylet message it hears of (`(raylet) WARNING: 8 PYTHON worker
+    processes ...`) on stdout, where it would break `--json`. The C++ components then log fatal errors only
+    (RAY_BACKEND_LOG_LEVEL, read as each starts, so an embedded Ray's own processes too; a real failure still
+    reaches us as a Python exception), and raylet messages are not relayed. `selkd --verbose`
+    (SELKD_RAY_LOGS=1) leaves Ray as it is, for when Ray itself needs looking into."""
+    if ray_lines_shown():
+        return
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    import ray._private.worker as ray_worker
+
+    shown = ray_worker.print_to_stdstream
+    if getattr(shown, "selkd_filtered", False):
+        return
+
+    def without_raylet(data, *args, **kwargs):
+        if data.get("pid") == "raylet":
+            return None
+        return shown(data, *args, **kwargs)
+
+    without_raylet.selkd_filtered = True
+    ray_worker.print_to_stdstream = without_raylet
+
+
+@contextlib.contextmanager
+def cpp_lines_dropped():
+    """Around ray.init: the driver's C++ logger announces the level it read from RAY_BACKEND_LOG_LEVEL on
+    stderr, before any setting can silence it. What the driver writes to stderr meanwhile is caught and
+    written again, less lines in Ray's C++ log format."""
+    if ray_lines_shown():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines(keepends=True)
+                    if not CPP_LINE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -28,7 +91,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
-    with own_sigterm_kept():
+    ray_lines_off_terminal()
+    with own_sigterm_kept(), cpp_lines_dropped():
         if address:
             check_reachable(address)
             join_cluster(address)

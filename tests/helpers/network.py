@@ -29,9 +29,9 @@ def traced(tmp_path, *args: str) -> list[str]:
     return traced_run(tmp_path, *args, "--quiet")[0]
 
 
-def traced_run(log_dir, *args: str) -> tuple[list[str], str]:
+def traced_run(log_dir, *args: str) -> tuple[list[str], str, str]:
     """Run `selkd ARGS` (its own embedded Ray, so every Ray process is its child) under strace, its trace
-    written in `log_dir`: (the traced calls, its stdout)."""
+    written in `log_dir`: (the traced calls, its stdout, its stderr)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "strace.log"
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
@@ -39,7 +39,7 @@ def traced_run(log_dir, *args: str) -> tuple[list[str], str]:
                            sys.executable, "-m", "selkd_cli.main", *args],
                           capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    return log.read_text(errors="replace").splitlines(), done.stdout
+    return log.read_text(errors="replace").splitlines(), done.stdout, done.stderr
 
 
 def connects(lines: list[str]) -> int:
@@ -51,3 +51,13 @@ NEEDS_STRACE = pytest.mark.skipif(shutil.which("strace") is None,
                                   reason="strace is not installed (scripts/setup.sh --with-browser installs it)")
 
 
+
+
+# Ray's own lines: its C++ components' log format (`[2026-12-03 20:00:00,123 W 123 456] core_worker.cc:789: ...`)
+# and what the driver relays from the raylet (`(raylet) WARNING: ...`).
+RAY_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [^]]*\] \S+\.(cc|h):\d+|\(raylet\)|\(pid=|\bcore_worker\.cc\b")
+
+
+def ray_lines(text: str) -> list[str]:
+    """The lines of a command's output that come from Ray's internals, not from selkd."""
+    return [line for line in text.splitlines() if RAY_LINE.search(line)]
