@@ -38,11 +38,12 @@ def encoded(array: np.ndarray, mode: str, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def zero_width_png() -> bytes:
-    """A PNG whose header says 0 x 8 pixels (PIL refuses to write one, so the chunks are written here)."""
+def zero_width_png(width: int = 0, height: int = 8) -> bytes:
+    """A PNG whose header says 0 x 8 pixels (PIL refuses to write one, so the chunks are written here), or
+    any other size: 15,000 x 15,000 is a decompression bomb to PIL."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", 0, 8, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
@@ -92,13 +93,15 @@ def test_every_image_mode_becomes_grey_or_rgb_uint8():
 
 
 def test_a_task_of_mixed_sizes_and_modes_loads_and_bad_images_are_left_out_one_line_each(target_task, tmp_path):
-    path = mixed_task(target_task, tmp_path / "mixed.parquet", {5: b"\x89PNG broken", 9: zero_width_png()})
+    bomb = zero_width_png(15_000, 15_000)  # PIL's DecompressionBombError: left out like any unreadable image
+    path = mixed_task(target_task, tmp_path / "mixed.parquet", {5: b"\x89PNG broken", 9: zero_width_png(), 11: bomb})
     task = load_task(path)
-    assert task.images.dtype == object and len(task.images) == len(target_task.images) - 2
+    assert task.images.dtype == object and len(task.images) == len(target_task.images) - 3
     assert {im.shape[0] for im in task.images} == {1, 3} and len({im.shape[1:] for im in task.images}) > 20
-    assert len(task.skipped) == 2 and all(path.name in line and "left out" in line for line in task.skipped)
+    assert len(task.skipped) == 3 and all(path.name in line and "left out" in line for line in task.skipped)
     assert "image at row 5: not a readable image" in task.skipped[0] and "image at row 9:" in task.skipped[1]
-    assert np.array_equal(task.labels, np.delete(target_task.labels, [5, 9]))
+    assert "image at row 11: not read: 225000000 pixels is over the decompression-bomb limit" in task.skipped[2]
+    assert np.array_equal(task.labels, np.delete(target_task.labels, [5, 9, 11]))
     assert task.content_hash == load_task(path).content_hash  # ragged images hash by content
 
 

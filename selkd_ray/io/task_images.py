@@ -9,6 +9,7 @@ The chunks are plain data, so a Ray Data pipeline (`distributed/task_data.py`) c
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -40,6 +41,10 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
             array = np.asarray(image.convert("L" if image.mode in GREY_MODES else "RGB"))
     except UnidentifiedImageError:
         raise fail(where, "not a readable image (no image format PIL knows)") from None
+    except Image.DecompressionBombError as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        raise fail(where, f"not read: {pixels.group(1) if pixels else 'its'} pixels is over the decompression-"
+                          f"bomb limit (twice PIL's Image.MAX_IMAGE_PIXELS, {Image.MAX_IMAGE_PIXELS})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise fail(where, f"not a readable image ({str(err).splitlines()[0][:120] or type(err).__name__})") from None
     if array.size == 0:
