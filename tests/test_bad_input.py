@@ -88,11 +88,19 @@ def png(size: int, mode: str = "L") -> bytes:
     return buffer.getvalue()
 
 
-def image_folder(root: Path, sizes=(8, 8), corrupt: bool = False, train: bool = True) -> Path:
+def image_folder(root: Path, sizes=(8, 8), corrupt: bool = False, train: bool = True,
+                 val_only: str = "", both_val: bool = False) -> Path:
     for index, name in enumerate(("a", "b")):
         folder = root / ("train" if train else "val") / name
         folder.mkdir(parents=True)
         (folder / "0.png").write_bytes(b"not a png" if corrupt and index == 1 else png(sizes[index]))
+    if val_only:  # a class with validation images and no train folder
+        (root / "validation" / val_only).mkdir(parents=True)
+        (root / "validation" / val_only / "0.png").write_bytes(png(8))
+    if both_val:
+        for split in ("val", "validation"):
+            (root / split / "a").mkdir(parents=True)
+            (root / split / "a" / "0.png").write_bytes(png(8))
     return root
 
 
@@ -196,6 +204,9 @@ TASKS = [
     # a class whose only image is unreadable: that image is left out, and the class has no train example left
     ("folder with a corrupt image", t_folder(corrupt=True), "has no labelled train example (1 image left out: "),
     ("folder with only val/", t_folder(train=False), "expected an ImageFolder tree with a train/ folder"),
+    # a class with images in validation/ (read as val) but none in train/: named, not dropped
+    ("folder class only in validation/", t_folder(val_only="c"), "class 'c' has no labelled train example"),
+    ("folder with val/ and validation/", t_folder(both_val=True), "validation: a second val split beside val/"),
 ]
 
 

@@ -196,6 +196,10 @@ def test_a_stored_task_keeps_references_and_decodes_only_the_rows_asked_for(targ
         Image.fromarray(image[0]).save(folder / f"{row:05d}.png")
     task = load_task(root)
     assert not isinstance(task.images, np.ndarray)
+    (root / "val").rename(root / "validation")  # the Hugging Face split name, as the Parquet layouts take it
+    renamed = load_task(root)
+    assert np.array_equal(renamed.splits, task.splits) and renamed.content_hash == task.content_hash
+    (root / "validation").rename(root / "val")
     stored = load_task(write_task(target_task, tmp_path / "task.parquet"))  # an image hashes alike on disk and here
     assert stored.content_hash == target_task.content_hash and stored.images.shape == target_task.images.shape
     probe = make_probe(task, 3, seed=0)

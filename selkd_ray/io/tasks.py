@@ -163,15 +163,27 @@ def parse_splits(column: pa.ChunkedArray, where: str) -> np.ndarray:
 
 
 def read_image_folder(root: Path, surveyor: Surveyor) -> Task:
-    """root/<split>/<class name>/<image>; root/unlabelled/<image> for images without labels."""
+    """root/<split>/<class name>/<image>; root/unlabelled/<image> for images without labels. Split folders
+    take the names the Hugging Face layout takes (`validation/` is val). The classes are every split's class
+    folders: one found in val/ or test/ alone is then named as a class without a train example, not dropped."""
     train = root / "train"
     if not train.is_dir():
         raise fail(str(root), "expected an ImageFolder tree with a train/ folder of class folders")
-    label_names = tuple(sorted(p.name for p in train.iterdir() if p.is_dir()))
+    folders: dict[str, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        split = HF_SPLITS.get(folder.name.lower())
+        if split is None:
+            continue
+        if split in folders:
+            raise fail(str(folder), f"a second {split} split beside {folders[split].name}/; expected one folder "
+                                    f"per split")
+        folders[split] = folder
+    label_names = tuple(sorted({p.name for split, folder in folders.items() if split != "unlabelled"
+                                for p in folder.iterdir() if p.is_dir()}))
     entries: list[tuple[Path, int, str]] = []
     for split in SPLITS:
-        folder = root / split
-        if not folder.is_dir():
+        folder = folders.get(split)
+        if folder is None:
             continue
         entries += [(p, -1, split) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         for index, name in enumerate(label_names):
