@@ -1,5 +1,7 @@
 """What a runner keeps loaded and what the ledger charges, without Ray: the runner is plain Python and the scan's
 plan takes the function that runs teachers as an argument (the Ray layer passes its actor pool)."""
+from dataclasses import replace
+
 import numpy as np
 
 from selkd_ray.config import ScanConfig
@@ -51,7 +53,8 @@ def test_a_teacher_that_fails_before_its_forward_pass_costs_nothing(tiny_zoo, ta
 
 
 def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tmp_path):
-    """The round line names the size asked for; when a class has fewer train images, a note says so."""
+    """When a class has fewer train images than the probe asks for, a note says so and the round line names
+    what the probe used (a range where the classes differ), not what was asked."""
     specs = [spec for spec, _, _ in index_folders(tiny_zoo)]
     events = []
     most = int(np.bincount(target_task.split("train")[1]).min())
@@ -68,6 +71,17 @@ def test_a_probe_larger_than_a_class_says_what_it_used(tiny_zoo, target_task, tm
     assert notes == [f"probe of round 1: {most + 5} images per class asked; 'three' has {most}, 'five' has "
                      f"{most}, 'eight' has {most} (all of them used)"]
     assert {row.probe_size for row in rows} == {3 * most}
+    round_line, = [str(e) for e in events if e.kind == "round"]
+    assert f"on a probe of {3 * most} images ({most} per class)" in round_line  # what it used, not what it asked
+
+    # a class with 3 train images fewer than the others: the round line gives the range it used
+    splits = target_task.splits.copy()
+    splits[np.flatnonzero((target_task.labels == 1) & (splits == "train"))[:3]] = "test"
+    events.clear()
+    run_plan(specs, replace(target_task, splits=splits), Location(tmp_path / "short"), config, events.append,
+             run_teachers, None)
+    round_line, = [str(e) for e in events if e.kind == "round"]
+    assert f"on a probe of {3 * most - 3} images ({most - 3}-{most} per class)" in round_line
 
 
 def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):

@@ -234,7 +234,7 @@ def run_plan(specs: list[TeacherSpec], task: Task, out_dir: Location, config: Sc
         if short := short_classes(probe, per_class):
             rounds.tally.emit("note", "", f"probe of round {round_index + 1}: {per_class} images per class asked; {short}")
         rounds.tally.begin(len(alive), f"round {round_index + 1}/{len(sizes)}: {len(alive)} teachers on a probe "
-                                       f"of {len(probe)} images ({per_class} per class)")
+                                       f"of {len(probe)} images ({per_class_used(probe)} per class)")
         scored: list[ScoreRow] = []
         pending = rounds.answer_from_cache(alive, probe, round_index, scored)
         if pending and run_teachers is not None:
@@ -253,6 +253,13 @@ def short_classes(probe: ProbeSet, per_class: int) -> str:
     counts = np.bincount(probe.labels, minlength=len(probe.label_names))
     short = [f"'{probe.label_names[i]}' has {int(n)}" for i, n in enumerate(counts) if n < per_class]
     return f"{', '.join(short)} (all of them used)" if short else ""
+
+
+def per_class_used(probe: ProbeSet) -> str:
+    """How many images per class the probe holds: '20', or '17-20' where a class had fewer to give."""
+    counts = np.bincount(probe.labels, minlength=len(probe.label_names))
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low}" if low == high else f"{low}-{high}"
 
 
 def prescreen(specs: list[TeacherSpec], task: Task, label_embeddings: Callable[[], dict], tally: Tally) -> list[TeacherSpec]:
