@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from dataclasses import replace
 import zlib
 from pathlib import Path
 
@@ -255,3 +256,22 @@ def test_a_task_file_gone_before_the_workers_read_it_is_one_line(ray_session, ta
     path.unlink()
     with pytest.raises(SelkdError, match=r"task\.parquet: cannot be read any more"):
         fit_student(data, config, str(tmp_path / "runs"), "gone", max_failures=0)
+
+
+def test_held_out_images_also_in_train_are_said_with_their_count(target_task, tmp_path):
+    """The same image in train and test (by content): what is measured on it is not held out. One warning line
+    with the count, when the task is read for a command; none for a task without such images."""
+    from selkd_ray.plans.inputs import as_task
+
+    images = target_task.images.copy()
+    train, test, val = (target_task.indices(split) for split in ("train", "test", "val"))
+    images[test[:4]] = images[train[:4]]
+    images[val[:1]] = images[train[5:6]]
+    path = write_task(replace(target_task, images=images), tmp_path / "leaky.parquet")
+    said = []
+    as_task(path, progress=said.append)
+    assert said == [f"warning: {path}: 5 held-out image(s) (1 val, 4 test) are also in train or unlabelled (the "
+                    "same content): accuracy on them is not held out"]
+    said.clear()
+    as_task(write_task(target_task, tmp_path / "clean.parquet"), progress=said.append)
+    assert said == []

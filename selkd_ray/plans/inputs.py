@@ -25,10 +25,27 @@ def as_task(task: Task | str | Path, progress: Progress = quiet, address: str | 
 
     if isinstance(task, Task):
         return task
+    where = str(task)
     task = load_task(task, surveyor(address))
     for line in task.skipped:
         progress(f"warning: {line}")
+    if line := held_out_seen(task, where):
+        progress(f"warning: {line}")
     return task
+
+
+def held_out_seen(task: Task, where: str) -> str:
+    """A line when val or test images are also in train or unlabelled (the same content, by the hashes the
+    read already took): what is measured on them is not held out. '' when none."""
+    seen = task.row_hashes[task.indices("train", "unlabelled")]
+    held = task.indices("val", "test")
+    repeated = held[np.isin(task.row_hashes[held], seen)]
+    if not len(repeated):
+        return ""
+    counts = ", ".join(f"{int(np.sum(task.splits[repeated] == split))} {split}" for split in ("val", "test")
+                       if np.any(task.splits[repeated] == split))
+    return (f"{where}: {len(repeated)} held-out image(s) ({counts}) are also in train or unlabelled (the same "
+            f"content): accuracy on them is not held out")
 
 
 def check_outputs(out_dir: Location) -> None:
