@@ -105,6 +105,26 @@ def test_a_hugging_face_cache_is_a_zoo_whose_ids_are_repo_ids_at_mains_revision(
     assert (given.teacher_id, given.revision, given.content_hash) == (cached.teacher_id, main, cached.content_hash)
 
 
+def test_cache_repos_huggingface_hub_cannot_read_are_said_not_dropped(tmp_path):
+    """A repo whose refs/main names a revision that is not there is one invalid teacher with huggingface_hub's
+    reason; a plain teacher folder that happens to be named `models--acme--parity` is a teacher."""
+    source = timm_folder(tmp_path / "src", label_names=["a", "b", "c"])
+    cache = tmp_path / "zoo" / "hub"
+    hf_cache_repo(cache, "team/fine", {"1" * 40: source}, "1" * 40)
+    hf_cache_repo(cache, "team/broken", {"1" * 40: source}, "2" * 40)  # main names a revision never downloaded
+    shutil.copytree(source, cache / "models--acme--parity")
+    specs, _ = index_zoo(tmp_path / "zoo")
+    by_id = {s.teacher_id: s for s in specs}
+    assert sorted(by_id) == ["hub/models--acme--parity", "team/broken", "team/fine"]
+    assert not by_id["team/fine"].error and not by_id["hub/models--acme--parity"].error
+    assert by_id["hub/models--acme--parity"].label_names == ("a", "b", "c")
+    assert by_id["team/broken"].error == (
+        f"{cache / 'models--team--broken'}: Reference(s) refer to missing commit hashes: {{'{'2' * 40}': "
+        "{'main'}} (huggingface_hub's CorruptedCacheException); the repo is left out")
+    result = CliRunner().invoke(app, ["zoo", "index", str(tmp_path / "zoo"), "--out", str(tmp_path / "c.parquet")])
+    assert result.exit_code == 1 and "models--team--broken: Reference(s) refer to missing commit" in result.output
+
+
 def test_a_moved_teacher_keeps_its_id_and_a_changed_config_is_a_new_cache_key(tmp_path):
     zoo = tmp_path / "zoo"
     timm_folder(zoo / "alpha", label_names=["a", "b", "c"])

@@ -86,18 +86,39 @@ def teacher_at(folder: Path, teacher_id: str, revision: str = "") -> TeacherFold
     return found
 
 
-def cache_snapshots(cache_dir: Path) -> list[TeacherFolder]:
+def cache_snapshots(cache_dir: Path, zoo_dir: Path | None = None) -> list[TeacherFolder]:
     """The model repos of a Hugging Face cache folder, each at the revision `refs/main` names (else the newest),
-    as huggingface_hub itself reads the cache."""
+    as huggingface_hub itself reads the cache. A `models--` folder it cannot read is not dropped: a plain
+    teacher folder that happens to carry the prefix is read as one (its id its path in `zoo_dir`); any other
+    is an invalid teacher whose line is huggingface_hub's own reason (a `refs/main` naming a missing revision,
+    no snapshots/)."""
     from huggingface_hub import scan_cache_dir
 
-    teachers = []
-    for repo in sorted(scan_cache_dir(cache_dir).repos, key=lambda r: r.repo_id):
-        if repo.repo_type != "model" or not repo.revisions:
+    info = scan_cache_dir(cache_dir)
+    teachers, read = [], set()
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        read.add(Path(repo.repo_path).name)
+        if repo.repo_type != "model":
+            continue
+        if not repo.revisions:
+            teachers.append(TeacherFolder(repo.repo_id, Path(repo.repo_path),
+                                          problem=f"{repo.repo_path}: no revision under snapshots/; expected a "
+                                                  "Hugging Face cache repo holding a downloaded model"))
             continue
         chosen = (next((r for r in repo.revisions if "main" in r.refs), None)
                   or max(repo.revisions, key=lambda r: r.last_modified))
         teachers.append(teacher_at(Path(chosen.snapshot_path), repo.repo_id, chosen.commit_hash))
+    for folder in sorted(p for p in cache_dir.iterdir() if p.name.startswith(CACHE_PREFIX) and p.is_dir()):
+        if folder.name in read:
+            continue
+        if is_teacher_folder(folder, [p.name for p in folder.iterdir()]):
+            teachers.append(teacher_at(folder, folder.relative_to(zoo_dir or cache_dir).as_posix()))
+            continue
+        why = next((str(w).splitlines()[0].replace(f" ({folder}).", "").replace(f" ({folder})", "")
+                    for w in info.warnings if folder.name in str(w)), "not a cache repo it can read")
+        repo_id = folder.name[len(CACHE_PREFIX):].replace("--", "/")
+        teachers.append(TeacherFolder(repo_id, folder, problem=f"{folder}: {why} (huggingface_hub's "
+                                                                "CorruptedCacheException); the repo is left out"))
     return teachers
 
 
@@ -121,7 +142,7 @@ def find_teachers(zoo_dir: Path) -> list[TeacherFolder]:
             found.append(teacher_at(here, here.relative_to(zoo_dir).as_posix()))
             folders[:] = []
     for cache in sorted(caches):
-        found.extend(cache_snapshots(cache))
+        found.extend(cache_snapshots(cache, zoo_dir))
     return sorted(found, key=lambda t: t.teacher_id)
 
 
