@@ -227,6 +227,26 @@ def test_transformers_image_classifiers_run_through_the_one_forward_path(tmp_pat
         assert np.allclose(features @ rows.T + linear.bias.detach().numpy(), logits, atol=1e-4)
 
 
+def test_transformers_weights_that_cannot_be_its_own_are_found_when_indexed(tmp_path):
+    """As a timm folder's: a zero-byte weights file, or another model's weights beside this config, is an
+    invalid teacher at `zoo index`, naming the file, and the other teachers are indexed."""
+    zoo = tmp_path / "zoo"
+    transformers_zoo(zoo)
+    shutil.copytree(zoo / "hf" / "vit-digits", zoo / "hf" / "empty")
+    (zoo / "hf" / "empty" / "model.safetensors").write_bytes(b"")
+    shutil.copytree(zoo / "hf" / "vit-digits", zoo / "hf" / "swapped")
+    (zoo / "hf" / "swapped" / "model.safetensors").unlink()
+    shutil.copy(zoo / "hf" / "resnet-bin" / "pytorch_model.bin", zoo / "hf" / "swapped" / "pytorch_model.bin")
+    by_id = {s.teacher_id: s for s in index_zoo(zoo)[0]}
+    assert not by_id["hf/vit-digits"].error and not by_id["hf/resnet-bin"].error
+    assert by_id["hf/empty"].error.startswith(f"{zoo / 'hf' / 'empty' / 'model.safetensors'}: not a readable "
+                                              "safetensors file")
+    assert by_id["hf/swapped"].error.startswith(f"{zoo / 'hf' / 'swapped' / 'pytorch_model.bin'}: does not fit "
+                                                "ViTForImageClassification as configured: it holds ")
+    result = CliRunner().invoke(app, ["zoo", "index", str(zoo), "--out", str(tmp_path / "c.parquet")])
+    assert result.exit_code == 1 and "2 invalid" in result.output, result.output
+
+
 def test_a_transformers_teacher_without_the_hf_extra_is_one_line_and_the_zoo_goes_on(tmp_path, monkeypatch):
     transformers_zoo(tmp_path / "zoo")
     timm_folder(tmp_path / "zoo" / "timm-teacher", label_names=["a", "b", "c"])

@@ -6,6 +6,7 @@ every feature- or classifier-based scorer reads it like any other teacher.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -130,10 +131,29 @@ def build_hf_model(folder: Path) -> PooledClassifier:
     return PooledClassifier(model.eval())
 
 
-def describe_hf(folder: Path, preprocessing: Preprocessing) -> tuple[int, int]:
-    """(parameter count, forward FLOPs per sample) of a transformers classifier, without its weights."""
+def describe_hf(folder: Path, preprocessing: Preprocessing, weights: Path | None = None) -> tuple[int, int]:
+    """(parameter count, forward FLOPs per sample) of a transformers classifier, without loading its weights;
+    given `weights` (one file; shards are checked when loaded), their header is checked against the model as
+    the config builds it, as a timm folder's is: a zero-byte file or another model's weights is an invalid
+    teacher when the zoo is indexed, not when a scan has paid to run it."""
     model = build_hf_model(folder)
+    if weights is not None:
+        check_hf_weights(model.model, weights)
     return sum(p.numel() for p in model.parameters()), count_flops(model, preprocessing.input_size)
+
+
+def check_hf_weights(model: torch.nn.Module, weights: Path) -> None:
+    """A weights file's tensor count against the model's, read from its header: transformers renames
+    checkpoint keys as it loads them (and may fuse or tie tensors), so names are its to match, but the number
+    of weights is not: at least the model's parameters (tied ones once), at most its whole state dict."""
+    from .timm_models import weight_shapes
+
+    held = sum(math.prod(shape) for shape in weight_shapes(weights).values())
+    params = sum(p.numel() for p in model.parameters())
+    stated = sum(t.numel() for t in model.state_dict().values())
+    if not params <= held <= stated:
+        raise fail(str(weights), f"does not fit {type(model).__name__} as configured: it holds {held:,} weights, "
+                                 f"expected {params:,} (up to {stated:,} with buffers)")
 
 
 def load_hf_teacher(spec: TeacherSpec) -> PooledClassifier:

@@ -64,7 +64,7 @@ def describe_folder(found: TeacherFolder) -> dict:
         from ..models.hf import describe_hf, read_hf_config
 
         config = read_hf_config(found.folder)  # before transformers is needed: a bad config says so either way
-        params, flops = describe_hf(found.folder, config["preprocessing"])
+        params, flops = describe_hf(found.folder, config["preprocessing"], found.weights)
         return dict(architecture=config["architecture"], label_names=config["label_names"],
                     label_names_known=config["label_names_known"], param_count=params, flops_per_sample=flops,
                     **asdict(config["preprocessing"]))
