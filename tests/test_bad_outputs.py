@@ -1,5 +1,6 @@
 """Every file the tool reads can be bad: an unreadable output table stops a command in one line before any
 work, and is left as it was; an unreadable cache entry is a miss, recomputed and rewritten."""
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -75,3 +76,23 @@ def test_a_swapped_or_edited_cache_entry_is_not_served(scan_here, tiny_zoo, targ
     assert "2 bad cache entries recomputed and rewritten" in scan_summary(again)
     final = scan_here(tiny_zoo, target_task, tmp_path / "b", config, )  # a clean output: nothing to reject
     assert final.recomputed == ()
+
+
+def test_a_swapped_classifier_entry_recomputes_the_teacher(scan_here, tiny_zoo, target_task, tmp_path):
+    """The teacher's classifier rows have a cache file of their own: another teacher's rows under its name make
+    the whole entry a miss (the teacher runs again and both files are rewritten), so a classifier-based score
+    is never left NaN, or wrong, on every rescan."""
+    config = ScanConfig(scorers=("leep", "ot-prototype"), probe_per_class=6)
+    first = scan_here(tiny_zoo, target_task, tmp_path, config)
+    classifiers = sorted((tmp_path / "cache" / "classifiers").glob("*.parquet"))
+    assert len(classifiers) == 3
+    own = classifiers[0].read_bytes()
+    classifiers[0].write_bytes(classifiers[1].read_bytes())
+    (tmp_path / "scores.parquet").unlink()
+    again = scan_here(tiny_zoo, target_task, tmp_path, config)
+    assert (again.ran, again.cached) == (1, 2)
+    scores = lambda result: {r.teacher_id: r.scores for r in result.rows}  # noqa: E731
+    assert scores(again) == scores(first) and all(np.isfinite(s["ot-prototype"]) for s in scores(again).values())
+    (recomputed,) = again.recomputed
+    assert recomputed.startswith(f"{classifiers[0]} (its teacher_hash") and "is not this entry's" in recomputed
+    assert classifiers[0].read_bytes() == own  # rewritten

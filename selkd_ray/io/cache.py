@@ -82,25 +82,34 @@ class PredictionCache:
         return self.root / "classifiers" / f"{key.teacher_hash[:24]}.parquet"
 
     def get(self, key: CacheKey) -> Predictions | None:
+        """The entry, or None: absent, or bad in any of its files (the predictions or the teacher's classifier
+        rows), so the runner computes it again and both are rewritten; a bad file is listed in `rejected`."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            table, (probs, features) = checked(path, key.metadata(), ("probs", "features"))
+            try:
+                table, (probs, features) = checked(path, key.metadata(), ("probs", "features"))
+            except BAD_ENTRY as err:
+                raise Rejected(err, path.native()) from None
             seconds = float((table.schema.metadata or {}).get(b"seconds", b"0"))
-            return Predictions(probs, features, seconds, self.classifier(key))
-        except BAD_ENTRY as err:
-            self.rejected.append(f"{path.native()} ({reason(err)})")
+            classifier = self.classifier(key, strict=True)
+        except Rejected as err:
+            self.rejected.append(f"{err.args[1]} ({reason(err.args[0])})")
             return None
+        return Predictions(probs, features, seconds, classifier)
 
-    def classifier(self, key: CacheKey) -> np.ndarray | None:
-        """The teacher's classifier rows, or None (absent or bad: the runner gives them again)."""
+    def classifier(self, key: CacheKey, strict: bool = False) -> np.ndarray | None:
+        """The teacher's classifier rows, or None when absent; a bad file is None too (the runner gives them
+        again), or, `strict`, raises Rejected naming it."""
         path = self.classifier_path(key)
         if not path.is_file():
             return None
         try:
             return checked(path, key.classifier_metadata(), ("row",))[1][0]
-        except BAD_ENTRY:
+        except BAD_ENTRY as err:
+            if strict:
+                raise Rejected(err, path.native()) from None
             return None
 
     def put(self, key: CacheKey, predictions: Predictions) -> "Path | str":
@@ -121,8 +130,9 @@ class PredictionCache:
             return False
         try:
             checked(path, key.metadata(), ("probs", "features"))
+            self.classifier(key, strict=True)
             return True
-        except BAD_ENTRY:
+        except (Rejected, *BAD_ENTRY):
             return False
 
 
