@@ -46,6 +46,13 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     again = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="student")
     assert again.run_name == result.run_name and again.history == result.history  # the finished run, reused
 
+    # the same name with other settings: refused in one line naming what differs; the first student stays whole
+    before = {path: path.read_bytes() for path in tmp_path.glob("student*") if path.is_file()}
+    with pytest.raises(SelkdError, match=r"student\.metrics\.parquet: a student of this name distilled with "
+                                         r"other settings is here \(epochs 2 there, 3 here\); give another --out"):
+        distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=3, seed=0), name="student")
+    assert {path: path.read_bytes() for path in tmp_path.glob("student*") if path.is_file()} == before
+
 
 def plain_job(task, teacher, out, config, name):
     """A distillation planned as `distill` plans it (teacher outputs from the cache, one-line checks), to be

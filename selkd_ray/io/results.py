@@ -2,7 +2,11 @@
 row record (`selkd_ray.rows`) by `io/schema.py`."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..rows import SELECTION_ROWS, EpochRow, ScoreRow, from_row
 from .atomic import read_table
@@ -18,8 +22,24 @@ def read_scores(path: "str | Path | Location") -> list[ScoreRow]:
     return [from_row(ScoreRow, row) for row in read_table(path, ScoreRow.CORE, "a scores table").to_pylist()]
 
 
-def write_metrics(rows: list[EpochRow], path: str | Path) -> Path:
-    return write_rows(rows, schema_of(EpochRow), path)
+def write_metrics(rows: list[EpochRow], path: str | Path, run: str = "", settings: dict | None = None) -> Path:
+    """A student's per-epoch table; its schema metadata keeps the run (name and key) and the settings it was
+    distilled with, so a later distillation into the same name can tell whether it is the same one."""
+    schema = schema_of(EpochRow).with_metadata({"selkd.run": run, "selkd.settings": json.dumps(settings or {})})
+    return write_rows(rows, schema, path)
+
+
+def metrics_run(path: str | Path) -> tuple[str, dict] | None:
+    """(run, settings) a student's metrics table was written with; None when there is none, or it has no
+    record of them (a table from an earlier version)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        return metadata[b"selkd.run"].decode(), json.loads(metadata.get(b"selkd.settings", b"{}"))
+    except (KeyError, ValueError, OSError, pa.ArrowException):
+        return None
 
 
 def write_selection(rows: list, path: "str | Path | Location") -> "Path | str":

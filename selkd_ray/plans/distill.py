@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ from ..config import DistillConfig
 from ..errors import SelkdError
 from ..io.cache import PredictionCache
 from ..io.fs import writable_folder
-from ..io.results import write_metrics
+from ..io.results import metrics_run, write_metrics
 from ..models.timm_models import build_model, require_architecture, save_teacher
 from ..progress import Progress, Step, quiet
 from ..records import Task, TeacherSpec
@@ -57,6 +57,7 @@ class Distillation:
     name: str  # the student's name in the output folder
     out_dir: Path
     mixture: tuple = ()  # several teachers: every member's content hash and weight (the run's key holds them)
+    run: str = ""  # the Ray Train run: the name and a key of everything that decides it
 
     def train_run(self, run: str):
         from ..distributed.train import TrainRun
@@ -134,10 +135,31 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
         "labels-only"
     name = name or f"student-{who.replace(':', '-')}-{config.loss}-seed{config.seed}"
     mixture = (*(s.content_hash for s in specs[1:]), *(weights or ())) if len(specs) > 1 else ()
+    run = run_name(name, config, specs[0] if specs else None, task, data.cost, mixture)
+    refuse_other_settings(out_dir / f"{name}.metrics.parquet", run, config)
     if len(specs) > 1:
         progress(f"teachers: {describe(tuple(s.teacher_id for s in specs), weights)}")
     return Distillation(task, " + ".join(str(f) for f in folders), specs[0] if specs else None, config, data, name,
-                        out_dir, mixture)
+                        out_dir, mixture, run)
+
+
+def settings_of(config: DistillConfig) -> dict:
+    """What a student's metrics table records of how it was distilled (the limits are not settings)."""
+    return {k: v for k, v in asdict(config).items() if k not in ("max_flops", "max_seconds")}
+
+
+def refuse_other_settings(metrics: Path, run: str, config: DistillConfig) -> None:
+    """A student of this name distilled otherwise is already in the output: one line naming what differs,
+    before any training, rather than replace it, its metrics and its curve without a word."""
+    earlier = metrics_run(metrics)
+    if earlier is None or earlier[0] == run:
+        return
+    ours = settings_of(config)
+    differs = [f"{key} {earlier[1][key]!r} there, {value!r} here" for key, value in ours.items()
+               if earlier[1].get(key, value) != value]
+    what = "; ".join(differs) or "its teacher, task or cost matrix differ"
+    raise SelkdError(f"{metrics}: a student of this name distilled with other settings is here ({what}); give "
+                     "another --out to keep both")
 
 
 def train_side_by_side(jobs: list[Distillation], progress: Progress = quiet) -> list[DistillResult]:
@@ -146,7 +168,7 @@ def train_side_by_side(jobs: list[Distillation], progress: Progress = quiet) -> 
     from ..distributed.train import fit_students
 
     started = time.perf_counter()
-    runs = [run_name(job.name, job.config, job.spec, job.task, job.data.cost, job.mixture) for job in jobs]
+    runs = [job.run for job in jobs]
 
     def epochs(index: int, done: int) -> None:  # a line per epoch in a log; under a live bar, the bar moves
         text = f"{jobs[index].name}: epoch {done}/{jobs[index].config.epochs}"
@@ -164,7 +186,7 @@ def finish(job: Distillation, trained: TrainedRun, run: str, started: float, pro
                                job.data.std)
     history = [EpochRow(**row, test_accuracy=test_accuracy if row["epoch"] == best else None, best=row["epoch"] == best)
                for row in trained.history]
-    metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet")
+    metrics_path = write_metrics(history, out_dir / f"{name}.metrics.parquet", run, settings_of(job.config))
     curve = learning_curve(history, out_dir / f"{name}.curve.png", f"{name}: {trained.stopped or 'all epochs'}")
     progress(f"student {name}: test accuracy {test_accuracy:.3f} (best epoch {best + 1} of {len(history)}; "
              f"{trained.stopped or 'ran every epoch'}; {time.perf_counter() - started:.0f} s)")
