@@ -258,14 +258,23 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
     return path
 
 
-def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Path, say) -> dict:
-    """Every (target, seed): the zoo scanned on that seed's probe (10 of the 20 labels per class, redrawn)."""
-    scans = {}
-    for target, task in tasks.items():
-        for seed in plan.seeds:
-            config = ScanConfig(scorers=tuple(scorers), probe_per_class=PROBE_PER_CLASS, seed=seed)
-            scans[(target, seed)] = scan(zoo_dir, task, out / "scans" / f"{target}-seed{seed}", config).rows
-            say(f"scanned {len(scans[(target, seed)])} teachers for {target}, seed {seed}")
+def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Path, say, runners=None) -> dict:
+    """Every (target, seed): the zoo scanned on that seed's probe (10 of the 20 labels per class, redrawn), all
+    on one runner pool (`runners`, else one started here): a driver that scans many tasks starts its actors
+    once."""
+    from selkd_ray.distributed.runners import RunnerPool
+
+    scans, pool = {}, runners or RunnerPool().ready()
+    try:
+        for target, task in tasks.items():
+            for seed in plan.seeds:
+                config = ScanConfig(scorers=tuple(scorers), probe_per_class=PROBE_PER_CLASS, seed=seed)
+                where = out / "scans" / f"{target}-seed{seed}"
+                scans[(target, seed)] = scan(zoo_dir, task, where, config, runners=pool).rows
+                say(f"scanned {len(scans[(target, seed)])} teachers for {target}, seed {seed}")
+    finally:
+        if runners is None:
+            pool.close()
     return scans
 
 
@@ -332,7 +341,8 @@ def report_text(plan: Plan, tasks: dict, scorers: list[str], targets: list[dict]
         f"{out / 'ranking_units.parquet'}; plot: {out / 'ranking.png'}"])
 
 
-def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
+def run_benchmark(out: Path, plan: Plan, say=print, runners=None) -> dict:
+    """The whole benchmark; `runners`: a running RunnerPool for its scans (else it starts its own)."""
     out = Path(out).resolve()
     started = time.perf_counter()
     connect()
@@ -342,7 +352,7 @@ def run_benchmark(out: Path, plan: Plan, say=print) -> dict:
     scorers = [name for name in SCORERS.names() if name not in ("semantic", "ot-semantic", *task_level)] + \
         [name for name in ("semantic", "ot-semantic") if name in SCORERS]
     tasks = {target.name: target.task(SPLITS) for target in plan.targets}
-    scans = scan_all(plan, zoo_dir, tasks, scorers, out, say)
+    scans = scan_all(plan, zoo_dir, tasks, scorers, out, say, runners)
     truth = ground_truth(plan, zoo_dir, tasks, out, say)
     units = evaluate_scorers(scans, truth, scorers)
     default = choose_default(per_target(units), scorers)  # among the single scorers, as before the rankers

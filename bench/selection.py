@@ -69,7 +69,9 @@ def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, 
         say(f"{unit['target']} seed {unit['seed']} top-{k} mixture: {result['test_accuracy']:.3f}")
 
 
-def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held_out: bool = True) -> dict:
+def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held_out: bool = True,
+        runners=None) -> dict:
+    """`runners`: a running RunnerPool for the selections' scans (else each starts its own as needed)."""
     out = Path(out).resolve()
     started = time.perf_counter()
     connect()
@@ -86,9 +88,9 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
                                 shortlist=shortlist, race_epochs=race_epochs)
             # one output for both: the second reads the first's scan, and its final students where the race
             # picks the same winner (the same runs); its own race (a mixture in it) and selection.parquet
-            plain = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}", base)
+            plain = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}", base, runners=runners)
             mixed = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}",
-                                   replace(base, mixture=min(MIXTURE, shortlist)))
+                                   replace(base, mixture=min(MIXTURE, shortlist)), runners=runners)
             ranked = plain.scan.ranked
             scores = {row.teacher_id: row.score for row in ranked}
             teachers = [t.teacher_id for t in plan.teachers]

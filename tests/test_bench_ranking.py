@@ -24,15 +24,16 @@ def ranking():
 
 
 @pytest.fixture(scope="module")
-def quick_run(ray_session, ranking, tmp_path_factory):
-    """The ranking benchmark's --quick, run once for this module: the selection benchmark reuses its zoo and
-    ground-truth students, as `bench/selection.py` reuses the full run's."""
+def quick_run(runner_pool, ranking, tmp_path_factory):
+    """The ranking benchmark's --quick, run once for this module (its scans on the suite's runner pool): the
+    selection benchmark reuses its zoo and ground-truth students, as `bench/selection.py` reuses the full
+    run's."""
     out = tmp_path_factory.mktemp("bench-quick")
     messages = []
-    return out, ranking.run_benchmark(out, ranking.quick_plan(), say=messages.append), messages
+    return out, ranking.run_benchmark(out, ranking.quick_plan(), say=messages.append, runners=runner_pool), messages
 
 
-def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ranking, quick_run):
+def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ranking, quick_run, runner_pool):
     tmp_path, result, messages = quick_run
     truth = result["truth"]
     assert {r["teacher_id"] for r in truth} == set(ranking.QUICK_TEACHERS) | {"labels-only"}
@@ -58,7 +59,7 @@ def test_quick_benchmark_distils_ranks_and_caches_ground_truth(ranking, quick_ru
     seeded = read_experience(tmp_path / "experience")  # the ground truth, in the format a team can seed with
     assert len(seeded) == 2 * len(ranking.QUICK_TEACHERS) and {r.task for r in seeded} == {"mnist-358", "mnist-147"}
 
-    again = ranking.run_benchmark(tmp_path, ranking.quick_plan(), say=messages.append)
+    again = ranking.run_benchmark(tmp_path, ranking.quick_plan(), say=messages.append, runners=runner_pool)
     assert all(r["cached"] for r in again["truth"])  # a rerun trains no student
     assert [r["weighted_tau"] for r in again["summary"]] == [r["weighted_tau"] for r in result["summary"]]
 
@@ -100,12 +101,12 @@ def test_learned_rankers_on_units_never_fit_the_target_they_rank(ranking):
     assert sequence[-1]["ranked_by"] == "learned" and sequence[-1]["experience_targets"] == 5
 
 
-def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ranking, quick_run):
+def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ranking, quick_run, runner_pool):
     import selection
 
     out, _, _ = quick_run
     messages = []
-    result = selection.run(out, ranking.quick_plan(), 2, 1, say=messages.append)  # as --quick: shortlist 2
+    result = selection.run(out, ranking.quick_plan(), 2, 1, say=messages.append, runners=runner_pool)  # as --quick
     unit, = result["units"]  # the one held-out target of the quick plan, seed 0
     assert unit["target"] == "mnist-147" and not any("ground truth: 0 students cached" in m for m in messages)
     assert all(0.0 <= unit[c] <= 1.0 for c in selection.COLUMNS)
