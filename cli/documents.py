@@ -30,4 +30,5 @@ def scan_json(result) -> dict:
     return {"scores": str(result.scores_path), "catalogue": str(result.catalogue_path), "ran": result.ran,
             "cached": result.cached, "failed": result.failed, "dropped": result.dropped,
             "skipped": result.skipped, "flops": result.flops, "seconds": result.seconds, "spent": result.spent,
-            "runners": list(result.runners), "recomputed": list(result.recomputed), "teachers": rows}
+            "runners": list(result.runners), "recomputed": list(result.recomputed),
+            "uninformative": dict(result.uninformative), "teachers": rows}

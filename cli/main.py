@@ -12,7 +12,7 @@ from selkd_ray.config import ScanConfig
 
 from .documents import distill_json, scan_json, select_json
 from .experience import experience_app
-from .running import Display, one_line_errors
+from .running import Display, everywhere, one_line_errors
 
 EPILOG = ("Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming "
           "the file or field and what was expected).")
@@ -22,19 +22,7 @@ zoo_app = typer.Typer(help="Manage a teacher zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(experience_app, name="experience")
 
-
-@app.callback()
-def everywhere(verbose: bool = typer.Option(False, "--verbose", help="Leave Ray's logging as Ray sets it: its C++ "
-                                            "core's lines and the raylet's messages on the terminal, its session "
-                                            "logs at its own levels. By default Ray's C++ parts log fatal errors "
-                                            "only and raylet messages are not relayed.")) -> None:
-    """Options for every command (`selkd --verbose scan ...`)."""
-    if verbose:
-        import os
-
-        from selkd_ray.distributed.runtime import RAY_LINES
-
-        os.environ[RAY_LINES] = "1"
+app.callback()(everywhere)
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")

@@ -148,3 +148,16 @@ class Display:
         sys.stdout = self.out  # restored, not dropped: the stream is the caller's (a test runner reads it after)
         if self.bar is not None:
             self.bar.stop()
+
+
+def everywhere(verbose: bool = typer.Option(False, "--verbose", help="Leave Ray's logging as Ray sets it: its C++ "
+                                            "core's lines and the raylet's messages on the terminal, its session "
+                                            "logs at its own levels. By default Ray's C++ parts log fatal errors "
+                                            "only and raylet messages are not relayed.")) -> None:
+    """Options for every command (`selkd --verbose scan ...`)."""
+    if verbose:
+        import os
+
+        from selkd_ray.distributed.runtime import RAY_LINES
+
+        os.environ[RAY_LINES] = "1"

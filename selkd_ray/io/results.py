@@ -14,8 +14,24 @@ from .fs import Location
 from .schema import schema_of, write_rows
 
 
-def write_scores(rows: list[ScoreRow], scorer_names: list[str], path: "str | Path | Location") -> "Path | str":
-    return write_rows(rows, schema_of(ScoreRow, expand=tuple(scorer_names)), path)
+def write_scores(rows: list[ScoreRow], scorer_names: list[str], path: "str | Path | Location",
+                 uninformative: dict[str, str] | None = None) -> "Path | str":
+    """`uninformative`: the scorers whose values tie (scoring/ties.py), kept in the schema metadata
+    (`selkd.uninformative`, JSON: scorer -> why)."""
+    schema = schema_of(ScoreRow, expand=tuple(scorer_names))
+    if uninformative:
+        schema = schema.with_metadata({**(schema.metadata or {}), b"selkd.uninformative": json.dumps(uninformative)})
+    return write_rows(rows, schema, path)
+
+
+def uninformative_in(path: "str | Path | Location") -> dict[str, str]:
+    """The scorers a scores table marks as tied, {} when none (or a table from before the mark)."""
+    location = Location(path)
+    try:
+        metadata = read_table(location, ScoreRow.CORE, "a scores table").schema.metadata or {}
+        return json.loads(metadata.get(b"selkd.uninformative", b"{}"))
+    except ValueError:
+        return {}
 
 
 def read_scores(path: "str | Path | Location") -> list[ScoreRow]:

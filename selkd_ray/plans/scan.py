@@ -5,7 +5,7 @@ runner actors, write the ranked table and the history.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..rows import HistoryRow, ScoreRow
 from ..scoring.probe import make_probe
 from ..scoring import SCORERS
 from ..scoring.rankers import inputs_of
+from ..scoring.ties import uninformative
 from ..zoo.index import require_zoo
 from .halving import run_plan
 from .ranking import rank_rows, tiebreak
@@ -51,6 +52,7 @@ class ScanResult:
     history_path: Path | str | None = None  # history.parquet: one row per scan of this output
     runners: tuple[dict, ...] = ()  # where each runner actor ran (node, resources, GPUs, device), when any ran
     recomputed: tuple[str, ...] = ()  # cache entries found bad (unreadable, another key's, failed checksum): "FILE (why)"
+    uninformative: dict = field(default_factory=dict)  # scorer -> why its values tie (scoring/ties.py)
 
     @property
     def ranked(self) -> list[ScoreRow]:
@@ -84,7 +86,9 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
                                     lambda: past_outcomes(experience_folder(config, out_dir)))
         ranked = rank_rows(rows, tiebreak(config.scorers))
         columns = list(dict.fromkeys((*config.scorers, *inputs_of(config.scorers))))  # what the ranking read too
-        result = scan_result(ranked, write_scores(ranked, columns, scores), catalogue_path, ledger)
+        tied = uninformative(ranked, columns)
+        result = replace(scan_result(ranked, write_scores(ranked, columns, scores, tied), catalogue_path, ledger),
+                         uninformative=tied)
         known = {row.content_hash for row in previous}
         new = sum(spec.content_hash not in known for spec in specs)
         history = append_history(history_row(result, task, len(specs), new, config, ledger.budget),

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import SelkdError
 from ..io.fs import Location
 from ..io.history import read_history
-from ..io.results import read_scores, read_selection
+from ..io.results import read_scores, read_selection, uninformative_in
 from ..rows import as_row
 from .plots import (figure_png, ranking_figure, rounds_figure, spending_figure, top_changes_figure)
 
@@ -100,6 +100,12 @@ def build_report(scan_dir: "str | Path | Location", top: int = 20) -> str:
               table([as_row(r) for r in ranked[:top]], ["rank", "teacher_id", "architecture", "status", "score", "round", "flops"],
                     left=("teacher_id", "architecture", "status")),
               image(figure_png(ranking_figure(ranked[:top], scorer)), "ranking with score bars")]
+    if tied := uninformative_in(scores_path):
+        parts += ["<h3>Scorers that could not tell the teachers apart</h3>",
+                  "<p>Their order is the tie-break's, not theirs; a larger probe (<code>--probe-per-class</code>) "
+                  "may separate them.</p>",
+                  table([{"scorer": name, "why": why} for name, why in tied.items()], ["scorer", "why"],
+                        left=("scorer", "why"))]
     if failed:
         parts += ["<h3>Failed teachers</h3>", table([as_row(r) for r in failed], ["teacher_id", "error"], left=("teacher_id", "error"))]
     parts += ["<h2>Score against budget round</h2>", image(figure_png(rounds_figure(rows, scorer)), "score by round")]

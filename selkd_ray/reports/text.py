@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..rows import ScoreRow
+from ..scoring.ties import describe as describe_ties
 
 
 def ranking_table(rows: list[ScoreRow], scorer_names: list[str], limit: int | None = None) -> str:
@@ -22,6 +23,7 @@ def ranking_table(rows: list[ScoreRow], scorer_names: list[str], limit: int | No
     return "\n".join(lines)
 
 
+
 def scan_summary(result) -> str:
     """What the scan did, in words: teachers run, cached, failed, dropped at which round, spent against budget."""
     lines = [f"{result.ran} teachers run to the end, {result.cached} from cache, {result.failed} failed, "
@@ -37,6 +39,8 @@ def scan_summary(result) -> str:
     if result.recomputed:
         lines.append(f"{len(result.recomputed)} bad cache entries recomputed and rewritten: "
                      + "; ".join(result.recomputed))
+    if tied := describe_ties(getattr(result, "uninformative", {})):
+        lines.append(tied)
     lines.append(f"scores: {result.scores_path}")
     return "\n".join(lines)
 
