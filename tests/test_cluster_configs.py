@@ -26,13 +26,16 @@ def selkd_commands(node) -> list[list[str]]:
                 found += selkd_commands(value)
     elif isinstance(node, str) and node.strip().startswith("selkd "):
         found.append(shlex.split(node)[1:])
+    elif isinstance(node, str) and "exec selkd " in node:  # a shell line that installs selkd, then runs it
+        found.append(shlex.split(node.split("exec selkd ", 1)[1]))
     return found
 
 
 def test_there_are_configs_for_each_way_of_running():
     names = {p.name for p in FILES}
     assert {"cluster-launcher.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob-scan.yaml",
-            "scheduled-scan-cronjob.yaml", "kuberay-raycronjob-scan.yaml", "runtime-env.yaml"} <= names
+            "scheduled-scan-cronjob.yaml", "kuberay-raycronjob-scan.yaml", "runtime-env.yaml",
+        "kuberay-networkpolicy.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -85,3 +88,37 @@ def test_every_config_provisions_token_authentication():
     assert starts and all(c.startswith("RAY_AUTH_MODE=token ray start") for c in starts)
     assert launcher["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
     assert not any("--dashboard-host=0.0.0.0" in c for c in starts)
+
+
+def test_selkd_is_installed_pinned_wherever_a_config_runs_it():
+    """Every place a config installs selkd-ray names its version (the project's own), and every container or
+    job that runs `selkd` gets it installed: a plain Ray image holds no selkd."""
+    import json
+    import re
+    import tomllib
+
+    version = tomllib.loads((CLUSTER.parent / "pyproject.toml").read_text())["project"]["version"]
+    text = "\n".join(path.read_text() for path in FILES)
+    named = re.findall(r"""["']selkd-ray(==[0-9.]+)?["']""", text)  # a requirement, quoted as pip lists hold it
+    assert named and all(pin == f"=={version}" for pin in named), named
+    rayjob = documents("kuberay-rayjob-scan.yaml")[0]["spec"]
+    assert f"selkd-ray=={version}" in rayjob["runtimeEnvYAML"]
+    submitter = documents("scheduled-scan-cronjob.yaml")[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    command = submitter["containers"][0]["command"]
+    runtime_env = json.loads(next(c for c in command if c.startswith("--runtime-env-json=")).split("=", 1)[1])
+    assert runtime_env["pip"] == [f"selkd-ray=={version}"] and command.index("selkd") > command.index("--")
+    report = documents("kuberay-raycronjob-scan.yaml")[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    shell = report["containers"][0]["command"][-1]
+    assert shell.startswith(f"pip install --quiet 'selkd-ray=={version}' && exec selkd report")
+
+
+def test_the_network_policy_admits_only_the_clusters_pods_and_the_submitter():
+    cluster = documents("kuberay-raycluster.yaml")[0]
+    policy = documents("kuberay-networkpolicy.yaml")[0]
+    own = {"ray.io/cluster": cluster["metadata"]["name"]}  # the label KubeRay puts on every pod of the cluster
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["podSelector"]["matchLabels"] == own
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    submitter = documents("scheduled-scan-cronjob.yaml")[0]["spec"]["jobTemplate"]["spec"]["template"]
+    assert [peer["podSelector"]["matchLabels"] for peer in rule["from"]] == [own, submitter["metadata"]["labels"]]
+    assert "ports" not in rule and all(set(peer) == {"podSelector"} for peer in rule["from"])  # no CIDR, no namespace
