@@ -106,6 +106,7 @@ class TrialRow:
     status: str = ""  # winner / finished / stopped early / failed: why
     gpu: float = 0.0  # the share of a GPU the trial held
     device: str = ""  # where it trained
+    weights: str = ""  # a mixture's members and weights ("0.62 a + 0.38 b"); "" for one teacher or label-only
     kind: str = "trial"
 
 

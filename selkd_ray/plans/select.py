@@ -32,7 +32,8 @@ from ..zoo.index import require_zoo
 from .distill import DistillResult, with_usable_gpus
 from .inputs import as_task, check_outputs
 from .scan import ScanResult, experience_folder, scan
-from .stages import EpochCosts, Selection, final_stage, race, race_name
+from .final_stage import final_stage
+from .stages import EpochCosts, Selection, race, race_name
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def conclude(run: Selection, started: float) -> SelectResult:
     winner, trials, race_note = race(run, short)
     if race_note:
         run.progress(race_note)
+    short = [t for t in short if t not in run.failed]  # a teacher whose outputs failed has no outcome
     experience = record_experience(run, short, trials)
     kept, student, message = final_stage(run, winner)
     amount = budget.amount if budget is not None and budget.kind == "flops" else None

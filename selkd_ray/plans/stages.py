@@ -1,10 +1,10 @@
-"""The stages of a selection after its scan: the teachers' outputs on the student's images, the race (Ray Tune,
-ASHA) and the final stage (Ray Train, side by side) with its guard. Each stage asks the selection's one ledger
+"""The stages of a selection after its scan: the teachers' outputs on the student's images and the race (Ray
+Tune, ASHA); the final stage and its guard are in `final_stage.py`. Each stage asks the selection's one ledger
 what it may spend and charges what it did."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -17,14 +17,16 @@ from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
 from ..mixture import describe, members_of, mixture_name, score_weights
-from ..selection import LABELS_ONLY, Candidate, SelectConfig, candidates, guard, race_epochs, race_winner
+from ..selection import LABELS_ONLY, Candidate, SelectConfig, candidates, race_epochs, race_winner
 from ..training.data import StudentData
-from ..training.student_data import (local_teacher_probs, mixed, needs_teacher_outputs, run_name, student_data,
+from ..training.student_data import (mixed, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
-from .distill import DistillResult, plan_distillation, train_side_by_side
 from .inputs import cost_from_scan
 from .scan import ScanResult
 from .teacher_outputs import cached_teacher_probs
+
+# What a shortlisted teacher's outputs can fail with after the scan (one line each, the teacher left out).
+MEMBER_FAILURES = (SelkdError, OSError, RuntimeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Selection:
     teachers: dict[str, tuple[TeacherSpec, np.ndarray | None]] = field(default_factory=dict)
     mixture: tuple[str, ...] = ()  # the race's mixture of teachers (`--mixture K`: the shortlist's top K)
     mixture_weights: tuple[float, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)  # shortlisted teachers whose outputs failed, and why
 
     def plan_mixture(self, short: list[str]) -> None:
         """The shortlist's top K as one candidate, weighed by their scan scores (`mixture.score_weights`)."""
@@ -73,6 +76,38 @@ class Selection:
         self.mixture_weights = score_weights([score[t] for t in self.mixture], [row.score for row in ranked],
                                              self.config.mixture_temperature)
         self.progress(f"mixture: {describe(self.mixture, self.mixture_weights)} races as one candidate")
+
+    def drop(self, teacher_id: str, error: Exception) -> None:
+        """A shortlisted teacher whose outputs on the student's images cannot be had (its folder changed since
+        the scan, its weights no longer load, its forward pass fails): one line, and the selection goes on
+        without it; a mixture keeps its other members, their weights renormalised, while two remain."""
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        self.failed[teacher_id] = reason
+        self.progress(f"teacher outputs: {teacher_id} failed ({reason}); the selection goes on without it")
+        if teacher_id not in self.mixture:
+            return
+        kept = [(t, w) for t, w in zip(self.mixture, self.mixture_weights) if t != teacher_id]
+        if len(kept) < 2 or sum(w for _, w in kept) <= 0:
+            self.mixture, self.mixture_weights = (), ()
+            self.progress(f"mixture: fewer than two members left without {teacher_id}; no mixture races")
+            return
+        total = sum(w for _, w in kept)
+        self.mixture, self.mixture_weights = tuple(t for t, _ in kept), tuple(w / total for _, w in kept)
+        self.progress(f"mixture: without {teacher_id}, {describe(self.mixture, self.mixture_weights)} races as one "
+                      "candidate")
+
+    def usable(self, teacher_ids: list[str]) -> list[str]:
+        """The teachers whose folder still reads as the scan saw it; the others dropped (`drop`)."""
+        kept = []
+        for teacher_id in teacher_ids:
+            if teacher_id in self.failed:
+                continue
+            try:
+                self.teacher(teacher_id)
+                kept.append(teacher_id)
+            except MEMBER_FAILURES as error:
+                self.drop(teacher_id, error)
+        return kept
 
     @property
     def paths(self) -> dict[str, str]:
@@ -103,7 +138,7 @@ class Selection:
         """FLOPs of the forward passes that give these teachers' outputs on the student images: charged once,
         when first computed, so outputs already in the cache are free."""
         images, total = self.student_images, 0.0
-        for teacher_id in teacher_ids:
+        for teacher_id in self.usable(teacher_ids):
             spec, cost = self.teacher(teacher_id)
             cached = prediction_key(spec, images) in self.cache
             if needs_teacher_outputs(spec, self.config.distill, cost) and not cached:
@@ -112,25 +147,32 @@ class Selection:
 
     def teacher_data(self, teacher_ids: list[str]) -> dict[str, StudentData]:
         """Each teacher's student data, computing (on Ray Data) the outputs not cached yet; what those forward
-        passes cost is charged as its own stage."""
+        passes cost is charged as its own stage. A teacher whose outputs fail is left out (`drop`)."""
         started, flops, data = time.perf_counter(), self.outputs_flops(teacher_ids), {}
         outputs = lambda spec, images: cached_teacher_probs(spec, images, self.cache)  # noqa: E731
-        for teacher_id in teacher_ids:
+        for teacher_id in self.usable(teacher_ids):
             spec, cost = self.teacher(teacher_id)
-            data[teacher_id] = student_data(self.task, spec, self.config.distill, cost, outputs)
+            try:
+                data[teacher_id] = student_data(self.task, spec, self.config.distill, cost, outputs)
+            except MEMBER_FAILURES as error:
+                self.drop(teacher_id, error)
         self.charge(StageRow("teacher outputs", flops, time.perf_counter() - started))
         return data
 
 
 def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], str]:
     """(the winning candidate, the trial rows, a note when there was no race). Whatever happens, the winner's
-    outputs on the student images are computed (and charged) here, before the final stage's share is fixed."""
+    outputs on the student images are computed (and charged) here, before the final stage's share is fixed.
+    Shortlisted teachers whose outputs fail are left out (`Selection.drop`); the race goes on with the rest."""
     pool = candidates(short, run.config.lambdas, mixture_name(run.mixture) if run.mixture else "")
     epochs, note = race_length(run, short, pool)
     if note:
-        run.teacher_data([short[0]])
-        return Candidate(short[0], run.config.distill.lam), [], note
+        return Candidate(first_usable(run, short), run.config.distill.lam), [], note
     data = {LABELS_ONLY: student_data(run.task, None, run.config.distill, None), **run.teacher_data(short)}
+    short = [t for t in short if t in data]
+    if not short:
+        raise SelkdError(f"teacher outputs: every shortlisted teacher failed ({'; '.join(run.failed.values())})")
+    pool = candidates(short, run.config.lambdas, mixture_name(run.mixture) if run.mixture else "")
     if run.mixture:  # the members' outputs are the shortlist's, computed and charged once
         data[mixture_name(run.mixture)] = mixed([data[t] for t in run.mixture], run.mixture_weights)
     seconds = None
@@ -142,6 +184,14 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], s
                 f"teacher {short[0]} goes straight to distillation")
     rows, best = run_trials(run, short, pool, data, epochs, seconds)
     return Candidate(best.candidate, best.lam), rows, ""
+
+
+def first_usable(run: Selection, short: list[str]) -> str:
+    """Without a race: the first shortlisted teacher whose outputs on the student's images can be had."""
+    for teacher_id in short:
+        if run.teacher_data([teacher_id]):
+            return teacher_id
+    raise SelkdError(f"teacher outputs: every shortlisted teacher failed ({'; '.join(run.failed.values())})")
 
 
 def race_length(run: Selection, short: list[str], pool: list[Candidate]) -> tuple[int, str]:
@@ -185,9 +235,11 @@ def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: di
     order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
     best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.indices("val")), config.guard_z)
+    mixture = describe(run.mixture, run.mixture_weights) if run.mixture else ""
     rows = [TrialRow(r.candidate, r.lam, r.epochs, r.best_val_accuracy, r.flops,
                      "winner" if r is best else "finished" if r in finished else
-                     f"failed: {r.error}" if r.error else "stopped early", r.gpu, r.device)
+                     f"failed: {r.error}" if r.error else "stopped early", r.gpu, r.device,
+                     mixture if members_of(r.candidate) else "")
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
     run.charge(StageRow("race", float(sum(r.flops for r in results)), time.perf_counter() - started,
                         epochs=max(r.epochs for r in results)))
@@ -207,65 +259,3 @@ def race_name(run: Selection, short: list[str]) -> str:
     key = content_hash(*runs, f"lambdas={config.lambdas} race_epochs={config.race_epochs} "
                               f"grace={config.grace_epochs} reduction={config.reduction_factor}{mixture}")
     return f"race-{key[:12]}"
-
-
-def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, str]:
-    """Distil the winner in full, train the label-only reference, keep the one the guard picks:
-    (what was kept, that student, the decision in words). The stage gets whatever the budget has left, less
-    what evaluating its students costs (their test passes and the guard's validation passes)."""
-    students = 1 if winner.teacher_id == LABELS_ONLY else 2
-    one_epoch = run.costs.labels + (0 if students == 1 else run.costs.distilled)
-    left = run.ledger.final_allowance()
-    if left is not None and run.ledger.budget.kind == "flops":
-        run.ledger.require(left, one_epoch + run.costs.evaluation(students),
-                           f"the final distillation after the scan, the race and the teachers' outputs "
-                           f"({run.ledger.flops:.3g} FLOPs); one epoch of it and of its label-only reference and "
-                           "their evaluation")
-        left -= run.costs.evaluation(students)
-    if students == 1:
-        labels, = final_students(run, [(None, "final-labels-only", 0.0, 1.0)], left)
-        return LABELS_ONLY, labels, ("kept the LABEL-ONLY student: the label-only reference won the race, so no "
-                                     f"shortlisted teacher helped (validation accuracy {labels.val_accuracy:.3f})")
-    share = run.costs.distilled / run.costs.both
-    distilled, labels = final_students(run, [(winner.teacher_id, f"final-{winner.teacher_id}", winner.lam, share),
-                                             (None, "final-labels-only", 0.0, 1 - share)], left)
-    decision = guard(validation_correct(run.task, distilled), validation_correct(run.task, labels),
-                     run.config.guard_z, winner.teacher_id)
-    return ("distilled", distilled, decision.message) if decision.keep_distilled else \
-        (LABELS_ONLY, labels, decision.message)
-
-
-def final_students(run: Selection, students: list[tuple[str | None, str, float, float]],
-                   left: float | None) -> list[DistillResult]:
-    """Train the final stage's students, each (teacher id or None, name, lambda, share of what is left), side by
-    side on Ray Train; each is charged its training and its evaluation, with the wall time they shared."""
-    config, budget, jobs = run.config.distill, run.ledger.budget, []
-    for teacher_id, name, lam, share in students:
-        limit = {} if left is None else {"max_flops" if budget.kind == "flops" else "max_seconds": left * share}
-        members, weights = members_of(teacher_id or ""), None
-        if members:  # the mixture won the race: its teachers together, with the race's weights
-            teacher, cost = [run.paths[t] for t in members], [run.teacher(t)[1] for t in members]
-            weights, name = run.mixture_weights, f"final-mixture-{'+'.join(members)}"
-        elif teacher_id is None:
-            teacher, cost = None, None
-        else:
-            teacher, cost = run.paths[teacher_id], run.teacher(teacher_id)[1]
-        student = replace(config, lam=lam, **limit) if teacher_id else replace(config, **limit)
-        jobs.append(plan_distillation(run.task, teacher, run.out_dir / "students", student, cost, name,
-                                      run.progress, run.out_dir / "cache", weights))
-    started = time.perf_counter()
-    results = train_side_by_side(jobs, run.progress)
-    wall = time.perf_counter() - started
-    evaluation = run.costs.evaluation(len(students)) // len(students)
-    for (teacher_id, *_), result in zip(students, results):
-        run.charge(StageRow(f"final {teacher_id or LABELS_ONLY}", float(result.flops + evaluation), wall,
-                            result.val_accuracy, result.test_accuracy))
-    return results
-
-
-def validation_correct(task: Task, student: DistillResult) -> np.ndarray:
-    """Which validation images the saved student gets right (the guard pairs the two students image by image)."""
-    rows = task.indices("val")
-    labels, spec = task.labels[rows], teacher_spec(student.student_dir)
-    probs = local_teacher_probs(spec, ProbeSet(task.subset(rows), labels, task.label_names, "val"))
-    return probs.argmax(1) == labels

@@ -55,8 +55,10 @@ def selection_section(selection: list[dict]) -> str:
         warn = " warn" if decision.get("kept") == "labels-only" else ""
         parts.append(f'<p class="verdict{warn}">{html.escape(decision.get("message") or "")}</p>')
     if trials:
+        weights = ["weights"] if any(t.get("weights") for t in trials) else []  # a mixture raced: its members' weights
         parts.append(table([{**t, "lambda": t["lam"]} for t in trials],
-                           ["candidate", "lambda", "epochs", "val_accuracy", "status", "flops"], left=("candidate", "status")))
+                           ["candidate", "lambda", *weights, "epochs", "val_accuracy", "status", "flops"],
+                           left=("candidate", "weights", "status")))
     stages = [row for row in selection if row["kind"] == "stage"]
     if stages:
         budget = next((row["budget"] for row in stages if row.get("budget")), None)
