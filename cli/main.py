@@ -27,6 +27,7 @@ app.callback()(everywhere)
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
 GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")
+PER_IMAGE = typer.Option(False, "--per-image-weights", help="Several teachers: weigh each image's teachers also by their confidence on it (1 - entropy / log classes).")
 STUDENT_SIZE = typer.Option("auto", help="Student input HxW (64 or 64x48); auto: the task's own size when its images share one, else the student architecture's; model: always the architecture's.")
 JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
 EXPERIENCE = typer.Option(None, "--experience", help="The experience table (folder or filesystem URI, a team's shared one): what the `learned` scorer fits on and where a select appends its race's outcomes; default OUT/experience.")
@@ -129,7 +130,7 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
                     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a validation gain."),
                     max_flops: Optional[float] = typer.Option(None, help="Training FLOPs budget (e.g. 5e12)."),
                     augment: bool = typer.Option(False, help="Randomly shift images; the teacher then runs online in the workers."),
-                    student_size: str = STUDENT_SIZE,
+                    student_size: str = STUDENT_SIZE, per_image_weights: bool = PER_IMAGE,
                     cache: Optional[str] = typer.Option(None, help="Prediction cache to share (default: OUT/cache, or the --scan folder's cache)."),
                     json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Distil a teacher (or several at once) into a small timm student on Ray Train; the student is saved as a
@@ -139,17 +140,18 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
     """
     from selkd_ray.config import DistillConfig
     from selkd_ray.errors import SelkdError
-    from selkd_ray.mixture import check_mixture, parse_weights
+    from selkd_ray.mixture import check_mixture, check_per_image, parse_weights
 
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
                            patience=patience, max_flops=max_flops, augment=augment, student_size=student_size,
-                           **gpu_workers(gpus, workers))
+                           per_image_weights=per_image_weights, **gpu_workers(gpus, workers))
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
     given = parse_weights(weights)
     if len(teacher) > 1:  # one line each, before any work
         check_mixture([str(t) for t in teacher], given, loss)
     elif given is not None:
         raise SelkdError("--weights: weights are for several teachers at once (repeat --teacher)")
+    check_per_image(per_image_weights, len(teacher))
     from selkd_ray.api import distill  # after the options' checks: a bad option is answered before torch loads
     from selkd_ray.plans.inputs import as_task, cost_from_scan, weights_from_scan
     with Display(quiet or json_output) as progress:
@@ -187,7 +189,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    seed: int = typer.Option(0, help="Probe and student seed."),
                    gpus: int = GPUS,
                    trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
-                   student_size: str = STUDENT_SIZE,
+                   student_size: str = STUDENT_SIZE, per_image_weights: bool = PER_IMAGE,
                    experience: Optional[str] = EXPERIENCE,
                    mixture: int = typer.Option(0, help="Also race the shortlist's top K teachers as one mixture (distilled together, weighed by their scan scores); 0: no mixture."),
                    mixture_temperature: float = typer.Option(1.0, help="Temperature of the softmax over the mixture's standardised scan scores (large: equal weights)."),
@@ -201,7 +203,8 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     from selkd_ray.selection import SelectConfig
 
     config = SelectConfig(ScanConfig(tuple(scorer), probe_per_class, seed, experience=experience),
-                          DistillConfig(epochs=epochs, seed=seed, student_size=student_size, **gpu_workers(gpus, 1)),
+                          DistillConfig(epochs=epochs, seed=seed, student_size=student_size,
+                                        per_image_weights=per_image_weights, **gpu_workers(gpus, 1)),
                           budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
                           guard_z=guard_z, trials_per_gpu=trials_per_gpu, mixture=mixture,
                           mixture_temperature=mixture_temperature)

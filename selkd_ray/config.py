@@ -74,6 +74,7 @@ class DistillConfig:
     max_flops: float | None = None  # training FLOPs budget (3 x forward x samples, plus an online teacher)
     max_seconds: float | None = None  # wall-time budget for training: no epoch starts that would pass it
     augment: bool = False  # random shifts of every minibatch; the teacher then runs online in the workers
+    per_image_weights: bool = False  # several teachers: each image's weighed by their confidence on it too
     num_workers: int = 1  # Ray Train workers
     use_gpu: bool = False
     # The student's input (height x width): "auto" is the task's own size when its images share one, else the

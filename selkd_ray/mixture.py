@@ -8,7 +8,8 @@ standardised within the task (z-scores over every ranked teacher, so that scorer
     w_k = exp(z_k / T) / sum_j exp(z_j / T),   z_k = (s_k - mean(s)) / std(s) over the scan's ranked teachers
 
 with temperature T (`--mixture-temperature`, default 1): large T tends to equal weights, small T to the top
-teacher alone.
+teacher alone. With `--per-image-weights` each image's teachers are weighed again by their confidence on it
+(`training/losses.confidence_weights`).
 """
 from __future__ import annotations
 
@@ -73,6 +74,13 @@ def check_mixture(members: list[str] | tuple[str, ...], weights: tuple[float, ..
     if loss != "ot":
         raise SelkdError(f"--loss {loss}: several teachers at once need the OT loss (--loss ot)")
     return weights
+
+
+def check_per_image(per_image: bool, members: int, hint: str = "give two --teacher or more") -> None:
+    """Per-image weights weigh several teachers against each other image by image: with one teacher they would
+    change nothing, so asking for them there is a mistake said in one line."""
+    if per_image and members < 2:
+        raise SelkdError(f"--per-image-weights: weighs several teachers per image; {hint}")
 
 
 def mixture_name(members: list[str] | tuple[str, ...]) -> str:

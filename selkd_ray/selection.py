@@ -15,6 +15,7 @@ import numpy as np
 
 from .config import DistillConfig, ScanConfig, at_least
 from .errors import SelkdError
+from .mixture import check_per_image
 
 LABELS_ONLY = "labels-only"
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class SelectConfig:
         at_least("--mixture-temperature", self.mixture_temperature, 0, strictly=True)
         if self.mixture == 1 or self.mixture < 0:
             raise SelkdError(f"--mixture: expected 0 (no mixture) or a value >= 2, got {self.mixture}")
+        check_per_image(self.distill.per_image_weights, self.mixture, "give --mixture K (K >= 2)")
         if self.mixture > self.shortlist:
             raise SelkdError(f"--mixture: {self.mixture} teachers, but the shortlist holds {self.shortlist} "
                              "(raise --shortlist)")

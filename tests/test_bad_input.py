@@ -416,6 +416,9 @@ OPTIONS = [
      "--loss kl: several teachers at once need the OT loss (--loss ot)"),
     (["select", "--mixture", "4", "--shortlist", "3"], "--mixture: 4 teachers, but the shortlist holds 3"),
     (["select", "--mixture", "1"], "--mixture: expected 0 (no mixture) or a value >= 2, got 1"),
+    (["distill", "--teacher", "ZOO/own-classes", "--per-image-weights"],
+     "--per-image-weights: weighs several teachers per image; give two --teacher or more"),
+    (["select", "--per-image-weights"], "--per-image-weights: weighs several teachers per image; give --mixture K"),
     (["select", "--mixture-temperature", "0"], "--mixture-temperature: expected a value > 0, got 0"),
 ]
 

@@ -115,8 +115,19 @@ def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ra
     assert unit["mix3_weights"][0] >= unit["mix3_weights"][-1] and sum(unit["mix3_weights"]) == pytest.approx(1.0)
     assert unit["cost_select"] > 0 and unit["cost_select_mixture"] > unit["cost_select"]  # one more trial
     text = result["text"]
-    for line in ("top-2 mixture", "top-3 mixture", "oracle single teacher", "select --mixture 2",
+    assert unit["cost_select_per_image"] > unit["cost_select"]  # its own race, a per-image mixture in it
+    for line in ("top-2 mixture", "top-3 mixture", "top-3, per-image weights", "oracle single teacher",
+                 "select --mixture 2", "select --mixture 2 --per-image-weights",
                  "regret to the oracle", "the race picked the mixture in", "goal <= 1.2x"):
         assert line in text, line
+    # the product's sequence: a real selection ranked with `learned` on an experience table empty at the start
+    step, = result["sequence"]
+    assert step["ranked_by"] == "aggregate" and step["other_tasks"] == 0  # nothing recorded before the first
+    assert step["race_epochs"] >= 1 and step["race_flops"] > 0 and -1.0 <= step["regret"] <= 1.0
+    assert "the product's sequence" in text and "mean regret to the oracle" in text
+    from selkd_ray.io.experience import read_experience
+
+    recorded = read_experience(out / "sequence" / "experience")  # what the sequence's selection appended
+    assert recorded and {row.task for row in recorded} == {"mnist-147"}
     race = out / "select" / "mnist-147-0" / "selection.parquet"  # the mixture's selection, written last
     assert any(r["candidate"].startswith("mixture:") for r in pq.read_table(race).to_pylist() if r["kind"] == "trial")

@@ -1,4 +1,6 @@
 """The Sinkhorn distillation loss: finite, correct gradient, and the gradient reaches the student."""
+import math
+
 import pytest
 import torch
 from ot.batch import solve_batch
@@ -104,3 +106,36 @@ def test_the_mixture_loss_is_the_weighted_sum_of_each_teachers_own_transport():
     assert float(value) == pytest.approx(float(each), rel=1e-12)
     pooled = sinkhorn_distillation_loss(both, student, costs, 2.0, 0.05)  # one problem over all six classes
     assert abs(float(pooled) - float(value)) > 1e-3
+
+
+def test_per_image_weights_follow_each_teachers_confidence_by_hand():
+    from selkd_ray.training.losses import (confidence_weights, mixture_distillation_loss,
+                                           sinkhorn_distillation_loss)
+
+    # image 0: the 4-class teacher is sure, the 2-class one undecided; image 1: the reverse; image 2: neither
+    sure, flat = torch.tensor([[9.0, 0.0, 0.0, 0.0]]), torch.zeros(1, 4)
+    first = torch.cat([sure, flat, flat]).double()
+    second = torch.tensor([[0.0, 0.0], [9.0, 0.0], [0.0, 0.0]]).double()
+    both = torch.cat([first, second], 1)
+    p = torch.softmax(first, 1)
+    c_first = 1 + (p * p.log()).sum(1) / math.log(4)  # 1 - H / log C, by hand
+    q = torch.softmax(second, 1)
+    c_second = 1 + (q * q.log()).sum(1) / math.log(2)
+    expected = torch.stack([0.7 * c_first, 0.3 * c_second], 1)
+    expected[:2] /= expected[:2].sum(1, keepdim=True)
+    expected[2] = torch.tensor([0.7, 0.3], dtype=torch.float64)  # no teacher sure: the teachers' own weights
+    weights = confidence_weights(both, (4, 2), (0.7, 0.3))
+    assert torch.allclose(weights, expected, atol=1e-12) and torch.allclose(weights.sum(1), torch.ones(3, dtype=torch.float64))
+    assert weights[0, 0] > 0.99 and weights[1, 1] > 0.99  # the sure teacher takes the image
+    student = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    cost_first, cost_second = torch.rand(4, 3, dtype=torch.float64), torch.rand(2, 3, dtype=torch.float64)
+    value = mixture_distillation_loss(both, student, torch.cat([cost_first, cost_second]), (4, 2), (0.7, 0.3),
+                                      tau=2.0, eps=0.05, per_image=True)
+    each = torch.stack([sinkhorn_distillation_loss(first, student, cost_first, 2.0, 0.05, per_image=True),
+                        sinkhorn_distillation_loss(second, student, cost_second, 2.0, 0.05, per_image=True)], 1)
+    assert float(value) == pytest.approx(float((expected * each).sum(1).mean()), rel=1e-10)
+    plain = mixture_distillation_loss(both, student, torch.cat([cost_first, cost_second]), (4, 2), (0.7, 0.3))
+    assert abs(float(plain) - float(value)) > 1e-4  # per-image weights change the objective here
+    one = mixture_distillation_loss(first, student, cost_first, (4,), (1.0,), per_image=True)  # K = 1: unchanged
+    assert float(one) == pytest.approx(float(sinkhorn_distillation_loss(first, student, cost_first)), rel=1e-12)
+    assert torch.autograd.grad(value, student)[0].abs().sum() > 0  # the gradient reaches the student

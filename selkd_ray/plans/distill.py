@@ -21,7 +21,7 @@ from ..rows import EpochRow
 from ..reports.plots import learning_curve
 from ..training.data import StudentData
 from ..training.loop import epoch_flops, evaluate
-from ..mixture import check_mixture, describe, mixture_name
+from ..mixture import check_mixture, check_per_image, describe, mixture_name
 from ..training.student_data import mixed, run_name, student_data, teacher_spec
 from .inputs import as_task
 from .teacher_outputs import cached_teacher_probs
@@ -79,6 +79,7 @@ def distill(task: Task | str | Path, teacher: str | Path | list | tuple | None, 
     from ..distributed.runtime import connect
 
     require_architecture(config.student, "--student")  # bad input: one line before Ray starts
+    check_per_image(config.per_image_weights, len(teacher_folders(teacher)))
     specs = [teacher_spec(folder) for folder in teacher_folders(teacher)]
     task = as_task(task, progress, address)
     check_address(address)

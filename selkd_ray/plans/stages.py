@@ -255,7 +255,8 @@ def race_name(run: Selection, short: list[str]) -> str:
     the budget allowed are a limit, not part of the key, as for a distillation run's budget."""
     config = run.config
     runs = [run_name("race", config.distill, spec, run.task, cost) for spec, cost in map(run.teacher, short)]
-    mixture = f" mixture={run.mixture} weights={run.mixture_weights}" if run.mixture else ""
+    mixture = (f" mixture={run.mixture} weights={run.mixture_weights} per_image={config.distill.per_image_weights}"
+               if run.mixture else "")
     key = content_hash(*runs, f"lambdas={config.lambdas} race_epochs={config.race_epochs} "
                               f"grace={config.grace_epochs} reduction={config.reduction_factor}{mixture}")
     return f"race-{key[:12]}"

@@ -37,7 +37,7 @@ def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batc
         term = kl_distillation_loss(t_logits, s_logits, config.tau)
     elif data.teacher_parts:  # several teachers side by side (`student_data.mixed`)
         term = mixture_distillation_loss(t_logits, s_logits, cost, data.teacher_parts, data.teacher_weights,
-                                         config.tau, config.eps)
+                                         config.tau, config.eps, config.per_image_weights)
     else:
         term = sinkhorn_distillation_loss(t_logits, s_logits, cost, config.tau, config.eps)
     return loss + config.lam * term

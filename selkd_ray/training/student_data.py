@@ -145,6 +145,8 @@ def run_name(name: str, config: DistillConfig, teacher: TeacherSpec | None, task
     weight, for several teachers at once): the same inputs resume the same run. The budgets
     (`max_flops`, `max_seconds`) are limits, not inputs: a run started again with a larger one continues."""
     decides = {k: v for k, v in asdict(config).items() if k not in ("max_flops", "max_seconds")}
+    if not mixture:  # per-image weights decide nothing with one teacher: its run is the same run
+        decides.pop("per_image_weights")
     key = content_hash(*(f"{k}={v}" for k, v in sorted(decides.items())),
                        teacher.content_hash if teacher else "labels-only", task.content_hash,
                        np.asarray(cost if cost is not None else [], dtype=np.float64), *map(str, mixture))
