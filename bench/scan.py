@@ -9,7 +9,9 @@ Every ratio is measured side by side in one run. Figures:
 - budget: over S seeds (probe samples), how often successive halving returns the full scan's top-1 teacher,
   and the fraction of the full scan's FLOPs it spends;
 - incremental: a rescan of a zoo of C cached + 10 new teachers against a scan of the 10 new alone;
-- scale: the driver's peak resident memory scanning zoos of 50, 200 and 1000 tiny teachers.
+- scale: the driver's peak resident memory scanning zoos of 50, 200 and 1000 tiny teachers;
+- scorers: every teacher scorer's seconds against the bare forward pass it scores (15 and 500 probe images,
+  512- and 2048-d features): `--section scorers` measures it alone.
 """
 from __future__ import annotations
 
@@ -228,7 +230,61 @@ def scale(out: Path, sizes: Sizes, all_tiny: list[Path]) -> dict:
     return {"peak_rss_mb": peaks, "growth": peaks[largest] / peaks[smallest]}
 
 
-SECTIONS = ("efficiency", "budget", "incremental", "scale")
+# Teachers whose feature widths the scorers' cost depends on: resnet18's 512-d and resnet50's 2048-d pooled
+# features (random weights: a scorer's time depends on the shapes, not the values; no ImageNet weights ship
+# for them here), run bare on a 224x224 RGB probe.
+SCORER_TEACHERS = (("resnet18", 512), ("resnet50", 2048))
+SCORER_PROBES, QUICK_SCORER_PROBES = (15, 500), (15,)
+SCORER_TARGET_CLASSES = 3
+
+
+def scorers(out: Path, sizes: Sizes) -> dict:
+    """Every registered teacher scorer's seconds on one teacher's probe evidence against that teacher's bare
+    forward pass over the same probe in this process (one thread, weights loaded, batches of 32), at each
+    probe size and feature width: a scorer should cost a small share of the forward pass it scores (issue 28:
+    at most 10%). The task scorers (aggregate, learned) rank from these scores and are not timed here."""
+    import timm
+
+    from selkd_ray.scoring import SCORERS
+    from selkd_ray.scoring.registry import TASK
+    from selkd_ray.records import Evidence
+
+    torch.set_num_threads(1)
+    probes = QUICK_SCORER_PROBES if sizes == QUICK else SCORER_PROBES
+    names = [name for name in SCORERS.names() if name not in SCORERS.tagged(TASK)]
+    rows, rng = [], np.random.default_rng(0)
+    for architecture, width in SCORER_TEACHERS:
+        model = timm.create_model(architecture, pretrained=False, num_classes=10).eval()
+        for images in probes:
+            probe = torch.randn(images, 3, 224, 224, generator=torch.Generator().manual_seed(images))
+            timed: dict = {}
+            with torch.inference_mode(), stopwatch(timed, "forward"):
+                pooled = torch.cat([model.forward_head(model.forward_features(batch), pre_logits=True)
+                                    for batch in probe.split(32)])
+                logits = model.get_classifier()(pooled)
+            features = pooled.numpy().astype(np.float32)
+            probs = torch.softmax(logits, 1).numpy()
+            labels = np.arange(images) % SCORER_TARGET_CLASSES
+            embed = lambda count: rng.normal(size=(count, 16)) / 4.0  # noqa: E731 - unit-ish label embeddings
+            evidence = Evidence(probs, features, labels, SCORER_TARGET_CLASSES,
+                                model.get_classifier().weight.detach().numpy(), embed(10),
+                                embed(SCORER_TARGET_CLASSES), 11_000_000, 1_800_000_000)
+            for name in names:
+                with stopwatch(timed, name):
+                    SCORERS.get(name)(evidence)
+                rows.append({"teacher": architecture, "width": width, "probe": images, "scorer": name,
+                             "seconds": timed[name], "forward_seconds": timed["forward"],
+                             "share": timed[name] / timed["forward"]})
+                say(f"scorers: {architecture} ({width}-d), {images} images: {name} {timed[name]:.4f} s, "
+                    f"{rows[-1]['share']:.1%} of the forward pass ({timed['forward']:.2f} s)")
+    torch.set_num_threads(os.cpu_count() or 1)
+    write_table(pa.Table.from_pylist(rows), out / "scorers.parquet")
+    worst = max(rows, key=lambda r: r["share"])
+    return {"rows": rows, "worst": {k: worst[k] for k in ("scorer", "teacher", "probe", "share")},
+            "over_10_percent": sorted({r["scorer"] for r in rows if r["share"] > 0.10})}
+
+
+SECTIONS = ("efficiency", "budget", "incremental", "scale", "scorers")
 
 
 def run(out: Path, sizes: Sizes, sections: tuple[str, ...] = SECTIONS) -> dict:
@@ -236,9 +292,10 @@ def run(out: Path, sizes: Sizes, sections: tuple[str, ...] = SECTIONS) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     connect()
     started = time.perf_counter()
-    all_tiny = synthetic_zoo(out / "tiny", max(sizes.scale + (sizes.incremental_cached + 10,)))
+    all_tiny = lambda: synthetic_zoo(out / "tiny", max(sizes.scale + (sizes.incremental_cached + 10,)))  # noqa: E731
     runs = {"efficiency": lambda: efficiency(out, sizes), "budget": lambda: budget(out, sizes),
-            "incremental": lambda: incremental(out, sizes, all_tiny), "scale": lambda: scale(out, sizes, all_tiny)}
+            "incremental": lambda: incremental(out, sizes, all_tiny()), "scale": lambda: scale(out, sizes, all_tiny()),
+            "scorers": lambda: scorers(out, sizes)}
     report = out / "scan-bench.json"
     figures = json.loads(report.read_text()) if report.is_file() else {}  # sections not rerun keep their figures
     for name in sections:

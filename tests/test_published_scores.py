@@ -189,3 +189,54 @@ def test_nleep_is_leep_over_the_mixture_posteriors_by_hand():
     expected = np.mean([np.log(sum(posterior[i, z] * joint[z, y[i]] / joint[z].sum() for z in range(15)))
                         for i in range(n)])
     assert SCORERS.get("nleep")(evidence) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("images, dim", [(15, 64), (15, 2048), (40, 512)])
+def test_the_discriminant_on_a_probe_smaller_than_its_features_is_the_d_by_d_one(images, dim):
+    """n < d: the largest eigenvalue and trace from the n x n Gram matrix and S^-1 mu by Woodbury (issue 28);
+    the same scores as the scatter matrices written out and solved at d x d (as SFDA's test writes them)."""
+    from selkd_ray.scoring.discriminant import fit_discriminant
+
+    rng = np.random.default_rng(dim)
+    labels = np.repeat(np.arange(3), images // 3)
+    scale = np.sqrt(64 / dim)  # the scatter's spectrum as at 64-d, so the d x d reference solve stays accurate
+    features = (rng.normal(size=(len(labels), dim)) * 0.3 + labels[:, None] * rng.normal(size=dim) * 0.5) * scale
+    classes = np.unique(labels)
+    means = np.array([features[labels == c].mean(0) for c in classes])
+    priors = np.array([(labels == c).mean() for c in classes])
+    within = sum(p * np.cov(features[labels == c].T, bias=True) for p, c in zip(priors, classes))
+    shrinkage = max(np.exp(-5 * np.linalg.eigvalsh(within)[-1]), 1e-10)
+    shrunk = (1 - shrinkage) * within + shrinkage * np.trace(within) / dim * np.eye(dim)
+    coef = np.linalg.solve(shrunk, means.T)
+    expected = features @ coef - 0.5 * np.sum(means.T * coef, 0) + np.log(priors)
+    fitted = fit_discriminant(features, labels)
+    assert fitted.shrinkage == pytest.approx(shrinkage, rel=1e-9)
+    assert np.allclose(features @ fitted.weights + fitted.bias, expected, rtol=1e-7, atol=1e-7 * np.abs(expected).max())
+    fixed = fit_discriminant(features, labels, 0.3)  # a given shrinkage (SFDA's second pass) takes the same path
+    coef = np.linalg.solve(0.7 * within + 0.3 * np.trace(within) / dim * np.eye(dim), means.T)
+    assert np.allclose(fixed.weights, coef, rtol=1e-7, atol=1e-9 * np.abs(coef).max())
+
+
+@pytest.mark.parametrize("images, dim", [(15, 64), (15, 1024), (60, 40)])
+def test_hscore_and_transrate_with_fewer_images_than_features_are_the_d_by_d_formulas(images, dim):
+    """n < d: H-score's shrunk covariance solved by Woodbury and TransRate's determinants at n x n (issue 28);
+    the same values as the d x d formulas written out (Ledoit-Wolf as in their paper, log det of I_d + ...)."""
+    rng = np.random.default_rng(dim)
+    labels = np.repeat(np.arange(3), images // 3)
+    features = (rng.normal(size=(len(labels), dim)) + labels[:, None] * rng.normal(size=dim)) * np.sqrt(64 / dim)
+    f = features - features.mean(0)
+    n, d = f.shape
+    sample = f.T @ f / n
+    mu = np.trace(sample) / d
+    delta = np.sum((sample - mu * np.eye(d)) ** 2) / d
+    beta = (np.sum(np.sum(f ** 2, 1) ** 2) - n * np.sum(sample ** 2)) / (n * n * d)
+    shrinkage = min(beta, delta) / delta
+    shrunk = (1 - shrinkage) * sample + shrinkage * mu * np.eye(d)
+    means = np.stack([f[labels == c].mean(0) for c in labels])
+    expected = np.trace(np.linalg.inv(shrunk) @ (means.T @ means / n))
+    assert SCORERS.get("hscore")(Evidence(None, features, labels, 3)) == pytest.approx(expected, rel=1e-8)
+
+    def rate(z, eps=1e-4):
+        return 0.5 * np.linalg.slogdet(np.eye(z.shape[1]) + z.T @ z / (len(z) * eps))[1]
+    expected = rate(f) - sum((labels == c).mean() * rate(f[labels == c]) for c in range(3))
+    assert SCORERS.get("transrate")(Evidence(None, features, labels, 3)) == pytest.approx(expected, rel=1e-8)

@@ -37,17 +37,41 @@ def fit_discriminant(features: np.ndarray, labels: np.ndarray, shrinkage: float 
     """S_w = sum_c pi_c Cov_c; S = (1 - lam) S_w + lam (tr S_w / d) I with lam = exp(-5 sigma_max(S_w)) unless
     given (SFDA's adaptive regularisation: strong where the scatter is small). Scores
     x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 + log pi_c. SFDA writes them through every generalised eigenvector U
-    of (S_b, S), as x^T U U^T mu_c; with U^T S U = I that is U U^T = S^-1, so S_b drops out."""
+    of (S_b, S), as x^T U U^T mu_c; with U^T S U = I that is U U^T = S^-1, so S_b drops out.
+
+    A probe has far fewer images than features (15 against 2,048, say), and S_w = X^T X / n for the
+    within-class centred features X (n, d) has rank below n: its largest eigenvalue and trace come from the
+    n x n Gram matrix, and S^-1 mu from the Woodbury identity (`within_solve`), at O(n^2 d) instead of the
+    O(d^3) of a d x d eigen-decomposition and solve; the same discriminant (tested against the d x d path)."""
     classes, means = class_means(features, labels)
     index = np.searchsorted(classes, labels)
     priors = np.bincount(index).astype(np.float64) / len(labels)
     centred = features - means[index]
-    within = sum(priors[c] * np.cov(centred[index == c].T, bias=True).reshape(features.shape[1], -1)
-                 for c in range(len(classes)))
-    dim = features.shape[1]
+    n, dim = centred.shape
+    if n < dim:
+        gram = centred @ centred.T / n  # the nonzero spectrum of S_w
+        largest, trace = float(np.linalg.eigvalsh(gram).max()), float(np.trace(gram))
+    else:
+        within = centred.T @ centred / n  # = sum_c pi_c Cov_c (each class's covariance about its own mean)
+        largest, trace = float(np.linalg.eigvalsh(within).max()), float(np.trace(within))
     if shrinkage is None:
-        shrinkage = max(float(np.exp(-SFDA_STRENGTH * np.linalg.eigvalsh(within).max())), 1e-10)
-    shrunk = (1 - shrinkage) * within + shrinkage * np.trace(within) / dim * np.eye(dim)
-    weights = np.linalg.lstsq(shrunk, means.T, rcond=None)[0]  # S^-1 mu_c
+        shrinkage = max(float(np.exp(-SFDA_STRENGTH * largest)), 1e-10)
+    ridge = shrinkage * trace / dim
+    if n < dim and ridge > 0:
+        weights = within_solve(centred, 1 - shrinkage, ridge, means.T)
+    else:
+        within = centred.T @ centred / n
+        shrunk = (1 - shrinkage) * within + ridge * np.eye(dim)
+        weights = np.linalg.lstsq(shrunk, means.T, rcond=None)[0]  # S^-1 mu_c
     bias = -0.5 * np.sum(means.T * weights, 0) + np.log(priors)
     return Discriminant(weights, bias, classes, shrinkage)
+
+
+def within_solve(centred: np.ndarray, scale: float, ridge: float, right: np.ndarray) -> np.ndarray:
+    """S^-1 B for S = scale X^T X / n + ridge I (X: (n, d), ridge > 0), by the Woodbury identity:
+    S^-1 = (I - X^T (ridge n / scale I_n + X X^T)^-1 X) / ridge; only an n x n system is solved."""
+    n = centred.shape[0]
+    if scale <= 0:
+        return right / ridge
+    inner = ridge * n / scale * np.eye(n) + centred @ centred.T
+    return (right - centred.T @ np.linalg.solve(inner, centred @ right)) / ridge

@@ -100,9 +100,11 @@ def parc_score(evidence: Evidence) -> float:
 
 
 def coding_rate(features: np.ndarray, eps: float = TRANSRATE_EPS) -> float:
-    """R(Z, eps) = 1/2 log det(I_d + Z^T Z / (n eps)): bits to code Z up to distortion eps."""
+    """R(Z, eps) = 1/2 log det(I_d + Z^T Z / (n eps)): bits to code Z up to distortion eps. With fewer images
+    than features, the same determinant as log det(I_n + Z Z^T / (n eps)) (Sylvester): an n x n matrix."""
     n, dim = features.shape
-    _, logdet = np.linalg.slogdet(np.eye(dim) + features.T @ features / (n * eps))
+    gram = features @ features.T if n < dim else features.T @ features
+    _, logdet = np.linalg.slogdet(np.eye(len(gram)) + gram / (n * eps))
     return 0.5 * float(logdet)
 
 

@@ -14,7 +14,7 @@ from ot.batch import solve_batch
 
 from ..config import DistillConfig
 from .costs import COST_BUILDERS, expected_empirical_prediction, target_marginal
-from .discriminant import fit_discriminant
+from .discriminant import fit_discriminant, within_solve
 from ..errors import SelkdError
 from .probe import halves
 from ..records import Evidence, content_hash
@@ -231,15 +231,23 @@ def logme_score(evidence: Evidence) -> float:
     return float(np.mean(evidences))
 
 
+def ledoit_wolf_weight(centred: np.ndarray) -> tuple[float, float]:
+    """(the Ledoit-Wolf (2004) shrinkage weight, the target's scale mu = tr(S) / d) of the sample covariance
+    S = X^T X / n, from the n x n Gram matrix where n < d (S's nonzero spectrum is the Gram matrix's)."""
+    n, d = centred.shape
+    small = centred @ centred.T / n if n < d else centred.T @ centred / n
+    trace, squares = float(np.trace(small)), float(np.sum(small ** 2))  # tr S and ||S||_F^2
+    mu = trace / d
+    delta = (squares - 2 * mu * trace + mu * mu * d) / d  # ||S - mu I||_F^2 / d
+    beta = (np.sum(np.sum(centred ** 2, 1) ** 2) - n * squares) / (n * n * d)
+    return (min(beta, delta) / delta if delta > 0 else 1.0), mu
+
+
 def ledoit_wolf_covariance(centred: np.ndarray) -> np.ndarray:
     """Covariance shrunk towards a scaled identity with the Ledoit-Wolf (2004) weight: invertible when d >= n."""
     n, d = centred.shape
-    sample = centred.T @ centred / n
-    mu = np.trace(sample) / d
-    delta = np.sum((sample - mu * np.eye(d)) ** 2) / d
-    beta = (np.sum(np.sum(centred ** 2, 1) ** 2) - n * np.sum(sample ** 2)) / (n * n * d)
-    shrinkage = min(beta, delta) / delta if delta > 0 else 1.0
-    return (1 - shrinkage) * sample + shrinkage * mu * np.eye(d)
+    shrinkage, mu = ledoit_wolf_weight(centred)
+    return (1 - shrinkage) * centred.T @ centred / n + shrinkage * mu * np.eye(d)
 
 
 @SCORERS.register("hscore")
@@ -247,14 +255,21 @@ def h_score(evidence: Evidence) -> float:
     """H-score (Bao et al. 2019): tr(cov(f)^-1 cov(E[f | y])), how well class-conditional means separate.
 
     cov(f) is shrunk (Ledoit-Wolf), as Ibrahim et al. 2022 recommend: with a probe smaller than the feature
-    dimension the plain estimate is singular and every teacher scores C_S - 1.
+    dimension the plain estimate is singular and every teacher scores C_S - 1. There, with n < d,
+    tr(S^-1 M^T M) / n = tr(M S^-1 M^T) / n by the Woodbury identity (`discriminant.within_solve`): n x n
+    algebra instead of a d x d inverse.
     """
     features, labels = evidence.features.astype(np.float64), evidence.labels
     f = features - features.mean(0)
     class_means = np.zeros_like(f)
     for k in np.unique(labels):
         class_means[labels == k] = f[labels == k].mean(0)
-    cov_g = class_means.T @ class_means / len(f)
+    n, d = f.shape
+    shrinkage, mu = ledoit_wolf_weight(f)
+    if n < d and shrinkage * mu > 0:
+        solved = within_solve(f, 1 - shrinkage, shrinkage * mu, class_means.T)  # S^-1 M^T
+        return float(np.sum(class_means.T * solved) / n)
+    cov_g = class_means.T @ class_means / n
     return float(np.trace(np.linalg.pinv(ledoit_wolf_covariance(f), hermitian=True) @ cov_g))
 
 
