@@ -8,7 +8,7 @@ the validation split by more than noise (a paired, McNemar-style standard error)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy as np
 from .config import DistillConfig, ScanConfig, at_least
 from .errors import SelkdError
 from .mixture import check_per_image
+from .records import Task
 
 LABELS_ONLY = "labels-only"
 T = TypeVar("T")
@@ -94,19 +95,56 @@ def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config:
     return int(min(config.race_epochs, math.floor(allowance / per_epoch))) if per_epoch > 0 else config.race_epochs
 
 
-def race_winner(finished: list[tuple[T, float]], num_val: int, z: float) -> T:
-    """The race's winner among the trials that ran longest, given as (trial, best validation accuracy) in the
-    scan's order (shortlist order, label-only last): the first whose accuracy is within z standard errors of the
-    best one's. A better-ranked teacher is overtaken only by a lead beyond noise (sqrt(p1 q1 + p2 q2) / sqrt n,
-    unpaired: a trial keeps no per-image results), as the guard keeps a distilled student only beyond noise."""
-    if not finished or num_val <= 0:
-        raise SelkdError("race: expected finished trials and a non-empty validation split")
-    best = max(accuracy for _, accuracy in finished)
+def paired_error(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """(accuracy of `first` less that of `second`, its standard error paired over the same images:
+    sqrt(b + c) / n, b and c the images only one of the two gets right)."""
+    first, second = np.asarray(first, bool), np.asarray(second, bool)
+    n = len(first)
+    b, c = int((first & ~second).sum()), int((~first & second).sum())
+    return (b - c) / n, math.sqrt(b + c) / n
 
-    def within_noise(accuracy: float) -> bool:
-        return best - accuracy <= z * math.sqrt((best * (1 - best) + accuracy * (1 - accuracy)) / num_val)
 
-    return next(trial for trial, accuracy in finished if within_noise(accuracy))  # the best one always is
+def race_winner(finished: list[tuple[T, np.ndarray]], z: float) -> T:
+    """The race's winner among the trials that ran longest, given as (trial, which validation images its best
+    epoch gets right) in the scan's order (shortlist order, label-only last): the first whose accuracy is
+    within z paired standard errors of the best one's. A better-ranked teacher is overtaken only by a lead
+    beyond noise, paired over the same images as the guard's (`paired_error`)."""
+    if not finished or any(len(correct) == 0 or len(correct) != len(finished[0][1]) for _, correct in finished):
+        raise SelkdError("race: expected finished trials with results on the same, non-empty validation images")
+    best = max((correct for _, correct in finished), key=lambda correct: np.mean(correct))
+
+    def within_noise(correct: np.ndarray) -> bool:
+        lead, error = paired_error(best, correct)
+        return lead <= z * error
+
+    return next(trial for trial, correct in finished if within_noise(correct))  # the best one always is
+
+
+GUARD_SPLIT = "guard"  # the validation images only the guard reads (`split_validation`)
+
+
+def split_validation(task: Task) -> tuple[Task, str]:
+    """(the task with half of each class's validation images moved to a GUARD_SPLIT, a note when it cannot be).
+
+    A selection asks its validation images three questions: which epoch each student keeps, which race trial
+    wins, and whether the distilled student beat label-only. Asked of the same images, the third answer is
+    biased toward distillation: the race kept the trial that did best on exactly those images (a winner's
+    curse the label-only reference does not get). So the race and every student's best epoch read one half
+    ("val"), the guard the other ("guard"), which chose nothing and so measures both final students without
+    bias. Stratified and deterministic: within each class, alternate validation images (in task order) go to
+    each half. A class with fewer than two validation images cannot give both halves one: then nothing is
+    split and the note says the guard shares the images (and their bias)."""
+    val = task.indices("val")
+    counts = np.bincount(task.labels[val], minlength=task.num_classes)
+    if len(val) == 0 or counts.min() < 2:
+        return task, (f"validation split: {int(counts.min()) if len(val) else 0} image(s) in its smallest class, too "
+                      "few to give the guard images of its own; the guard reads the images that chose the race's "
+                      "winner and the students' epochs (biased toward distillation)")
+    splits = np.asarray(task.splits).astype(str).astype("U16")
+    for label in range(task.num_classes):
+        rows = val[task.labels[val] == label]
+        splits[rows[1::2]] = GUARD_SPLIT
+    return replace(task, splits=splits), ""
 
 
 @dataclass(frozen=True)
@@ -124,10 +162,9 @@ def guard(distilled_correct: np.ndarray, labels_correct: np.ndarray, z: float, t
     n = len(distilled_correct)
     if n == 0 or len(labels_correct) != n:
         raise SelkdError("guard: expected both students' results on the same, non-empty validation split")
-    b = int((distilled_correct & ~labels_correct).sum())
-    c = int((~distilled_correct & labels_correct).sum())
-    difference, error = (b - c) / n, math.sqrt(b + c) / n
-    accuracies = f"validation accuracy {distilled_correct.mean():.3f} vs {labels_correct.mean():.3f} label-only"
+    difference, error = paired_error(distilled_correct, labels_correct)
+    accuracies = (f"accuracy on the guard's {n} validation images {distilled_correct.mean():.3f} vs "
+                  f"{labels_correct.mean():.3f} label-only")
     if difference > z * error and difference > 0:
         return GuardDecision(True, difference, error, f"kept the student distilled from {teacher}: {accuracies}, "
                              f"{difference:+.3f} > {z:g} x {error:.3f} (noise)")

@@ -1,5 +1,6 @@
 """The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -88,11 +89,15 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert sum(s["flops"] for s in document["stages"]) <= budget  # scan + outputs + race + final: one budget
     winner = next(t for t in trials if t["status"] == "winner")
     assert document["teacher"] == winner["candidate"]
-    # what the guard kept is what its rule says, on the two final students' validation accuracies
+    # what the guard kept is what its rule says, on the two final students' accuracies on its own half of the
+    # validation images (the race and the students' epochs read the other half)
     labels_final = stages["final labels-only"]
+    guard_images, distilled_on_guard, labels_on_guard = re.search(
+        r"accuracy on the guard's (\d+) validation images ([\d.]+) vs ([\d.]+) label-only", document["message"]).groups()
+    assert int(guard_images) == len(target_task.indices("val")) // 2
     if document["kept"] == "distilled":
         final = stages[f"final {document['teacher']}"]
-        assert final["val_accuracy"] > labels_final["val_accuracy"] and final["test_accuracy"] == document["test_accuracy"]
+        assert float(distilled_on_guard) > float(labels_on_guard) and final["test_accuracy"] == document["test_accuracy"]
         assert document["message"].startswith(f"kept the student distilled from {document['teacher']}")
     else:
         assert document["kept"] == "labels-only" and "LABEL-ONLY" in document["message"]

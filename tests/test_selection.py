@@ -1,4 +1,6 @@
 """The selection arithmetic without Ray: the guard, the shortlist, the budget split, the race's epochs."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -56,12 +58,43 @@ def test_race_epochs_fit_every_trial_running_to_the_end():
     assert race_epochs(20.0, [10.0, 10.0, 5.0], config) == 0  # not one epoch each: no race
 
 
-def test_the_race_winner_overtakes_a_better_ranked_teacher_only_beyond_noise():
+def test_the_race_winner_overtakes_a_better_ranked_teacher_only_beyond_paired_noise():
     top, second, labels = Candidate("top", 1.0), Candidate("second", 1.0), Candidate(LABELS_ONLY, 0.0)
-    # 80 validation images: 0.863 against 0.838 is two images, well within noise: the scan's order stands
-    assert race_winner([(top, 0.838), (second, 0.863), (labels, 0.30)], 80, 0.5) == top
-    assert race_winner([(top, 0.70), (second, 0.95), (labels, 0.30)], 80, 0.5) == second  # a real lead
-    assert race_winner([(top, 0.838), (second, 0.863)], 80, 0.0) == second  # z 0: the best on validation
-    assert race_winner([(top, 0.40), (labels, 0.90)], 60, 0.5) == labels  # no teacher helped
+
+    def right(*ranges, n=80):
+        correct = np.zeros(n, bool)
+        for start, stop in ranges:
+            correct[start:stop] = True
+        return correct
+
+    poor = right((0, 24))
+    # 80 validation images, the second teacher two images ahead (0.863 against 0.838):
+    # on the same 67 images and two more (b = 2, c = 0): a lead beyond paired noise (0.025 > 0.5 x 0.018),
+    # where an unpaired error (0.5 x 0.055 = 0.028) would have called it noise
+    assert race_winner([(top, right((0, 67))), (second, right((0, 69))), (labels, poor)], 0.5) == second
+    # the same two images ahead, but on different images (b = 12, c = 10): noise (0.025 <= 0.5 x 0.059)
+    assert race_winner([(top, right((0, 67))), (second, right((0, 57), (67, 79))), (labels, poor)], 0.5) == top
+    assert race_winner([(top, right((0, 56))), (second, right((0, 76)))], 0.5) == second  # a real lead
+    assert race_winner([(top, right((0, 67))), (second, right((0, 57), (67, 79)))], 0.0) == second  # z 0: the best
+    assert race_winner([(top, right((0, 32))), (labels, right((0, 72)))], 0.5) == labels  # no teacher helped
     with pytest.raises(SelkdError, match="race: expected finished trials"):
-        race_winner([], 80, 0.5)
+        race_winner([], 0.5)
+    with pytest.raises(SelkdError, match="same, non-empty validation images"):
+        race_winner([(top, right((0, 3), n=5)), (second, right((0, 3), n=6))], 0.5)
+
+
+def test_the_guard_gets_half_of_each_class_validation_images_that_choose_nothing():
+    from selkd_ray.demo.data import target_task
+    from selkd_ray.selection import GUARD_SPLIT, split_validation
+
+    task = target_task()
+    split, note = split_validation(task)
+    val, held = split.indices("val"), split.indices(GUARD_SPLIT)
+    assert note == "" and set(val) | set(held) == set(task.indices("val")) and not set(val) & set(held)
+    assert np.array_equal(np.bincount(split.labels[val]), np.bincount(split.labels[held]))  # stratified halves
+    assert all(np.array_equal(split.indices(name), task.indices(name)) for name in ("train", "test", "unlabelled"))
+    assert np.array_equal(split_validation(task)[0].splits, split.splits)  # the same halves every time
+    few = task.splits.copy()
+    few[task.indices("val")[task.labels[task.indices("val")] == 0][1:]] = "test"  # one image of class 0 left
+    alone, note = split_validation(replace(task, splits=few))
+    assert alone.splits is few and "too few to give the guard images of its own" in note

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import ray
 import torch
 from ray import tune
@@ -33,6 +34,11 @@ class TrialResult:
     error: str = ""  # why the trial failed ('' when it ran)
     gpu: float = 0.0  # the share of a GPU Ray gave the trial
     device: str = "cpu"  # where it trained (cpu when its node declared a GPU that torch cannot use)
+    correct: str = ""  # its best epoch's validation images, 'y' right / 'n' wrong (the race pairs trials)
+
+    @property
+    def val_correct(self) -> np.ndarray:
+        return np.array([c == "y" for c in self.correct], bool)
 
 
 def race_trial(space: dict, data: dict, base: dict) -> None:
@@ -50,7 +56,7 @@ def race_trial(space: dict, data: dict, base: dict) -> None:
     def report(state: LoopState) -> None:
         tune.report({METRIC: state.best_val, "val_accuracy": state.history[-1]["val_accuracy"],
                      "flops": float(state.flops), "epoch": state.epoch + 1, "gpu": gpu,
-                     "device": str(device)})
+                     "device": str(device), "best_correct": state.best_correct})
 
     fit_epochs(student, optimizer, student_data, config, device, labelled_loader, all_loader, after_epoch=report)
 
@@ -115,5 +121,6 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
                                    float(frame[METRIC].max()) if ran else 0.0,
                                    float(frame["flops"].max()) if ran else 0.0, error,
                                    float(frame["gpu"].iloc[-1]) if ran else 0.0,
-                                   str(frame["device"].iloc[-1]) if ran else ""))
+                                   str(frame["device"].iloc[-1]) if ran else "",
+                                   str(frame["best_correct"].iloc[-1]) if ran and "best_correct" in frame else ""))
     return results

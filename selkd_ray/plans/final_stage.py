@@ -11,7 +11,7 @@ import numpy as np
 from ..mixture import members_of
 from ..records import ProbeSet, Task
 from ..rows import StageRow
-from ..selection import LABELS_ONLY, Candidate, guard
+from ..selection import GUARD_SPLIT, LABELS_ONLY, Candidate, guard
 from ..training.student_data import local_teacher_probs, teacher_spec
 from .distill import DistillResult, plan_distillation, train_side_by_side
 from .stages import Selection
@@ -37,7 +37,7 @@ def final_stage(run: Selection, winner: Candidate) -> tuple[str, DistillResult, 
     share = run.costs.distilled / run.costs.both
     distilled, labels = final_students(run, [(winner.teacher_id, f"final-{winner.teacher_id}", winner.lam, share),
                                              (None, "final-labels-only", 0.0, 1 - share)], left)
-    decision = guard(validation_correct(run.task, distilled), validation_correct(run.task, labels),
+    decision = guard(validation_correct(run.split, distilled), validation_correct(run.split, labels),
                      run.config.guard_z, winner.teacher_id)
     return ("distilled", distilled, decision.message) if decision.keep_distilled else \
         (LABELS_ONLY, labels, decision.message)
@@ -59,7 +59,7 @@ def final_students(run: Selection, students: list[tuple[str | None, str, float, 
         else:
             teacher, cost = run.paths[teacher_id], run.teacher(teacher_id)[1]
         student = replace(config, lam=lam, **limit) if teacher_id else replace(config, **limit)
-        jobs.append(plan_distillation(run.task, teacher, run.out_dir / "students", student, cost, name,
+        jobs.append(plan_distillation(run.split, teacher, run.out_dir / "students", student, cost, name,
                                       run.progress, run.out_dir / "cache", weights))
     started = time.perf_counter()
     results = train_side_by_side(jobs, run.progress)
@@ -72,8 +72,11 @@ def final_students(run: Selection, students: list[tuple[str | None, str, float, 
 
 
 def validation_correct(task: Task, student: DistillResult) -> np.ndarray:
-    """Which validation images the saved student gets right (the guard pairs the two students image by image)."""
-    rows = task.indices("val")
+    """Which of the guard's validation images the saved student gets right (the guard pairs the two students
+    image by image, on images that chose neither the race's winner nor either student's epoch, where the task
+    has them: `selection.split_validation`)."""
+    rows = task.indices(GUARD_SPLIT)
+    rows = rows if len(rows) else task.indices("val")
     labels, spec = task.labels[rows], teacher_spec(student.student_dir)
-    probs = local_teacher_probs(spec, ProbeSet(task.subset(rows), labels, task.label_names, "val"))
+    probs = local_teacher_probs(spec, ProbeSet(task.subset(rows), labels, task.label_names, "guard"))
     return probs.argmax(1) == labels

@@ -17,7 +17,8 @@ from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
 from ..mixture import describe, members_of, mixture_name, score_weights
-from ..selection import LABELS_ONLY, Candidate, SelectConfig, candidates, race_epochs, race_winner
+from ..selection import (LABELS_ONLY, Candidate, SelectConfig, candidates, race_epochs, race_winner,
+                         split_validation)
 from ..training.data import StudentData
 from ..training.student_data import (mixed, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
@@ -109,6 +110,15 @@ class Selection:
                 self.drop(teacher_id, error)
         return kept
 
+    @cached_property
+    def split(self) -> Task:
+        """The task as the race and the students see it: half of each class's validation images kept for the
+        guard alone (`selection.split_validation`: the guard then measures on images that chose nothing)."""
+        task, note = split_validation(self.task)
+        if note:
+            self.progress(note)
+        return task
+
     @property
     def paths(self) -> dict[str, str]:
         """Teacher id -> folder, for every ranked teacher."""
@@ -153,7 +163,7 @@ class Selection:
         for teacher_id in self.usable(teacher_ids):
             spec, cost = self.teacher(teacher_id)
             try:
-                data[teacher_id] = student_data(self.task, spec, self.config.distill, cost, outputs)
+                data[teacher_id] = student_data(self.split, spec, self.config.distill, cost, outputs)
             except MEMBER_FAILURES as error:
                 self.drop(teacher_id, error)
         self.charge(StageRow("teacher outputs", flops, time.perf_counter() - started))
@@ -168,7 +178,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], s
     epochs, note = race_length(run, short, pool)
     if note:
         return Candidate(first_usable(run, short), run.config.distill.lam), [], note
-    data = {LABELS_ONLY: student_data(run.task, None, run.config.distill, None), **run.teacher_data(short)}
+    data = {LABELS_ONLY: student_data(run.split, None, run.config.distill, None), **run.teacher_data(short)}
     short = [t for t in short if t in data]
     if not short:
         raise SelkdError(f"teacher outputs: every shortlisted teacher failed ({'; '.join(run.failed.values())})")
@@ -234,7 +244,7 @@ def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: di
     finished = [r for r in ran if r.epochs == max(r.epochs for r in ran)]
     order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
-    best = race_winner([(r, r.best_val_accuracy) for r in finished], len(run.task.indices("val")), config.guard_z)
+    best = race_winner([(r, r.val_correct) for r in finished], config.guard_z)
     mixture = describe(run.mixture, run.mixture_weights) if run.mixture else ""
     rows = [TrialRow(r.candidate, r.lam, r.epochs, r.best_val_accuracy, r.flops,
                      "winner" if r is best else "finished" if r in finished else
@@ -258,5 +268,6 @@ def race_name(run: Selection, short: list[str]) -> str:
     mixture = (f" mixture={run.mixture} weights={run.mixture_weights} per_image={config.distill.per_image_weights}"
                if run.mixture else "")
     key = content_hash(*runs, f"lambdas={config.lambdas} race_epochs={config.race_epochs} "
-                              f"grace={config.grace_epochs} reduction={config.reduction_factor}{mixture}")
+                              f"grace={config.grace_epochs} reduction={config.reduction_factor}{mixture}",
+                       "paired")  # trials record their per-image results (an older race without them reruns)
     return f"race-{key[:12]}"

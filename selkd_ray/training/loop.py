@@ -75,10 +75,17 @@ def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data
 def evaluate(student: torch.nn.Module, data: StudentData, images: np.ndarray, labels: np.ndarray,
              device: torch.device | str = "cpu") -> float:
     """Top-1 accuracy, through the one forward path."""
+    correct = correct_on(student, data, images, labels, device)
+    return float(correct.mean()) if len(correct) else 0.0
+
+
+def correct_on(student: torch.nn.Module, data: StudentData, images: np.ndarray, labels: np.ndarray,
+               device: torch.device | str = "cpu") -> np.ndarray:
+    """Which images the student gets right (the race pairs trials image by image, as the guard pairs students)."""
     if len(labels) == 0:
-        return 0.0
+        return np.zeros(0, bool)
     logits, _ = ForwardPath(student, data.preprocessing, torch.device(device)).outputs(images)
-    return float((logits.argmax(1) == labels).mean())
+    return logits.argmax(1) == labels
 
 
 def loaders(data: StudentData, config: DistillConfig, rank: int = 0):
@@ -148,6 +155,8 @@ class LoopState:
     best_val: float = -1.0
     best_epoch: int = -1
     best_model: dict | None = None
+    best_correct: str = ""  # the best epoch's validation images, 'y' right / 'n' wrong (letters: a table of
+    # results must not read it as a number)
     flops: int = 0
     seconds: float = 0.0
     stop: StopReason = StopReason.NONE
@@ -231,7 +240,8 @@ def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
         raise SelkdError(f"epoch {epoch + 1}: the training loss became {loss} (not finite); nothing after epoch "
                          f"{epoch} is kept: lower --lambda or the learning rate, or check the teacher's outputs")
     seconds = time.perf_counter() - started  # the training pass alone: what the overhead benchmark compares
-    val = evaluate(module, data, data.val_images, data.val_labels, device)
+    correct = correct_on(module, data, data.val_images, data.val_labels, device)
+    val = float(correct.mean()) if len(correct) else 0.0
     state.flops += flops_per_epoch
     state.seconds += time.perf_counter() - started
     state.epoch = epoch
@@ -239,6 +249,7 @@ def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
                           "seconds": seconds})
     if val > state.best_val:
         state.best_val, state.best_epoch, state.best_model = val, epoch, host_state(module)
+        state.best_correct = "".join("y" if right else "n" for right in correct)
     if config.patience and epoch - state.best_epoch >= config.patience:
         state.halt(StopReason.EARLY_STOP, f"early stop: no validation gain for {config.patience} epochs")
     if epoch + 1 < config.epochs and (budget := budget_stop(state, config, flops_per_epoch))[0] is not StopReason.NONE:
