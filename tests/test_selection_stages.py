@@ -6,7 +6,7 @@ import pytest
 from selkd_ray.budget import Ledger
 from selkd_ray.config import ScanConfig
 from selkd_ray.plans.stages import Selection, race
-from selkd_ray.selection import SelectConfig, shortlist
+from selkd_ray.selection import LABELS_ONLY, SelectConfig, shortlist
 
 
 def selection_on(scan_here, zoo, task, out, **settings) -> tuple[Selection, list[str], list[str]]:
@@ -52,3 +52,27 @@ def test_without_a_race_the_first_teacher_whose_outputs_can_be_had_is_distilled(
     winner, trials, note = race(run, short)
     assert winner.teacher_id == short[1] and trials == [] and "no race" in note
     assert list(run.failed) == [short[0]]
+
+
+def test_asha_stops_trials_past_its_grace_period_and_their_rows_say_so(ray_session, scan_here, tiny_zoo,
+                                                                      target_task, tmp_path):
+    """A race of four trials (a pinned teacher at three OT weights, and label-only) for up to 4 epochs, ASHA
+    with grace 1 and halving at each rung: ASHA stops trials once past its grace period, and their rows say so
+    with the epochs they ran; the winner is among the trials that ran every epoch. Without ASHA nothing stops.
+    (On this tiny zoo the random-label teacher is no harm to the student: its trials beat label-only here, so
+    the harmful-teacher race of issue 25 is not this test.)"""
+    from selkd_ray.plans.select import selection_costs
+
+    config = SelectConfig(scan=ScanConfig(probe_per_class=10), shortlist=1, pinned=("random",),
+                          lambdas=(3.0, 10.0, 30.0), race_epochs=4, grace_epochs=1, reduction_factor=2)
+    scanned = scan_here(tiny_zoo, target_task, tmp_path, config.scan)
+    run = Selection(target_task, tmp_path, config, Ledger(None), scanned, [].append,
+                    selection_costs(target_task, config))
+    winner, trials, note = race(run, ["random"])
+    summary = [(t.candidate, t.lam, t.epochs, round(t.val_accuracy, 3), t.status) for t in trials]
+    assert note == "" and len(trials) == 4, summary
+    stopped = [t for t in trials if t.status == "stopped early"]
+    assert stopped and all(1 <= t.epochs < 4 for t in stopped), summary
+    won = next(t for t in trials if t.status == "winner")
+    assert won.epochs == 4 and (won.candidate, won.lam) == (winner.teacher_id, winner.lam), summary
+    assert {t.candidate for t in trials} == {"random", LABELS_ONLY}
