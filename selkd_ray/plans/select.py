@@ -3,7 +3,7 @@ teachers (Ray Tune, ASHA) beside a label-only reference, the winner's full disti
 guard that keeps the label-only student unless distillation beat it on the validation split by more than noise.
 
 Reads top to bottom: check the inputs, plan the budget (one ledger for every stage), scan, race, final stage
-and guard (`stages.py`), write selection.parquet, summarise.
+and guard (`stages.py`, `final_stage.py`), write selection.parquet, summarise.
 """
 from __future__ import annotations
 
