@@ -244,6 +244,7 @@ def scorers(out: Path, sizes: Sizes) -> dict:
     probe size and feature width: a scorer should cost a small share of the forward pass it scores (issue 28:
     at most 10%). The task scorers (aggregate, learned) rank from these scores and are not timed here."""
     import timm
+    from threadpoolctl import threadpool_limits
 
     from selkd_ray.scoring import SCORERS
     from selkd_ray.scoring.registry import TASK
@@ -270,7 +271,7 @@ def scorers(out: Path, sizes: Sizes) -> dict:
                                 model.get_classifier().weight.detach().numpy(), embed(10),
                                 embed(SCORER_TARGET_CLASSES), 11_000_000, 1_800_000_000)
             for name in names:
-                with stopwatch(timed, name):
+                with threadpool_limits(1), stopwatch(timed, name):  # one BLAS thread, as in a num_cpus=1 runner
                     SCORERS.get(name)(evidence)
                 rows.append({"teacher": architecture, "width": width, "probe": images, "scorer": name,
                              "seconds": timed[name], "forward_seconds": timed["forward"],
@@ -279,9 +280,23 @@ def scorers(out: Path, sizes: Sizes) -> dict:
                     f"{rows[-1]['share']:.1%} of the forward pass ({timed['forward']:.2f} s)")
     torch.set_num_threads(os.cpu_count() or 1)
     write_table(pa.Table.from_pylist(rows), out / "scorers.parquet")
+    say(scorer_table(rows))
     worst = max(rows, key=lambda r: r["share"])
     return {"rows": rows, "worst": {k: worst[k] for k in ("scorer", "teacher", "probe", "share")},
             "over_10_percent": sorted({r["scorer"] for r in rows if r["share"] > 0.10})}
+
+
+def scorer_table(rows: list[dict]) -> str:
+    """Each scorer's share of the forward pass it scores, one column per (teacher, probe size)."""
+    columns = sorted({(r["teacher"], r["width"], r["probe"]) for r in rows}, key=lambda c: (c[1], c[2]))
+    share = {(r["scorer"], r["teacher"], r["probe"]): r["share"] for r in rows}
+    forward = {(r["teacher"], r["probe"]): r["forward_seconds"] for r in rows}
+    heads = [f"{w}-d, {n} img" for _, w, n in columns]
+    lines = [f"{'scorer':<13}" + "".join(f"{h:>16}" for h in heads),
+             f"{'forward pass':<13}" + "".join(f"{forward[(t, n)]:>15.2f}s" for t, _, n in columns)]
+    for name in sorted({r["scorer"] for r in rows}):
+        lines.append(f"{name:<13}" + "".join(f"{share[(name, t, n)]:>16.2%}" for t, _, n in columns))
+    return "\n".join(lines)
 
 
 SECTIONS = ("efficiency", "budget", "incremental", "scale", "scorers")

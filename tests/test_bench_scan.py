@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "scan.py"
 
 
-def test_quick_scorers_section_times_every_teacher_scorer_against_its_forward_pass(ray_session, tmp_path):
+def test_quick_scorers_section_times_every_teacher_scorer_against_its_forward_pass(ray_session, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("bench_scan", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_scan"] = module  # dataclasses look their module up
@@ -30,4 +30,7 @@ def test_quick_scorers_section_times_every_teacher_scorer_against_its_forward_pa
         assert all(math.isfinite(r["share"]) and r["seconds"] >= 0 and r["forward_seconds"] > 0
                    for r in timed.values())
     assert figures["scorers"]["worst"]["scorer"] in expected and "over_10_percent" in figures["scorers"]
+    table = capsys.readouterr().out.split("scorer       ")[-1].splitlines()  # the README's table, as printed
+    assert "512-d, 15 img" in table[0] and "2048-d, 15 img" in table[0] and table[1].startswith("forward pass")
+    assert {line.split()[0] for line in table[2:2 + len(expected)]} == expected
     assert not (tmp_path / "tiny").exists()  # a section alone builds nothing the others need
