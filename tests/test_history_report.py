@@ -155,3 +155,66 @@ def test_writes_the_file_system_refuses_are_one_line_and_leave_nothing_behind(sc
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, result.output)
     assert sorted(p.name for p in folder.iterdir()) == [] and a_file.read_text() == "not a folder\n"
     assert not (tmp_path / ".a-folder.tmp").exists() and not (out / ".report.html.tmp").exists()
+
+
+def own_mounts() -> bool:
+    """Whether this machine lets an unprivileged process mount a tmpfs in its own namespaces (`unshare -rm`)."""
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not own_mounts(), reason="needs `unshare -rm` to mount a small tmpfs of its own")
+def test_a_full_disk_a_read_only_one_and_a_path_too_long_are_one_line_and_lose_nothing(scanned, tmp_path):
+    """Real file systems that refuse: a 64 KiB tmpfs filled to the brim, then remounted read-only, in a fresh
+    process's own mount namespace. Each refusal is exit 2 and one line naming the file the user asked for (not
+    a staging file, not "a file"); what was written before stays byte for byte; no staging file is left."""
+    import sys
+
+    out, _ = scanned
+    disk, log = tmp_path / "disk", tmp_path / "log"
+    disk.mkdir()
+    log.mkdir()
+    selkd = f"{sys.executable} -m selkd_cli.main"
+    table = (f"{sys.executable} -c \"import pyarrow as pa; from selkd_ray.io.atomic import write_table; "
+             f"write_table(pa.table({{'a': list(range(100_000))}}), '{disk}/old.parquet')\"")
+    script = f"""
+        mount -t tmpfs -o size=64k tmpfs {disk} || exit 97
+        printf 'the old report\\n' > {disk}/report.html
+        {sys.executable} -c "import pyarrow as pa, pyarrow.parquet as pq; pq.write_table(pa.table({{'a': [1]}}), '{disk}/old.parquet')"
+        dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null
+        cp {disk}/report.html {log}/report-before; cp {disk}/old.parquet {log}/parquet-before
+        {selkd} report --out {out} --html {disk}/report.html 2>{log}/full-report; echo $? > {log}/full-report.rc
+        {table} 2>{log}/full-table; echo $? > {log}/full-table.rc
+        ls -A {disk} > {log}/full-listing
+        mount -o remount,ro {disk} || exit 98
+        {selkd} report --out {out} --html {disk}/new.html 2>{log}/ro-report; echo $? > {log}/ro-report.rc
+        cmp -s {disk}/report.html {log}/report-before && cmp -s {disk}/old.parquet {log}/parquet-before; echo $? > {log}/kept
+    """
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    def refusal(name: str) -> str:
+        lines = [line for line in (log / name).read_text().splitlines() if line.strip()]
+        assert (log / f"{name}.rc").read_text().strip() in ("1", "2") and len(lines) >= 1, lines
+        return lines[-1]
+
+    full = "no space left on the device; the files written before are kept whole"
+    assert (log / "full-report.rc").read_text().strip() == "2"
+    assert [line for line in (log / "full-report").read_text().splitlines() if line.strip()] == [
+        f"error: {disk}/report.html: {full}"]
+    # a table write on a full disk names the table: the OSError the CLI turns into that line
+    assert f"OSError: [Errno 28] No space left on device: '{disk}/old.parquet'" in refusal("full-table")
+    assert (log / "full-listing").read_text().split() == ["filler", "old.parquet", "report.html"]  # no staging
+    assert (log / "ro-report.rc").read_text().strip() == "2"
+    assert [line for line in (log / "ro-report").read_text().splitlines() if line.strip()] == [
+        f"error: {disk}/new.html: the file system is read-only"]
+    assert (log / "kept").read_text().strip() == "0"  # the old report and table, byte for byte
+
+    # a path longer than the file system takes: one line, and not one folder made on the way
+    long = tmp_path / ("x" * 300) / "a" / "b" / "report.html"
+    result = runner.invoke(app, ["report", "--out", str(out), "--html", str(long)])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        f"error: {long}: the path is too long for the file system"], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "log"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,18 +19,31 @@ from ..errors import UnreadableTable
 from .fs import Location
 
 
+@contextmanager
+def naming(target: "str | Path") -> Iterator[None]:
+    """A write the file system refuses names the file the user asked for: pyarrow's and Python's errors on a
+    full disk name no file, and a read-only one names the staging file, which the user never asked for."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno is None:
+            raise
+        raise OSError(err.errno, os.strerror(err.errno), str(target)) from None
+
+
 def write_table(table: pa.Table, where: "str | Path | Location") -> "Path | str":
     location = Location(where)
     location.parent.mkdir()
     if location.is_local:
-        fd, staging = tempfile.mkstemp(prefix=f".{location.name}.", suffix=".tmp", dir=location.parent.path)
-        os.close(fd)
-        try:
-            pq.write_table(table, staging)
-            os.replace(staging, location.path)
-        finally:
-            if os.path.exists(staging):
-                os.unlink(staging)
+        with naming(location.path):
+            fd, staging = tempfile.mkstemp(prefix=f".{location.name}.", suffix=".tmp", dir=location.parent.path)
+            os.close(fd)
+            try:
+                pq.write_table(table, staging)
+                os.replace(staging, location.path)
+            finally:
+                if os.path.exists(staging):
+                    os.unlink(staging)
         return location.native()
     staging = location.parent / f".{location.name}.{uuid.uuid4().hex}.tmp"
     pq.write_table(table, staging.path, filesystem=location.fs)

@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from ..errors import SelkdError
+from ..io.atomic import naming
 from ..io.fs import Location
 from ..io.history import read_history
 from ..io.results import read_scores, read_selection, uninformative_in
@@ -133,8 +134,12 @@ def write_report(scan_dir: "str | Path | Location", out: str | Path | None = Non
         raise SelkdError(f"--html: {path} is a directory; expected the report's file path")
     staging = path.with_name(f".{path.name}.tmp")
     try:
-        staging.write_text(text, encoding="utf-8")
-        staging.replace(path)
+        with naming(path):
+            staging.write_text(text, encoding="utf-8")
+            staging.replace(path)
     finally:
-        staging.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        try:
+            staging.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        except OSError:
+            pass  # a read-only folder, where no staging file could be made
     return path
