@@ -102,7 +102,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
     """
     eta = eta if eta is not None else (3 if budget else None)
     config = ScanConfig(tuple(scorer), probe_per_class, seed, max_actors, budget, eta, min_probe, experience)
-    from selkd_ray.api import scan  # after the options' checks: a bad option is answered before torch loads
+    from selkd_ray.plans.scan import scan  # after the options' checks; not the api, which loads timm for distill
     from selkd_ray.reports.text import ranking_table, scan_summary
 
     with Display(quiet or json_output) as progress:

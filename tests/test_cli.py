@@ -1,5 +1,6 @@
 """The CLI through Typer's test runner, and through a real subprocess where a fresh process matters."""
 import json
+import os
 import subprocess
 import sys
 
@@ -114,6 +115,17 @@ def test_scan_with_a_budget_reports_spending_and_halving(ray_session, tiny_zoo, 
     assert result.exit_code == 0, result.output
     assert "of a 1e+12 FLOPs budget" in result.output
     assert "dropped after round 1:" in result.output and "dropped after round 2:" in result.output
+    # the same scan again, as a scheduler reruns it: a fresh process, every teacher answered by the cache, so it
+    # loads no model library (timm and torchvision's import was 1.5 s of a 6.6 s rescan) and runs no teacher
+    arguments = ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path), "--scorer", "leep",
+                 "--probe-per-class", "8", "--budget", "1e12", "--eta", "2", "--min-probe", "2"]
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    again = subprocess.run([sys.executable, "-X", "importtime", "-m", "selkd_cli.main", *arguments],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 teachers run to the end" in again.stdout and "spent 0 FLOPs" in again.stdout, again.stdout
+    imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" in imported and not {"timm", "torchvision"} & imported
 
 
 def test_bad_budget_is_one_line(tiny_zoo, task_path, tmp_path):

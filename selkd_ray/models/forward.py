@@ -16,10 +16,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from timm.data import create_transform
 
 from ..errors import SelkdError
-from .timm_models import load_teacher
 from ..records import Predictions, Preprocessing, TeacherSpec
 
 CPU_BATCH = 256
@@ -85,6 +83,8 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 @functools.lru_cache(maxsize=64)
 def batch_transform(preprocessing: Preprocessing):
     """timm's eval transform for this preprocessing, as a callable on float batches in [0, 1]."""
+    from timm.data import create_transform  # here, not at import: a scan answered by its cache loads no timm
+
     steps = create_transform(input_size=preprocessing.input_size, interpolation=preprocessing.interpolation,
                              mean=preprocessing.mean, std=preprocessing.std, crop_pct=preprocessing.crop_pct,
                              crop_mode=preprocessing.crop_mode, is_training=False).transforms
@@ -152,6 +152,8 @@ class ForwardPath:
             from .hf import load_hf_teacher
 
             return cls(load_hf_teacher(spec), spec.preprocessing, device)
+        from .timm_models import load_teacher  # as create_transform: only when a teacher runs
+
         return cls(load_teacher(spec), spec.preprocessing, device)
 
     def autocast(self):
