@@ -1,6 +1,6 @@
 """A selection's stages after the scan, on a real scan of the tiny zoo: a shortlisted teacher whose outputs on
 the student's images fail is left out in one line and the selection goes on (issue 27's rule for a mixture
-member); the race's mixture keeps its other members."""
+member); the race's mixture keeps its other members; ASHA stops trials; a harmful teacher loses the race."""
 import pytest
 
 from selkd_ray.budget import Ledger
@@ -59,8 +59,8 @@ def test_asha_stops_trials_past_its_grace_period_and_their_rows_say_so(ray_sessi
     """A race of four trials (a pinned teacher at three OT weights, and label-only) for up to 4 epochs, ASHA
     with grace 1 and halving at each rung: ASHA stops trials once past its grace period, and their rows say so
     with the epochs they ran; the winner is among the trials that ran every epoch. Without ASHA nothing stops.
-    (On this tiny zoo the random-label teacher is no harm to the student: its trials beat label-only here, so
-    the harmful-teacher race of issue 25 is not this test.)"""
+    (On this tiny zoo the random-label teacher is no harm to the student: its trials beat label-only here; the
+    harmful teacher is the next test's, made to say one class.)"""
     from selkd_ray.plans.select import selection_costs
 
     config = SelectConfig(scan=ScanConfig(probe_per_class=10), shortlist=1, pinned=("random",),
@@ -76,3 +76,42 @@ def test_asha_stops_trials_past_its_grace_period_and_their_rows_say_so(ray_sessi
     won = next(t for t in trials if t.status == "winner")
     assert won.epochs == 4 and (won.candidate, won.lam) == (winner.teacher_id, winner.lam), summary
     assert {t.candidate for t in trials} == {"random", LABELS_ONLY}
+
+
+def confidently_constant(zoo, source: str, name: str):
+    """A harmful teacher: `source`'s folder with its classifier's weights zeroed and one bias high, so it says
+    its first class, sure of it, whatever the image (saved as timm's folder holds it, weights and all)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = shutil.copytree(zoo / source, zoo / name)
+    weights = load_file(folder / "model.safetensors")
+    head = next(key for key in weights if key.endswith(("fc.weight", "classifier.weight")))
+    bias = head.removesuffix("weight") + "bias"
+    weights[head] = torch.zeros_like(weights[head])
+    weights[bias] = torch.zeros_like(weights[bias])
+    weights[bias][0] = 12.0
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_a_harmful_teacher_pinned_into_the_race_loses_it_to_label_only(scan_here, zoo_copy, target_task, tmp_path):
+    """A teacher that says one class, sure of it, for every image, pinned at the top of the shortlist and raced
+    with a heavy OT weight against label-only (same epochs, no ASHA stop): its student learns the one class, and
+    the race's rule (the paired comparison on the race's validation half) hands the win to label-only. A race
+    that took the top of the shortlist, or compared nothing, would hand it to the harmful teacher."""
+    confidently_constant(zoo_copy, "own-classes", "constant")
+    config = SelectConfig(scan=ScanConfig(probe_per_class=10), shortlist=1, pinned=("constant",), lambdas=(30.0,),
+                          race_epochs=3, grace_epochs=3)
+    scanned = scan_here(zoo_copy, target_task, tmp_path, config.scan)
+    from selkd_ray.plans.select import selection_costs
+
+    run = Selection(target_task, tmp_path, config, Ledger(None), scanned, [].append,
+                    selection_costs(target_task, config))
+    winner, trials, note = race(run, ["constant"])
+    rows = {t.candidate: t for t in trials}
+    summary = [(t.candidate, t.epochs, round(t.val_accuracy, 3), t.status) for t in trials]
+    assert set(rows) == {"constant", LABELS_ONLY} and all(t.epochs == 3 for t in trials), summary
+    assert rows["constant"].val_accuracy < rows[LABELS_ONLY].val_accuracy, summary  # it does harm
+    assert winner.teacher_id == LABELS_ONLY and rows[LABELS_ONLY].status == "winner", summary
