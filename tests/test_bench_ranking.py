@@ -131,3 +131,41 @@ def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ra
     assert recorded and {row.task for row in recorded} == {"mnist-147"}
     race = out / "select" / "mnist-147-0" / "selection.parquet"  # the mixture's selection, written last
     assert any(r["candidate"].startswith("mixture:") for r in pq.read_table(race).to_pylist() if r["kind"] == "trial")
+
+
+def test_quick_probe_sizes_find_each_scorers_smallest_useful_probe(quick_run, runner_pool):
+    """bench/probe_sizes.py --quick on the quick ranking run's zoo and cached students: every probe-reading
+    scorer at 2 and 5 images per class, its tau, its ties, and the smallest size the rule accepts."""
+    import probe_sizes
+
+    out, _, _ = quick_run
+    messages = []
+    result = probe_sizes.run(out, probe_sizes.quick_plan(), probe_sizes.QUICK_SIZES, say=messages.append,
+                             runners=runner_pool)
+    scorers = set(probe_sizes.scorers_timed())
+    assert "knn" in scorers and "params" not in scorers and "learned" not in scorers
+    rows = pq.read_table(out / "probe_sizes.parquet").to_pylist()
+    assert {(r["size"], r["scorer"]) for r in rows} == {(s, n) for s in (2, 5) for n in scorers}
+    assert all(r["units"] == 2 and r["targets"] == 2 and 0 <= r["tied_units"] <= 2 for r in rows)
+    assert set(result["minimum"]) == scorers
+    for name, least in result["minimum"].items():  # what the rule says, read back from the rows
+        assert least in (2, 5, None)
+        if least is not None:
+            assert all(r["tied_units"] == 0 for r in rows if r["scorer"] == name and r["size"] >= least)
+    assert sorted(p.name for p in (out / "probe-sizes").iterdir()) == [
+        f"{t}-seed0-p{s}" for t in ("mnist-147", "mnist-358") for s in (2, 5)]
+    assert "minimum useful probe" in result["text"] and all(f"\n{n:<13}" in result["text"] for n in scorers)
+
+
+def test_the_minimum_useful_probe_rule_by_hand(ranking):  # ranking: puts bench/ on the path
+    import probe_sizes
+
+    def rows(name, taus, tied):
+        return [{"size": s, "scorer": name, "weighted_tau": tau, "tied_units": t}
+                for s, tau, t in zip((2, 5, 10), taus, tied)]
+
+    found = probe_sizes.minimum_sizes(
+        rows("flat", (0.50, 0.49, 0.50), (0, 0, 0)) + rows("rising", (0.1, 0.3, 0.5), (0, 0, 0))
+        + rows("tied-small", (0.5, 0.5, 0.5), (1, 0, 0)) + rows("tied-mid", (0.5, 0.5, 0.5), (0, 2, 0))
+        + rows("tied-always", (0.5, 0.5, 0.5), (1, 1, 1)) + rows("dips", (0.5, 0.3, 0.5), (0, 0, 0)))
+    assert found == {"flat": 2, "rising": 10, "tied-small": 5, "tied-mid": 10, "tied-always": None, "dips": 10}
