@@ -48,23 +48,25 @@ def fit_discriminant(features: np.ndarray, labels: np.ndarray, shrinkage: float 
     priors = np.bincount(index).astype(np.float64) / len(labels)
     centred = features - means[index]
     n, dim = centred.shape
-    if n < dim:
-        gram = centred @ centred.T / n  # the nonzero spectrum of S_w
-        largest, trace = float(np.linalg.eigvalsh(gram).max()), float(np.trace(gram))
-    else:
-        within = centred.T @ centred / n  # = sum_c pi_c Cov_c (each class's covariance about its own mean)
-        largest, trace = float(np.linalg.eigvalsh(within).max()), float(np.trace(within))
+    small = smaller_gram(centred) / n  # S_w = sum_c pi_c Cov_c where n >= d, else its nonzero spectrum
+    largest, trace = float(np.linalg.eigvalsh(small).max()), float(np.trace(small))
     if shrinkage is None:
         shrinkage = max(float(np.exp(-SFDA_STRENGTH * largest)), 1e-10)
     ridge = shrinkage * trace / dim
     if n < dim and ridge > 0:
         weights = within_solve(centred, 1 - shrinkage, ridge, means.T)
     else:
-        within = centred.T @ centred / n
+        within = small if n >= dim else centred.T @ centred / n
         shrunk = (1 - shrinkage) * within + ridge * np.eye(dim)
         weights = np.linalg.lstsq(shrunk, means.T, rcond=None)[0]  # S^-1 mu_c
     bias = -0.5 * np.sum(means.T * weights, 0) + np.log(priors)
     return Discriminant(weights, bias, classes, shrinkage)
+
+
+def smaller_gram(x: np.ndarray) -> np.ndarray:
+    """X X^T or X^T X, whichever is smaller: both have the same nonzero eigenvalues (so the same trace, largest
+    eigenvalue, Frobenius norm and det(I + .)), and a probe of n images has n x n where d >> n."""
+    return x @ x.T if x.shape[0] < x.shape[1] else x.T @ x
 
 
 def within_solve(centred: np.ndarray, scale: float, ridge: float, right: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .discriminant import within_solve
+from .discriminant import smaller_gram, within_solve
 from ..records import Evidence
 from .registry import SCORERS
 
@@ -67,7 +67,7 @@ def ledoit_wolf_weight(centred: np.ndarray) -> tuple[float, float]:
     """(the Ledoit-Wolf (2004) shrinkage weight, the target's scale mu = tr(S) / d) of the sample covariance
     S = X^T X / n, from the n x n Gram matrix where n < d (S's nonzero spectrum is the Gram matrix's)."""
     n, d = centred.shape
-    small = centred @ centred.T / n if n < d else centred.T @ centred / n
+    small = smaller_gram(centred) / n
     trace, squares = float(np.trace(small)), float(np.sum(small ** 2))  # tr S and ||S||_F^2
     mu = trace / d
     delta = (squares - 2 * mu * trace + mu * mu * d) / d  # ||S - mu I||_F^2 / d

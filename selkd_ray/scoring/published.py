@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from .discriminant import class_means, fit_discriminant, softmax
+from .discriminant import class_means, fit_discriminant, smaller_gram, softmax
 from ..errors import SelkdError
 from ..records import Evidence
 from .registry import SCORERS
@@ -102,8 +102,8 @@ def parc_score(evidence: Evidence) -> float:
 def coding_rate(features: np.ndarray, eps: float = TRANSRATE_EPS) -> float:
     """R(Z, eps) = 1/2 log det(I_d + Z^T Z / (n eps)): bits to code Z up to distortion eps. With fewer images
     than features, the same determinant as log det(I_n + Z Z^T / (n eps)) (Sylvester): an n x n matrix."""
-    n, dim = features.shape
-    gram = features @ features.T if n < dim else features.T @ features
+    n = len(features)
+    gram = smaller_gram(features)
     _, logdet = np.linalg.slogdet(np.eye(len(gram)) + gram / (n * eps))
     return 0.5 * float(logdet)
 
