@@ -27,10 +27,8 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 from ranking import (SPLITS, Plan, build_zoo, evaluate_scorers, full_plan,  # noqa: E402
-                     ground_truth, per_target, quick_plan)
+                     ground_truth, per_target, quick_plan, scan_all)
 
-from selkd_ray.api import scan
-from selkd_ray.config import ScanConfig
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.io.atomic import write_table
 from selkd_ray.scoring import SCORERS
@@ -49,20 +47,16 @@ def scorers_timed() -> list[str]:
 
 def scan_sizes(plan: Plan, zoo_dir: Path, tasks: dict, sizes: tuple[int, ...], scorers: list[str], out: Path,
                say, runners=None) -> dict:
-    """{size: {(target, seed): rows}}, every scan on one runner pool, each in its own folder (the ranking
-    benchmark's scans are left as they are)."""
+    """{size: {(target, seed): rows}}: the ranking benchmark's scans (`scan_all`) at each size, every one on one
+    runner pool, each in its own folder (the ranking benchmark's scans are left as they are)."""
     from selkd_ray.distributed.runners import RunnerPool
 
     scans: dict = {}
     pool = runners or RunnerPool().ready()
     try:
         for size in sizes:
-            scans[size] = {}
-            for target, task in tasks.items():
-                for seed in plan.seeds:
-                    where = out / "probe-sizes" / f"{target}-seed{seed}-p{size}"
-                    config = ScanConfig(scorers=tuple(scorers), probe_per_class=size, seed=seed)
-                    scans[size][(target, seed)] = scan(zoo_dir, task, where, config, runners=pool).rows
+            scans[size] = scan_all(plan, zoo_dir, tasks, scorers, out, lambda _: None, pool, probe_per_class=size,
+                                   folder="probe-sizes", suffix=f"-p{size}")
             say(f"probe of {size} per class: {len(scans[size])} scans")
     finally:
         if runners is None:

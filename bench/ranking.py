@@ -258,18 +258,19 @@ def plot(scans: dict, truth: list[dict], scorers: list[str], path: Path) -> Path
     return path
 
 
-def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Path, say, runners=None) -> dict:
-    """Every (target, seed): the zoo scanned on that seed's probe (10 of the 20 labels per class, redrawn), all
-    on one runner pool (`runners`, else one started here): a driver that scans many tasks starts its actors
-    once."""
+def scan_all(plan: Plan, zoo_dir: Path, tasks: dict, scorers: list[str], out: Path, say, runners=None,
+             probe_per_class: int = PROBE_PER_CLASS, folder: str = "scans", suffix: str = "") -> dict:
+    """Every (target, seed): the zoo scanned on that seed's probe (10 of the 20 labels per class, redrawn,
+    unless `probe_per_class` says otherwise) into OUT/folder/TARGET-seedSEED{suffix}, all on one runner pool
+    (`runners`, else one started here): a driver that scans many tasks starts its actors once."""
     from selkd_ray.distributed.runners import RunnerPool
 
     scans, pool = {}, runners or RunnerPool().ready()
     try:
         for target, task in tasks.items():
             for seed in plan.seeds:
-                config = ScanConfig(scorers=tuple(scorers), probe_per_class=PROBE_PER_CLASS, seed=seed)
-                where = out / "scans" / f"{target}-seed{seed}"
+                config = ScanConfig(scorers=tuple(scorers), probe_per_class=probe_per_class, seed=seed)
+                where = out / folder / f"{target}-seed{seed}{suffix}"
                 scans[(target, seed)] = scan(zoo_dir, task, where, config, runners=pool).rows
                 say(f"scanned {len(scans[(target, seed)])} teachers for {target}, seed {seed}")
     finally:

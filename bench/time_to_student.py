@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ def timed(arguments: list[str]) -> tuple[float, dict]:
     """(wall seconds, the --json document) of one CLI command in a fresh process."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "selkd_cli.main", *arguments, "--json"], capture_output=True,
-                          text=True, env=dict(os.environ))
+                          text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(arguments[:1])} failed: {done.stderr[-2000:]}")
