@@ -92,7 +92,7 @@ def scan_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                  budget: Optional[str] = typer.Option(None, help="FLOPs (2e9, 2G) or wall time (300s, 5min); implies halving with --eta 3."),
                  eta: Optional[int] = typer.Option(None, help="Successive halving: keep the best 1/ETA each round."),
                  min_probe: Optional[int] = typer.Option(None, help="Images per class in the first halving round (default 2)."),
-                 max_actors: Optional[int] = typer.Option(None, help="Cap on runner actors (default: one per GPU, else per CPU slot)."),
+                 max_actors: Optional[int] = typer.Option(None, help="Cap on runner actors (default: one per GPU, else per CPU slot the work pays for)."),
                  experience: Optional[str] = EXPERIENCE,
                  json_output: bool = JSON, quiet: bool = QUIET,
                  address: Optional[str] = ADDRESS) -> None:

@@ -40,7 +40,7 @@ class ScanConfig:
     scorers: tuple[str, ...] = ("knn", "nce", "leep", "ot", "logme", "hscore", "gbc", "lead")
     probe_per_class: int = 20  # k labelled probe images per target class
     seed: int = 0  # probe sampling seed
-    max_actors: int | None = None  # cap on runner actors (default: one per GPU, else per CPU slot)
+    max_actors: int | None = None  # cap on runner actors (default: one per GPU, else per CPU slot the work pays for)
     budget: str | None = None  # FLOPs ('2e9', '2G') or wall time ('300s', '5min'); None: no limit
     eta: int | None = None  # successive halving: keep the best 1/eta each round (None: one round, full probe)
     min_probe: int | None = None  # images per class in the first halving round (default 2)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers.killing import stop_cli_midway
+from helpers.killing import ray_processes_started_by, stop_cli_midway
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
@@ -122,20 +122,26 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
                                                                           tmp_path):
     """SIGTERM and then Ctrl-C (SIGINT) stop `selkd distill` in the middle of Ray Train within 10 s (exit 130,
     no half-written result); a SIGKILL leaves it wherever it was. Each time the same command resumes from the
-    last checkpoint: no finished epoch is trained again, and one run holds them all."""
+    last checkpoint: no finished epoch is trained again, and one run holds them all. The SIGTERM goes to the
+    group of a command that started its own Ray (as `timeout` or Kubernetes send it): that Ray's processes, in
+    a group of their own, do not die under it, and none outlives it."""
     epochs = 6
     out = tmp_path / "students"
     runs = out / "runs"
     args = ["distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path), "--out", str(out),
             "--epochs", str(epochs)]
     checkpoints = lambda: len([p for p in runs.glob("*/checkpoint_*") if p.is_dir()])  # noqa: E731
-    for signum, at_least in ((signal.SIGTERM, 1), (signal.SIGINT, 2)):
-        stopped = stop_cli_midway(args, checkpoints, at_least, signum, poll=0.1)
+    for signum, at_least, embedded in ((signal.SIGTERM, 1, True), (signal.SIGINT, 2, False)):
+        stopped = stop_cli_midway(args, checkpoints, at_least, signum, poll=0.1, embedded=embedded)
         assert stopped.returncode == 130, stopped.stderr[-3000:]
         assert stopped.seconds < 10, f"{signum.name}: stopped after {stopped.seconds:.1f} s"
         assert "interrupted: stopping; what was written is kept" in stopped.stderr
         assert "Traceback" not in stopped.stderr and not list(out.glob("*.metrics.parquet"))
         assert at_least <= stopped.progress < epochs
+        deadline = time.time() + 10
+        while time.time() < deadline and ray_processes_started_by(stopped.pid):
+            time.sleep(0.2)
+        assert not ray_processes_started_by(stopped.pid)  # its own Ray (if any) stopped with it
     killed = stop_cli_midway(args, checkpoints, 3, signal.SIGKILL, poll=0.1)
     assert 3 <= killed.progress < epochs, f"the run should have been killed midway: {killed.stderr[-3000:]}"
     latest = max((p for p in runs.glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name)

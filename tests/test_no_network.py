@@ -28,3 +28,48 @@ def test_a_two_worker_distillation_sends_nothing_off_loopback(tiny_zoo, task_pat
     metrics, = (tmp_path / "out").glob("*.metrics.parquet")
     history = pq.read_table(metrics).to_pylist()
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
+
+
+def listening(pid: int) -> list[str]:
+    """The addresses a process listens on (TCP), as ip:port."""
+    import psutil
+
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+    return [f"{s.laddr.ip}:{s.laddr.port}" for s in sockets if s.status == psutil.CONN_LISTEN]
+
+
+def loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def test_every_socket_the_embedded_ray_listens_on_is_loopback(ray_session, scan_here, tiny_zoo, target_task,
+                                                              tmp_path):
+    """The suite's Ray is an embedded one, started by `connect` as the CLI starts it: during a scan, the GCS,
+    the raylet, the agents and every worker (the runner actor among them) listen on loopback only, never on
+    `*` or 0.0.0.0. The check can fail: the listing sees the processes and their sockets."""
+    import psutil
+    import ray
+
+    from selkd_ray import ScanConfig
+
+    node = ray._private.worker.global_worker.node
+    heads = [info.process.pid for infos in node.all_processes.values() for info in infos]
+    assert len(heads) >= 2  # the GCS and the raylet at least
+    scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("nce",), probe_per_class=4))
+    pids = set(heads)
+    for pid in heads:
+        try:
+            pids |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            pass
+    sockets = {pid: listening(pid) for pid in pids}
+    assert sum(map(len, sockets.values())) >= 5  # it saw Ray's servers: GCS, raylet, workers' gRPC
+    outside = {pid: [s for s in found if not loopback(s.rsplit(":", 1)[0])] for pid, found in sockets.items()}
+    assert not any(outside.values()), {psutil.Process(pid).name(): found for pid, found in outside.items() if found}

@@ -97,3 +97,21 @@ def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):
         assert 1 <= free <= 2 and pool.count == free and len(pool.actors) == free  # not the 8 asked for
         assert pool.sizing(8, 5) == f"--max-actors 8: {free} runner actors (the cluster has {free} free CPU slots)"
         assert pool.sizing(free, 5) == ""
+
+
+def test_a_small_zoo_runs_on_fewer_cpu_actors_than_slots(ray_session):
+    """An actor's start costs more than a tiny zoo's probe passes: a pool sized by its work starts one actor
+    and says why; work worth several actors gets one per free slot (the rule, not the slots, decides)."""
+    from helpers.killing import slots_free
+
+    from selkd_ray.distributed.runners import ACTOR_WORTH_FLOPS, RunnerPool
+
+    slots_free()
+    with RunnerPool(max_actors=8, teachers=5, work_flops=ACTOR_WORTH_FLOPS / 2) as small:
+        assert small.count == len(small.actors) == 1
+        if small.capacity > 1:
+            assert small.sizing(8, 5) == (f"--max-actors 8: 1 runner actors (5 teachers' probe passes, "
+                                          f"{ACTOR_WORTH_FLOPS / 2:.3g} FLOPs at most: an actor per 2e+11 FLOPs)")
+    slots_free()
+    with RunnerPool(max_actors=8, teachers=5, work_flops=10 * ACTOR_WORTH_FLOPS) as large:
+        assert large.count == large.capacity >= 1

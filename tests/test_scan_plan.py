@@ -1,10 +1,13 @@
 """The scan plan on a real local Ray: successive halving, the budget, restarts, resume, one scan per output."""
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import ray
-from helpers.killing import kill_cli_midway
+from helpers.killing import kill_cli_midway, ray_processes_started_by, stop_cli_midway
 
 from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import ScanConfig
@@ -88,14 +91,32 @@ def test_the_lock_is_reentrant_in_one_process_and_held_until_the_outermost_exit(
     assert subprocess.run(try_lock, capture_output=True, text=True).returncode == 0  # released
 
 
-def test_a_scan_killed_midway_resumes_from_the_cache(scan_here, wide_zoo, task_path, tmp_path):
+def test_a_scan_stopped_or_killed_midway_resumes_from_the_cache(scan_here, wide_zoo, task_path, tmp_path):
+    """SIGTERM to the group of a scan that started its own Ray (as `timeout`, `kill -TERM -PGID`, systemd and
+    Kubernetes send it) stops it within 10 s with exit 130 and the interrupted line (its Ray's processes, in a
+    group of their own, do not die under it) and none of its Ray outlives it; a SIGKILL later leaves it
+    wherever it was; the scan then resumes from the cache, running only what neither run finished."""
     cache = tmp_path / "cache"
-    finished = kill_cli_midway(["scan", "--zoo", str(wide_zoo), "--task", str(task_path), "--out", str(tmp_path),
-                                "--scorer", "ot", "--probe-per-class", "5", "--max-actors", "1"],
-                               lambda: len(list(cache.glob("*.parquet"))), at_least=2)
-    assert 2 <= finished < 9, "the scan should have been killed midway"
+    arguments = ["scan", "--zoo", str(wide_zoo), "--task", str(task_path), "--out", str(tmp_path), "--scorer", "ot",
+                 "--probe-per-class", "5", "--max-actors", "1"]
+    entries = lambda: len(list(cache.glob("*.parquet")))  # noqa: E731
+    stopped = stop_cli_midway(arguments, entries, 1, signal.SIGTERM, embedded=True)
+    assert stopped.returncode == 130 and stopped.seconds < 10, (stopped.seconds, stopped.stderr[-3000:])
+    assert "interrupted: stopping" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert 1 <= stopped.progress < 9  # stopped midway: what was written stays
+    deadline = time.time() + 10
+    while time.time() < deadline and ray_processes_started_by(stopped.pid):
+        time.sleep(0.2)
+    assert not ray_processes_started_by(stopped.pid)
+    finished = kill_cli_midway(arguments, entries, at_least=stopped.progress + 1)
+    assert stopped.progress < finished < 9, "the scan should have been killed midway"
     result = scan_here(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (result.cached, result.ran) == (finished, 9 - finished)
+
+
+def test_the_listing_of_a_sessions_processes_sees_the_suites_own_ray(ray_session):
+    """The check above can fail: the suite's own Ray (started by this process) is listed by it."""
+    assert len(ray_processes_started_by(os.getpid())) >= 2  # its GCS and raylet at least
 
 
 def test_a_driver_can_keep_its_runners_across_scans(ray_session, tiny_zoo, target_task, tmp_path):

@@ -20,6 +20,10 @@ from ..scoring.runner import Scoring, TeacherRunner
 from .runtime import actor_options
 
 ACTOR_PREFIX = "selkd-runner"
+# Forward FLOPs worth a runner actor of their own on CPU slots: an actor's start costs a core several seconds
+# (torch, timm and POT imported in a fresh process), in which that core computes about this much of a conv
+# net's forward pass (40-80 GFLOP/s per core here). A zoo whose probe passes cost less runs on fewer actors.
+ACTOR_WORTH_FLOPS = 2e11
 
 
 class RunnerActor(TeacherRunner):
@@ -41,10 +45,14 @@ class RunnerActor(TeacherRunner):
 class RunnerPool:
     """The actors of one scan, reused across its halving rounds; named `selkd-runner-<scan>-<i>`."""
 
-    def __init__(self, max_actors: int | None = None, teachers: int | None = None) -> None:
+    def __init__(self, max_actors: int | None = None, teachers: int | None = None,
+                 work_flops: float | None = None) -> None:
         count, self.options = actor_options()
         self.capacity = count  # one per GPU, else one per CPU slot
         self.count = max(1, min(count, max_actors or count, teachers or count))
+        self.work_flops = work_flops  # the scan's forward passes at most, when known: CPU actors sized by it
+        if work_flops is not None and "num_gpus" not in self.options:
+            self.count = max(1, min(self.count, int(work_flops // ACTOR_WORTH_FLOPS)))
         self.prefix = f"{ACTOR_PREFIX}-{uuid.uuid4().hex[:8]}"
         self.remote = ray.remote(RunnerActor)
         self.actors = [self.start(i) for i in range(self.count)]
@@ -54,8 +62,13 @@ class RunnerPool:
         if not max_actors or self.count >= max_actors:
             return ""
         unit = "GPUs" if "num_gpus" in self.options else "free CPU slots"
-        why = (f"the cluster has {self.capacity} {unit}" if self.count == self.capacity else
-               f"{teachers} teachers to run")
+        if self.count == self.capacity:
+            why = f"the cluster has {self.capacity} {unit}"
+        elif self.count == teachers:
+            why = f"{teachers} teachers to run"
+        else:
+            why = (f"{teachers} teachers' probe passes, {self.work_flops:.3g} FLOPs at most: an actor per "
+                   f"{ACTOR_WORTH_FLOPS:.0e} FLOPs")
         return f"--max-actors {max_actors}: {self.count} runner actors ({why})"
 
     def start(self, index: int):

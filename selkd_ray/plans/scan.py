@@ -80,7 +80,8 @@ def scan(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Path, conf
         cache = PredictionCache(out_dir / "cache")
         ledger = ledger or Ledger(parse_budget(config.budget))
         check_budget_floor(specs, task, config, cache, previous, ledger.budget)
-        with RunnersOnDemand(config.max_actors, address, progress, runners) as actors:
+        probe_images = probe_sizes(config.probe_per_class, config.min_probe, config.eta)[-1] * task.num_classes
+        with RunnersOnDemand(config.max_actors, address, progress, runners, probe_images) as actors:
             rows, ledger = run_plan(specs, task, out_dir, config, progress, actors.run,
                                     lambda: label_embeddings(specs, task, out_dir / "cache"), previous, cache, ledger,
                                     lambda: past_outcomes(experience_folder(config, out_dir)))
@@ -135,8 +136,10 @@ class RunnersOnDemand:
     """The engine's runner actors for one scan, started on the first teacher that needs running (a scan the
     cache answers starts no Ray), stopped at the end unless the caller lent its own pool."""
 
-    def __init__(self, max_actors: int | None, address: str | None, progress: Progress, lent=None) -> None:
+    def __init__(self, max_actors: int | None, address: str | None, progress: Progress, lent=None,
+                 probe_images: int = 0) -> None:
         self.max_actors, self.address, self.progress, self.lent = max_actors, address, progress, lent
+        self.probe_images = probe_images  # the last round's probe: what a teacher's pass costs at most
         self.pool, self.placements = lent, []
 
     def run(self, pending: list[TeacherSpec], probe, admit, scoring):
@@ -145,7 +148,8 @@ class RunnersOnDemand:
             from ..distributed.runners import RunnerPool
 
             connect(self.address)
-            self.pool = RunnerPool(self.max_actors, len(pending))
+            work = sum(spec.flops_per_sample for spec in pending) * max(self.probe_images, len(probe))
+            self.pool = RunnerPool(self.max_actors, len(pending), work)
             if sizing := self.pool.sizing(self.max_actors, len(pending)):
                 self.progress(f"note: {sizing}")
         if not self.placements:

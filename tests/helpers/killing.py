@@ -1,6 +1,8 @@
 """Run a `selkd` command in its own process (joined to the test's Ray) and stop it midway: SIGKILL (a crash),
 or SIGINT / SIGTERM (Ctrl-C, a scheduler's stop), sent to its process group as a terminal or a container would."""
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import psutil
 import ray
 
 
@@ -18,14 +21,19 @@ class Stopped:
     seconds: float  # from the signal to the process's exit
     returncode: int
     stderr: str
+    pid: int = 0  # the command's process id
 
 
 def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, signum: int = signal.SIGKILL,
-                    timeout: float = 300, poll: float = 0.02) -> Stopped:
+                    timeout: float = 300, poll: float = 0.02, embedded: bool = False) -> Stopped:
     """Start `selkd ARGUMENTS`, send `signum` to its process group once `progress()` reaches `at_least`, and
-    wait for it to end."""
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    slots_free()
+    wait for it to end. `embedded`: the command starts its own Ray (no RAY_ADDRESS), whose processes the
+    signal to the group must not take down under the command."""
+    if embedded:
+        env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    else:
+        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+        slots_free()
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "selkd_cli.main", *arguments], env=env,
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
@@ -44,9 +52,10 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         took = time.monotonic() - sent
-        slots_free()  # the stopped driver's Ray Train workers may still be writing: let them go first
+        if not embedded:
+            slots_free()  # the stopped driver's Ray Train workers may still be writing: let them go first
         stderr.seek(0)
-        return Stopped(progress(), took, process.returncode, stderr.read())
+        return Stopped(progress(), took, process.returncode, stderr.read(), process.pid)
 
 
 def as_from_a_shell() -> None:
@@ -76,3 +85,16 @@ def kill_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
                     poll: float = 0.02) -> int:
     """SIGKILL midway; what the killed run left behind (`progress()` after the kill)."""
     return stop_cli_midway(arguments, progress, at_least, signal.SIGKILL, timeout, poll).progress
+
+
+def ray_processes_started_by(pid: int) -> list[str]:
+    """Command lines of the Ray processes of the session a driver of that pid started (Ray names a session
+    `session_<date>_<time>_<microseconds>_<pid>`); the listing can see them (a test of the suite's own Ray)."""
+    session = re.compile(rf"session_\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_{pid}\b")
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(process.info["cmdline"] or [])
+            if session.search(line):
+                found.append(line[:200])
+    return found
