@@ -100,18 +100,20 @@ def test_more_runner_actors_than_the_cluster_holds_are_said(ray_session):
 
 
 def test_a_small_zoo_runs_on_fewer_cpu_actors_than_slots(ray_session):
-    """An actor's start costs more than a tiny zoo's probe passes: a pool sized by its work starts one actor
-    and says why; work worth several actors gets one per free slot (the rule, not the slots, decides)."""
+    """An actor's start costs more than a tiny zoo's probe passes: the pool's size follows the work on CPU
+    slots (one actor per ACTOR_WORTH_FLOPS, at least one), never on GPUs; a pool sized by a small work starts
+    one actor and says why."""
     from helpers.killing import slots_free
 
-    from selkd_ray.distributed.runners import ACTOR_WORTH_FLOPS, RunnerPool
+    from selkd_ray.distributed.runners import ACTOR_WORTH_FLOPS, RunnerPool, pool_size
 
+    assert pool_size(4, None, 9, ACTOR_WORTH_FLOPS / 2) == 1  # less than one actor's worth: still one
+    assert pool_size(4, None, 9, 2.5 * ACTOR_WORTH_FLOPS) == 2
+    assert pool_size(4, None, 9, 100 * ACTOR_WORTH_FLOPS) == 4 and pool_size(4, 3, 9, 100 * ACTOR_WORTH_FLOPS) == 3
+    assert pool_size(4, None, 9, None) == 4  # GPUs: one per GPU whatever the work
     slots_free()
     with RunnerPool(max_actors=8, teachers=5, work_flops=ACTOR_WORTH_FLOPS / 2) as small:
         assert small.count == len(small.actors) == 1
         if small.capacity > 1:
             assert small.sizing(8, 5) == (f"--max-actors 8: 1 runner actors (5 teachers' probe passes, "
                                           f"{ACTOR_WORTH_FLOPS / 2:.3g} FLOPs at most: an actor per 2e+11 FLOPs)")
-    slots_free()
-    with RunnerPool(max_actors=8, teachers=5, work_flops=10 * ACTOR_WORTH_FLOPS) as large:
-        assert large.count == large.capacity >= 1

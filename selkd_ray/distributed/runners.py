@@ -42,6 +42,15 @@ class RunnerActor(TeacherRunner):
         return replace(self(spec, probe, upcoming, scoring), node=ray.util.get_node_ip_address())
 
 
+def pool_size(capacity: int, max_actors: int | None, teachers: int | None, work_flops: float | None) -> int:
+    """Runner actors for a pool: the capacity (GPUs, else free CPU slots), no more than asked for or than there
+    are teachers, and on CPU slots no more than the work pays for (`work_flops`: None on GPUs); at least one."""
+    count = min(capacity, max_actors or capacity, teachers or capacity)
+    if work_flops is not None:
+        count = min(count, int(work_flops // ACTOR_WORTH_FLOPS))
+    return max(1, count)
+
+
 class RunnerPool:
     """The actors of one scan, reused across its halving rounds; named `selkd-runner-<scan>-<i>`."""
 
@@ -49,10 +58,8 @@ class RunnerPool:
                  work_flops: float | None = None) -> None:
         count, self.options = actor_options()
         self.capacity = count  # one per GPU, else one per CPU slot
-        self.count = max(1, min(count, max_actors or count, teachers or count))
         self.work_flops = work_flops  # the scan's forward passes at most, when known: CPU actors sized by it
-        if work_flops is not None and "num_gpus" not in self.options:
-            self.count = max(1, min(self.count, int(work_flops // ACTOR_WORTH_FLOPS)))
+        self.count = pool_size(count, max_actors, teachers, None if "num_gpus" in self.options else work_flops)
         self.prefix = f"{ACTOR_PREFIX}-{uuid.uuid4().hex[:8]}"
         self.remote = ray.remote(RunnerActor)
         self.actors = [self.start(i) for i in range(self.count)]
