@@ -104,7 +104,8 @@ def cli_scan(zoo: Path, task_file: Path, out: Path, per_class: int) -> float:
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "selkd_cli.main", "scan", "--zoo", str(zoo), "--task", str(task_file),
-                    "--out", str(out), "--probe-per-class", str(per_class), "--quiet"], check=True, env=env)
+                    "--out", str(out), "--probe-per-class", str(per_class), "--quiet"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
