@@ -109,6 +109,16 @@ def cli_scan(zoo: Path, task_file: Path, out: Path, per_class: int) -> float:
     return time.perf_counter() - started
 
 
+def abba(pairs: int, label: str, bare, scan) -> tuple[list[float], list[float]]:
+    """Seconds of `bare()` and `scan()`, `pairs` of each in ABBA order (bare first in even pairs), each said."""
+    seconds: dict[str, list[float]] = {"bare": [], "scan": []}
+    for pair in range(pairs):
+        for kind in (("bare", "scan") if pair % 2 == 0 else ("scan", "bare")):
+            seconds[kind].append((bare if kind == "bare" else scan)())
+            print(f"{label} pair {pair + 1}: {kind} {seconds[kind][-1]:.1f} s", flush=True)
+    return seconds["bare"], seconds["scan"]
+
+
 def main(pairs: int = typer.Option(2, help="(bare, scan) pairs, in ABBA order."),
          quick: bool = typer.Option(False, help="2 teachers, a 30-image probe, 1 pair."),
          out: Path = typer.Option(Path("bench-out/realistic"), help="Zoo and scans, kept between runs.")) -> None:
@@ -122,14 +132,8 @@ def main(pairs: int = typer.Option(2, help="(bare, scan) pairs, in ABBA order.")
     connect()
     lines = []
     for n in (1, 2):
-        bare, cold = [], []
-        for pair in range(pairs):
-            for kind in (("bare", "scan") if pair % 2 == 0 else ("scan", "bare")):
-                if kind == "bare":
-                    bare.append(bare_forward(specs, probe.images, n))
-                else:
-                    cold.append(cold_scan(zoo, task, out / "scan", per_class, n))
-                print(f"N={n} pair {pair + 1}: {kind} {(bare if kind == 'bare' else cold)[-1]:.1f} s", flush=True)
+        bare, cold = abba(pairs, f"N={n}", lambda: bare_forward(specs, probe.images, n),
+                          lambda: cold_scan(zoo, task, out / "scan", per_class, n))
         ratio = statistics.median(cold) / statistics.median(bare)
         lines.append(f"N={n}: bare forward on {n} thread(s) {statistics.median(bare):.1f} s, cold scan with {n} "
                      f"actor(s) {statistics.median(cold):.1f} s (medians of {pairs}); ratio {ratio:.2f}x (goal <= 1.2x)")
@@ -139,14 +143,8 @@ def main(pairs: int = typer.Option(2, help="(bare, scan) pairs, in ABBA order.")
 
     ray.shutdown()
     task_file = write_task(task, out / "task.parquet")
-    bare, cold = [], []
-    for pair in range(pairs):
-        for kind in (("bare", "cli") if pair % 2 == 0 else ("cli", "bare")):
-            if kind == "bare":
-                bare.append(bare_forward(specs, probe.images, 2))
-            else:
-                cold.append(cli_scan(zoo, task_file, out / "cli-scan", per_class))
-            print(f"end to end pair {pair + 1}: {kind} {(bare if kind == 'bare' else cold)[-1]:.1f} s", flush=True)
+    bare, cold = abba(pairs, "end to end", lambda: bare_forward(specs, probe.images, 2),
+                      lambda: cli_scan(zoo, task_file, out / "cli-scan", per_class))
     ratio = statistics.median(cold) / statistics.median(bare)
     lines.append(f"end to end: bare forward on 2 threads {statistics.median(bare):.1f} s, `selkd scan` in a fresh "
                  f"process (imports, Ray's start, indexing, actors, scoring, tables) {statistics.median(cold):.1f} s "

@@ -138,10 +138,7 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
         assert "interrupted: stopping; what was written is kept" in stopped.stderr
         assert "Traceback" not in stopped.stderr and not list(out.glob("*.metrics.parquet"))
         assert at_least <= stopped.progress < epochs
-        deadline = time.time() + 10
-        while time.time() < deadline and ray_processes_started_by(stopped.pid):
-            time.sleep(0.2)
-        assert not ray_processes_started_by(stopped.pid)  # its own Ray (if any) stopped with it
+        assert not ray_processes_started_by(stopped.pid, wait_s=10)  # its own Ray (if any) stopped with it
     killed = stop_cli_midway(args, checkpoints, 3, signal.SIGKILL, poll=0.1)
     assert 3 <= killed.progress < epochs, f"the run should have been killed midway: {killed.stderr[-3000:]}"
     latest = max((p for p in runs.glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name)

@@ -3,9 +3,11 @@ sendto / sendmsg they make must go to 127.0.0.0/8, ::1 or a Unix socket, DNS que
 resolver included. A whole selection (scan, Ray Tune race, final Ray Train runs) is traced by
 tests/test_select.py::test_select_races_the_shortlist_under_one_budget_and_reports_it."""
 import math
+import os
 
 import pyarrow.parquet as pq
-from helpers.network import NEEDS_STRACE, off_loopback, traced
+from helpers.killing import ray_processes_of
+from helpers.network import NEEDS_STRACE, is_loopback, off_loopback, traced
 
 
 def test_the_parser_sees_an_outside_address():
@@ -30,23 +32,15 @@ def test_a_two_worker_distillation_sends_nothing_off_loopback(tiny_zoo, task_pat
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
 
 
-def listening(pid: int) -> list[str]:
+def listening(process) -> list[str]:
     """The addresses a process listens on (TCP), as ip:port."""
     import psutil
 
     try:
-        sockets = psutil.Process(pid).net_connections(kind="inet")
+        sockets = process.net_connections(kind="inet")
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
     return [f"{s.laddr.ip}:{s.laddr.port}" for s in sockets if s.status == psutil.CONN_LISTEN]
-
-
-def loopback(ip: str) -> bool:
-    import ipaddress
-
-    address = ipaddress.ip_address(ip)
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def test_every_socket_the_embedded_ray_listens_on_is_loopback(ray_session, scan_here, tiny_zoo, target_task,
@@ -54,22 +48,10 @@ def test_every_socket_the_embedded_ray_listens_on_is_loopback(ray_session, scan_
     """The suite's Ray is an embedded one, started by `connect` as the CLI starts it: during a scan, the GCS,
     the raylet, the agents and every worker (the runner actor among them) listen on loopback only, never on
     `*` or 0.0.0.0. The check can fail: the listing sees the processes and their sockets."""
-    import psutil
-    import ray
-
     from selkd_ray import ScanConfig
 
-    node = ray._private.worker.global_worker.node
-    heads = [info.process.pid for infos in node.all_processes.values() for info in infos]
-    assert len(heads) >= 2  # the GCS and the raylet at least
     scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("nce",), probe_per_class=4))
-    pids = set(heads)
-    for pid in heads:
-        try:
-            pids |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
-        except psutil.NoSuchProcess:
-            pass
-    sockets = {pid: listening(pid) for pid in pids}
+    sockets = {f"{process.name()} ({process.pid})": listening(process) for process in ray_processes_of(os.getpid())}
     assert sum(map(len, sockets.values())) >= 5  # it saw Ray's servers: GCS, raylet, workers' gRPC
-    outside = {pid: [s for s in found if not loopback(s.rsplit(":", 1)[0])] for pid, found in sockets.items()}
-    assert not any(outside.values()), {psutil.Process(pid).name(): found for pid, found in outside.items() if found}
+    outside = {name: [s for s in found if not is_loopback(s.rsplit(":", 1)[0])] for name, found in sockets.items()}
+    assert not any(outside.values()), {name: found for name, found in outside.items() if found}

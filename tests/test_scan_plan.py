@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import ray
@@ -104,10 +103,7 @@ def test_a_scan_stopped_or_killed_midway_resumes_from_the_cache(scan_here, wide_
     assert stopped.returncode == 130 and stopped.seconds < 10, (stopped.seconds, stopped.stderr[-3000:])
     assert "interrupted: stopping" in stopped.stderr and "Traceback" not in stopped.stderr
     assert 1 <= stopped.progress < 9  # stopped midway: what was written stays
-    deadline = time.time() + 10
-    while time.time() < deadline and ray_processes_started_by(stopped.pid):
-        time.sleep(0.2)
-    assert not ray_processes_started_by(stopped.pid)
+    assert not ray_processes_started_by(stopped.pid, wait_s=10)
     finished = kill_cli_midway(arguments, entries, at_least=stopped.progress + 1)
     assert stopped.progress < finished < 9, "the scan should have been killed midway"
     result = scan_here(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))

@@ -87,14 +87,22 @@ def kill_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
     return stop_cli_midway(arguments, progress, at_least, signal.SIGKILL, timeout, poll).progress
 
 
-def ray_processes_started_by(pid: int) -> list[str]:
-    """Command lines of the Ray processes of the session a driver of that pid started (Ray names a session
-    `session_<date>_<time>_<microseconds>_<pid>`); the listing can see them (a test of the suite's own Ray)."""
+def ray_processes_of(pid: int) -> list[psutil.Process]:
+    """The processes of the Ray session a driver of that pid started (Ray names a session
+    `session_<date>_<time>_<microseconds>_<pid>`, and every process of it carries the name in its command line),
+    found whether the driver still runs or not."""
     session = re.compile(rf"session_\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_{pid}\b")
     found = []
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            line = " ".join(process.info["cmdline"] or [])
-            if session.search(line):
-                found.append(line[:200])
+            if session.search(" ".join(process.info["cmdline"] or [])):
+                found.append(process)
     return found
+
+
+def ray_processes_started_by(pid: int, wait_s: float = 0.0) -> list[str]:
+    """Command lines of those processes still running after waiting up to `wait_s` for them to end."""
+    deadline = time.time() + wait_s
+    while (left := ray_processes_of(pid)) and time.time() < deadline:
+        time.sleep(0.2)
+    return [" ".join(process.info["cmdline"] or [])[:200] for process in left]

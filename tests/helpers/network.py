@@ -13,15 +13,18 @@ ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
 CALLS = ("connect", "sendto", "sendmsg")
 
 
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, or an IPv4 loopback address mapped into IPv6 (how a dual-stack socket shows it)."""
+    address = ipaddress.ip_address(address)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def off_loopback(line: str) -> list[str]:
-    """The addresses a traced call names that are not this machine's loopback."""
-    bad = []
-    for v4, v6 in ADDRESS.findall(line):
-        address = ipaddress.ip_address(v4 or v6)
-        mapped = getattr(address, "ipv4_mapped", None)
-        if not (address.is_loopback or address.is_unspecified or (mapped is not None and mapped.is_loopback)):
-            bad.append(str(address))
-    return bad
+    """The addresses a traced call names that are not this machine's loopback (the unspecified address, which
+    a call names for "any", passes)."""
+    return [v4 or v6 for v4, v6 in ADDRESS.findall(line)
+            if not (is_loopback(v4 or v6) or ipaddress.ip_address(v4 or v6).is_unspecified)]
 
 
 def traced(tmp_path, *args: str) -> list[str]:
