@@ -1,7 +1,7 @@
 """Indexing benchmark: a zoo of N new teachers indexed by Ray tasks with one worker against two.
 
     .venv/bin/python bench/index.py            # 1,000 teachers, 2 pairs (about 5 minutes on 2 cores)
-    .venv/bin/python bench/index.py --quick    # 100 teachers, 1 pair, to check the script works
+    .venv/bin/python bench/index.py --quick    # 30 teachers, 1 pair, to check the script works
 
 Each measurement starts a fresh local Ray with 1 or 2 CPUs (not timed), then times `index_in_tasks` over every
 teacher folder: task submission, the workers' start-up and imports, hashing each teacher's files, building its
@@ -45,10 +45,10 @@ def timed_index(zoo: Path, workers: int) -> float:
 
 def main(teachers: int = typer.Option(1000, help="Teachers in the zoo."),
          pairs: int = typer.Option(2, help="(one worker, two workers) pairs, in ABBA order."),
-         quick: bool = typer.Option(False, help="100 teachers, 1 pair: checks the script works."),
+         quick: bool = typer.Option(False, help="30 teachers, 1 pair: checks the script works."),
          out: Path = typer.Option(Path("bench-out/index"), help="Where the zoo is kept between runs.")) -> None:
     if quick:
-        teachers, pairs = 100, 1
+        teachers, pairs = 30, 1
     zoo = out / f"zoo-{teachers}"
     started = time.perf_counter()
     synthetic_zoo(zoo, teachers)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/memory.py teachers         # scans of 50 / 1,000 / 5,000 teachers (about 25 min on 2 cores)
     .venv/bin/python bench/memory.py images           # 1,000 vs 50,000 mixed-size images, scanned and distilled
-    .venv/bin/python bench/memory.py teachers --quick # 20 / 60 teachers; `images --quick`: 1,000 vs 3,000 images
+    .venv/bin/python bench/memory.py teachers --quick # 10 / 30 teachers; `images --quick`: 800 vs 1,600 images
 
 Each measurement is a fresh Python process (the driver): it imports selkd_ray, torch, timm, Ray and pyarrow,
 reads its RSS (`VmRSS`), starts an embedded Ray with 2 CPUs and runs the work through the Python API, then reads
@@ -151,7 +151,7 @@ def teachers(quick: bool = False, out: Path = typer.Option(Path("bench-out/memor
     """The driver's peak RSS scanning zoos of 50 / 1,000 / 5,000 teachers."""
     from common import linked_zoo
 
-    sizes = [20, 60] if quick else [50, 1000, 5000]
+    sizes = [10, 30] if quick else [50, 1000, 5000]
     started = time.perf_counter()
     folders = synthetic_zoo(out / "teachers", sizes[-1])
     print(f"zoo: {sizes[-1]} tiny timm teachers ready in {time.perf_counter() - started:.0f} s", flush=True)
@@ -168,7 +168,7 @@ def images(quick: bool = False, out: Path = typer.Option(Path("bench-out/memory"
     """The driver's peak RSS reading, scanning and distilling a task of 1,000 against 50,000 images."""
     from common import linked_zoo
 
-    sizes = [1000, 3000] if quick else [1000, 50000]
+    sizes = [800, 1600] if quick else [1000, 50000]
     folders = synthetic_zoo(out / "teachers", 20)
     zoo = linked_zoo(out / "zoo-20", folders)
     figures = []

@@ -15,16 +15,31 @@ if not bootstrap.exists():
     bootstrap.write_text("{}\n")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-reverse's order: the background jobs' tests stay last either way
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `cuda` run wherever torch sees a CUDA device and are skipped, with the reason, elsewhere."""
+    """Tests marked `cuda` run wherever torch sees a CUDA device and are skipped, with the reason, elsewhere.
+    Tests marked `background` go last, and their jobs start now, beside the suite (helpers/background.py)."""
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch sees none here (bench/gpu.py runs these on a GPU machine)")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    from helpers import background
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU: torch sees none here (bench/gpu.py runs these on a GPU "
+                                       "machine)")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+    beside = [item for item in items if item.get_closest_marker("background")]
+    items[:] = [item for item in items if item not in beside] + beside
+    jobs = {marker.args[0]: marker.args[1:] for marker in (item.get_closest_marker("background") for item in beside)}
+    if jobs:
+        background.start_all(jobs)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from helpers import background
+
+    background.stop_all()
 
 
 WORK_SLOTS = 2  # the CPU slots every test works with: two num_cpus=1 actors take them all, as on a 2-core machine

@@ -39,6 +39,12 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     assert (result.student_dir / "model.safetensors").is_file()
     assert result.curve_path.stat().st_size > 5_000
     assert len(list((tmp_path / "cache").glob("*.parquet"))) == 1  # the teacher's outputs, computed once
+    # the run started only the actors it needs: no Ray Data shard manager (it reads no Ray Dataset) and, on an
+    # embedded Ray, no preemption watcher (nothing drains its one node): each was a process and a second of CPU
+    import ray._private.state  # the GCS's actor table, the dead among them (the state API needs a dashboard)
+
+    started = {actor["ActorClassName"] for actor in ray._private.state.actors().values()}
+    assert "TrainController" in started and not {"DatasetManager", "PreemptionWatcher"} & started, started
     specs, _ = index_zoo(tmp_path, tmp_path / "catalogue.parquet")
     student = next(s for s in specs if s.teacher_id == "student")
     assert student.label_names == target_task.label_names and not student.error
@@ -52,6 +58,26 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
                                          r"other settings is here \(epochs 2 there, 3 here\); give another --out"):
         distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=3, seed=0), name="student")
     assert {path: path.read_bytes() for path in tmp_path.glob("student*") if path.is_file()} == before
+
+
+def test_small_students_share_a_ray_train_run_and_large_ones_keep_their_own():
+    """The packing rule alone: students planned below a run's start-up worth of training, that scale alike,
+    train one after the other in one run; the others each keep a run (side by side)."""
+    from dataclasses import replace
+
+    from selkd_ray.distributed.train import PACK_WORTH_FLOPS, Pack, TrainRun, packs
+
+    small, large = PACK_WORTH_FLOPS / 10, PACK_WORTH_FLOPS * 10
+    run = lambda name, work, **config: TrainRun(None, DistillConfig(**config), "/runs", name, work=work)  # noqa: E731
+    planned = packs([run("a", small), run("b", large), run("c", small), run("d", small, num_workers=2),
+                     run("e", small), run("f", small, num_workers=2)])
+    assert [pack.indices for pack in planned] == [(0, 2, 4), (1,), (3, 5)]
+    assert planned[1].name == "b" and planned[0].name.startswith("pack-")  # a pack of one is its student's run
+    assert planned[0].name == packs([run("a", small), run("c", small), run("e", small)])[0].name  # the same run again
+    assert planned[0].name != packs([run("a", small), run("c", small)])[0].name
+    unknown = replace(run("g", small), work=float("inf"))  # no plan: never packed
+    assert [pack.indices for pack in packs([run("a", small), unknown])] == [(0,), (1,)]
+    assert isinstance(planned[0], Pack) and planned[0].run_dir.name == planned[0].name
 
 
 def plain_job(task, teacher, out, config, name):

@@ -52,6 +52,7 @@ def test_every_socket_the_embedded_ray_listens_on_is_loopback(ray_session, scan_
 
     scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("nce",), probe_per_class=4))
     sockets = {f"{process.name()} ({process.pid})": listening(process) for process in ray_processes_of(os.getpid())}
-    assert sum(map(len, sockets.values())) >= 5  # it saw Ray's servers: GCS, raylet, workers' gRPC
+    seen = {name.split(" ")[0] for name, found in sockets.items() if found}
+    assert {"gcs_server", "raylet"} <= seen, sockets  # it saw Ray's servers listen (the agents' may be between ports)
     outside = {name: [s for s in found if not is_loopback(s.rsplit(":", 1)[0])] for name, found in sockets.items()}
     assert not any(outside.values()), {name: found for name, found in outside.items() if found}

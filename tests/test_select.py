@@ -110,6 +110,9 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     assert experience[0].outcome == pytest.approx(raced["own-classes"] - raced["labels-only"])
     assert experience[0].scores["leep"] == 1.0  # the scan's best teacher by leep
 
+    # the two final students, small, trained one after the other in one Ray Train run (one start-up, not two)
+    final_runs = [path for path in (tmp_path / "students" / "runs").iterdir() if path.is_dir()]
+    assert len(final_runs) == 1 and final_runs[0].name.startswith("pack-"), final_runs
     reported = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert len(reported) == 2  # one per trial
     race_files = {path: path.stat().st_mtime_ns for path in (tmp_path / "race").rglob("*") if path.is_file()}
@@ -130,6 +133,7 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     again_rows = read_experience(tmp_path / "experience")  # its outcome rewritten, not counted twice
     assert [(r.teacher_id, r.outcome, r.scores) for r in again_rows] == \
         [(r.teacher_id, r.outcome, r.scores) for r in experience]
+    assert [path for path in (tmp_path / "students" / "runs").iterdir() if path.is_dir()] == final_runs
     spent = {s["candidate"]: s["flops"] for s in rerun["stages"]}
     assert spent["scan"] == 0 and spent["teacher outputs"] == 0  # cached
     assert (rerun["teacher"], rerun["kept"], rerun["test_accuracy"]) == \

@@ -21,6 +21,9 @@ LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http
              # Ray Train's controller polls workers every 2 s by default, which makes each per-epoch report
              # cost ~2 s on small jobs; an embedded Ray polls faster.
              "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+# An embedded Ray is one node on this machine, which nothing drains for preemption: Ray Train's preemption
+# watcher (an actor process per run, a second of CPU to start) has nothing to watch there. Clusters keep it.
+EMBEDDED_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 LOCAL_NODE_IP = os.environ.get("SELKD_NODE_IP", "127.0.0.1")
 RAY_LINES = "SELKD_RAY_LOGS"  # "1": Ray's own log lines on the terminal too (`selkd --verbose`)
 
@@ -101,6 +104,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         # first use), with a warning on every start that says so; the README says it once instead. (Setting
         # RAY_AUTH_MODE here would not do: Ray reads it once, when it is imported.)
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        for key, value in EMBEDDED_ENV.items():
+            os.environ.setdefault(key, value)
         # address="local": always a new embedded instance, never a cluster `ray start` left recorded on disk
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
                  log_to_driver=False, configure_logging=True, logging_level="WARNING")

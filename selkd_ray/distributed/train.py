@@ -1,95 +1,71 @@
 """The Ray Train job: the plain student loop, plus prepare_model / prepare_data_loader / report / checkpoints.
 
 A run is named by its inputs, so starting the same distillation again resumes from its latest checkpoint (or
-returns at once when it had finished) instead of training from scratch.
+returns at once when it had finished) instead of training from scratch. Small students share a run, one after
+the other (`packs`): a run's start-up costs more than their training.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-import pickle
-import shutil
+import hashlib
+import math
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import ray
 import ray.train
-import torch
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer, prepare_data_loader, prepare_model
+from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from ray.train.torch.config import _set_torch_distributed_env_vars, _setup_torch_process_group, _TorchBackend
 
 from ..config import DistillConfig
 from ..errors import SelkdError
 from ..runs import TrainedRun
+from .checkpoints import newest_checkpoint, resume_states, save_states
 from .runtime import selkd_error_in
+from .torch_backend import LoopbackTorchConfig
 
 if TYPE_CHECKING:
     from ..training.data import StudentData
 
-STATE_FILE = "student.pt"
-
-
-class SoloTorchBackend(_TorchBackend):
-    """Ray Train's torch backend, with a process group that needs no TCPStore where none is needed.
-
-    Why: torch's TCPStore (the default rendezvous of every process group) formats each peer's address with
-    getnameinfo, a reverse DNS look-up, and 127.0.0.x is not in /etc/hosts as the v4-mapped address its
-    dual-stack socket sees, so every run sent PTR queries to the machine's resolver (tests/test_no_network.py
-    found them). A lone worker has no peers: no process group is made. Workers that all run on one node meet
-    through a FileStore in a fresh local folder instead (no sockets, no look-ups). Workers on several nodes
-    need the TCPStore, as Ray Train sets it up; their nodes' resolvers are then part of the cluster anyway."""
-
-    def on_start(self, worker_group, backend_config) -> None:
-        size = len(worker_group)
-        if size == 1:
-            return
-        if len(set(worker_group.execute(node_id))) > 1:
-            super().on_start(worker_group, backend_config)
-            return
-        self.store_dir = worker_group.execute_single(0, tempfile.mkdtemp, prefix="selkd-pg-")
-        store = f"{self.store_dir}/store"
-        worker_group.execute(_set_torch_distributed_env_vars)
-        ray.get([worker_group.execute_single_async(rank, _setup_torch_process_group, backend=backend_config.backend,
-                                                   world_rank=rank, world_size=size, init_method=f"file://{store}",
-                                                   timeout_s=backend_config.timeout_s)
-                 for rank in range(size)])
-
-
-    def on_shutdown(self, worker_group, backend_config) -> None:
-        super().on_shutdown(worker_group, backend_config)
-        if getattr(self, "store_dir", None):
-            worker_group.execute_single(0, shutil.rmtree, self.store_dir, ignore_errors=True)
-
-
-def node_id() -> str:
-    return ray.get_runtime_context().get_node_id()
-
-
-class LoopbackTorchConfig(TorchConfig):
-    @property
-    def backend_cls(self):
-        return SoloTorchBackend
+# Planned training FLOPs below which students share one Ray Train run: a run's start-up costs about 8 s of CPU
+# here (a controller, a worker and helper actors, each a fresh process importing Ray Train, the worker torch,
+# timm and POT too), in which a core trains about this much of a small student (~2e10 FLOP/s).
+PACK_WORTH_FLOPS = 2e11
 
 
 def train_func(job: dict) -> None:
-    """Per-worker loop. `job` holds the DistillConfig as a dict and the StudentData's object ref.
+    """Per-worker loop over the run's students (`job['members']`: each one's DistillConfig as a dict and its
+    StudentData's object ref), one after the other; a student already finished in the checkpoint it resumes
+    from is not trained again.
 
     The student loop is imported here, not at the top: Ray Train's controller unpickles this function and so
     imports this module, and it needs neither timm nor POT (seconds of start-up on every run)."""
     from ..training.data import ready
+    from ..training.loop import LoopState, finished
+
+    states = resume_states(ray.train.get_checkpoint(), job.get("resume_from"))  # rank 0 adds to them
+    for member, spec in enumerate(job["members"]):
+        config = DistillConfig(**spec["config"])
+        if member < len(states) and finished(LoopState.from_saved(states[member]), config):
+            continue
+        train_member(member, config, ready(ray.get(spec["data_ref"])), states)  # decoded here, on the worker
+
+
+def train_member(member: int, config: DistillConfig, data: "StudentData", states: list[dict]) -> None:
+    """One student of the run, from its saved state where it has one; each epoch's report checkpoints every
+    student begun so far (the earlier ones as they finished)."""
     from ..training.loop import LoopState, fit_epochs, loaders, new_student
 
-    config = DistillConfig(**job["config"])
-    data: StudentData = ready(ray.get(job["data_ref"]))  # the images are decoded here, on the worker
     context = ray.train.get_context()
     student, optimizer = new_student(data, config)
-    saved, state = resume_state(ray.train.get_checkpoint(), job.get("resume_from")), None
-    if saved is not None:  # resume where the last written epoch ended
+    state = None
+    if member < len(states):  # resume where the last written epoch ended
+        saved = dict(states[member])
         student.load_state_dict(saved.pop("model"))
         optimizer.load_state_dict(saved.pop("optimizer"))
         state = LoopState.from_saved(saved)
@@ -99,13 +75,15 @@ def train_func(job: dict) -> None:
     all_loader = prepare_data_loader(all_loader, move_to_device=False)
 
     def report(progress: LoopState) -> None:
-        metrics = {**progress.history[-1], "stopped": progress.stopped}
+        metrics = {**progress.history[-1], "stopped": progress.stopped, "member": member}
         with tempfile.TemporaryDirectory() as folder:
             saved = None
             if context.get_world_rank() == 0:
                 module = getattr(student, "module", student)
-                torch.save({**progress.saved(), "model": module.state_dict(), "optimizer": optimizer.state_dict()},
-                           Path(folder) / STATE_FILE)
+                assert member <= len(states), f"student {member} of the run trained before student {len(states)}"
+                states[member:member + 1] = [{**progress.saved(), "model": module.state_dict(),
+                                              "optimizer": optimizer.state_dict()}]
+                save_states(states, Path(folder))
                 saved = Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=saved)
 
@@ -113,53 +91,18 @@ def train_func(job: dict) -> None:
                context.get_world_rank(), context.get_world_size())
 
 
-def load_state(folder: str | Path) -> dict | None:
-    """A checkpoint folder's training state, or None where its file is missing or half-written."""
-    try:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=False, map_location="cpu")
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return None
-
-
-def resume_state(registered: Checkpoint | None, on_disk: str | None) -> dict | None:
-    """The state to resume from: Ray Train's latest registered checkpoint, or the newest one on disk where
-    that holds more epochs. Why both: a worker writes its checkpoint folder before the controller registers
-    it, so a driver stopped in between leaves a whole epoch on disk that Ray Train does not know of;
-    resuming from the registered one alone trained that epoch twice."""
-    candidates = []
-    if registered is not None:
-        with registered.as_directory() as folder:
-            candidates.append(load_state(folder))
-    if on_disk:
-        candidates.append(load_state(on_disk))
-    candidates = [state for state in candidates if state is not None]
-    return max(candidates, key=lambda state: len(state["history"]), default=None)
-
-
-def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
-    """The newest checkpoint folder of a run whose state loads, with that state. Folders newer than it are
-    debris of a write a stop cut short (no loadable state): they are removed, so they are never counted or
-    read as epochs. Folder names are Ray Train's timestamps, so name order is time order."""
-    folders = sorted((p for p in run_dir.glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
-    for folder in folders:
-        state = load_state(folder)
-        if state is not None:
-            return folder, state
-        shutil.rmtree(folder, ignore_errors=True)
-    return None
-
-
 class EpochReports(ray.train.UserCallback):
     """Ray Train's own report of each finished epoch, passed on to the driver: the callback runs in the run's
-    controller, so it puts (the runs' token, run index, epochs done) on a Ray queue that the driver reads while
-    it waits."""
+    controller, so it puts (the runs' token, the student's index among the driver's runs, epochs done) on a Ray
+    queue that the driver reads while it waits."""
 
-    def __init__(self, queue: Queue, token: str, index: int) -> None:
-        self.queue, self.token, self.index = queue, token, index
+    def __init__(self, queue: Queue, token: str, indices: tuple[int, ...]) -> None:
+        self.queue, self.token, self.indices = queue, token, indices
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
         if metrics and "epoch" in metrics[0]:
-            self.queue.put((self.token, self.index, int(metrics[0]["epoch"]) + 1))
+            index = self.indices[int(metrics[0].get("member", 0))]
+            self.queue.put((self.token, index, int(metrics[0]["epoch"]) + 1))
 
 
 QUEUES: dict[str, Queue] = {}
@@ -175,37 +118,85 @@ def epoch_queue() -> Queue:
 
 @dataclass(frozen=True)
 class TrainRun:
-    """One student's Ray Train run: its data, its config, where its checkpoints go and under what name."""
+    """One student to train: its data, its config, where its run's checkpoints go and under what name, and its
+    planned training FLOPs (`work`; unknown: never packed with another)."""
 
     data: "StudentData"
     config: DistillConfig
     storage_path: str
     name: str
     max_failures: int = 2
+    work: float = math.inf
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Students one Ray Train run trains one after the other (most often one). A pack of one is named as its
+    student; a larger one by its students' names, so the same students started again resume the same run."""
+
+    runs: tuple[TrainRun, ...]
+    indices: tuple[int, ...]  # each student's place among the runs the driver asked for
+
+    @property
+    def name(self) -> str:
+        if len(self.runs) == 1:
+            return self.runs[0].name
+        return "pack-" + hashlib.sha256("\n".join(run.name for run in self.runs).encode()).hexdigest()[:24]
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.storage_path) / self.name
+        return Path(self.runs[0].storage_path) / self.name
 
 
-def trainer_for(run: TrainRun, reports: EpochReports, resume_from: Path | None) -> TorchTrainer:
-    return TorchTrainer(
+def packs(runs: list[TrainRun]) -> list[Pack]:
+    """Which students share a Ray Train run. Students planned below PACK_WORTH_FLOPS that scale alike (the same
+    workers, GPUs, storage and retries) train one after the other in one run: side by side they would save at
+    most their training time, less than the start-up of a run of their own. Larger ones keep a run each and
+    train side by side."""
+    groups: list[list[int]] = []
+    small: dict[tuple, list[int]] = {}
+    for index, run in enumerate(runs):
+        key = (run.storage_path, run.config.num_workers, run.config.use_gpu, run.max_failures)
+        if run.work < PACK_WORTH_FLOPS and key in small:
+            small[key].append(index)
+            continue
+        groups.append([index])
+        if run.work < PACK_WORTH_FLOPS:
+            small[key] = groups[-1]
+    return [Pack(tuple(runs[i] for i in group), tuple(group)) for group in groups]
+
+
+class StudentTrainer(TorchTrainer):
+    """Ray Train's TorchTrainer, less the Ray Data shard manager where the run reads no Ray Dataset (ours
+    never do: a student's images travel as one object): Ray Train starts that manager as an actor process on
+    every run whether or not there is a dataset to shard, a second of CPU for nothing."""
+
+    def _create_default_callbacks(self):
+        from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
+        callbacks = super()._create_default_callbacks()
+        return callbacks if self.datasets else [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+
+def trainer_for(pack: Pack, reports: EpochReports, resume_from: Path | None) -> TorchTrainer:
+    first = pack.runs[0]
+    members = [{"config": dataclasses.asdict(run.config), "data_ref": ray.put(run.data)} for run in pack.runs]
+    return StudentTrainer(
         train_func,
-        train_loop_config={"config": dataclasses.asdict(run.config), "data_ref": ray.put(run.data),
-                           "resume_from": str(resume_from) if resume_from else None},
-        scaling_config=ScalingConfig(num_workers=run.config.num_workers, use_gpu=run.config.use_gpu),
+        train_loop_config={"members": members, "resume_from": str(resume_from) if resume_from else None},
+        scaling_config=ScalingConfig(num_workers=first.config.num_workers, use_gpu=first.config.use_gpu),
         torch_config=LoopbackTorchConfig(),
-        run_config=RunConfig(storage_path=run.storage_path, name=run.name, callbacks=[reports],
-                             failure_config=FailureConfig(max_failures=run.max_failures)),
+        run_config=RunConfig(storage_path=first.storage_path, name=pack.name, callbacks=[reports],
+                             failure_config=FailureConfig(max_failures=first.max_failures)),
     )
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def fit_run(run: TrainRun, reports: EpochReports, resume_from: Path | None) -> None:
+def fit_run(pack: Pack, reports: EpochReports, resume_from: Path | None) -> None:
     """A Ray task that drives one TorchTrainer to its end: several runs go side by side as several tasks, and
     the driver's own thread only waits (Ctrl-C reaches it at once as KeyboardInterrupt; the CLI then shuts
     Ray down, which ends the task, its controller and its workers; the checkpoints written stay)."""
-    result = trainer_for(run, reports, resume_from).fit()
+    result = trainer_for(pack, reports, resume_from).fit()
     if result.error:
         raise result.error
 
@@ -216,26 +207,35 @@ def on_this_node() -> NodeAffinitySchedulingStrategy:
 
 
 def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | None = None) -> list[TrainedRun]:
-    """Run (or resume) every run's TorchTrainer side by side, each driven by a Ray task; return each run's last
-    checkpoint's state: the best-validation weights ("model"), the per-epoch history and why it stopped.
-    `on_epoch(run index, epochs done)` hears of each finished epoch from Ray Train's reports.
+    """Run (or resume) every student's training, each pack of them in one TorchTrainer, the packs side by side,
+    each driven by a Ray task; return each student's state in its run's last checkpoint: the best-validation
+    weights ("model"), the per-epoch history and why it stopped. `on_epoch(run index, epochs done)` hears of
+    each finished epoch from Ray Train's reports.
 
-    A run resumes from, and its result is read from, the newest whole checkpoint on disk (see `resume_state`):
+    A run resumes from, and its result is read from, the newest whole checkpoint on disk (see `resume_states`):
     storage is shared by every node of a run, so the driver reads what the workers wrote."""
     from ..training.loop import LoopState, finished
 
-    pending, token = [], uuid.uuid4().hex
-    for index, run in enumerate(runs):
-        before = newest_checkpoint(run.run_dir)
-        if before is not None and finished(LoopState.from_saved(before[1]), run.config):  # nothing to train
-            if on_epoch is not None:
-                on_epoch(index, len(before[1]["history"]))
+    pending, token, planned = [], uuid.uuid4().hex, packs(runs)
+    for pack in planned:
+        before = newest_checkpoint(pack.run_dir)
+        done = before[1] if before is not None else []
+        if len(done) == len(pack.runs) and all(finished(LoopState.from_saved(state), run.config)
+                                               for state, run in zip(done, pack.runs)):  # nothing to train
+            for index, state in zip(pack.indices, done):
+                if on_epoch is not None:
+                    on_epoch(index, len(state["history"]))
             continue
         task = fit_run.options(scheduling_strategy=on_this_node())
-        pending.append(task.remote(run, EpochReports(epoch_queue(), token, index), before[0] if before else None))
+        pending.append(task.remote(pack, EpochReports(epoch_queue(), token, pack.indices),
+                                   before[0] if before else None))
     if pending:
         wait_for(pending, token, on_epoch)
-    return [finished_state(*newest_checkpoint(run.run_dir)) for run in runs]
+    trained: dict[int, TrainedRun] = {}
+    for pack in planned:
+        folder, states = newest_checkpoint(pack.run_dir)
+        trained.update({index: finished_state(folder, state) for index, state in zip(pack.indices, states)})
+    return [trained[index] for index in range(len(runs))]
 
 
 def wait_for(waiting: list, token: str, on_epoch: Callable[[int, int], None] | None) -> None:
@@ -265,7 +265,7 @@ def fit_student(data: StudentData, config: DistillConfig, storage_path: str, nam
 
 
 def finished_state(folder: Path, saved: dict) -> TrainedRun:
-    """A run's result from its last checkpoint: the best-validation weights, else the last ones."""
+    """A student's result from its run's last checkpoint: the best-validation weights, else the last ones."""
     from ..training.loop import LoopState
 
     return LoopState.from_saved(saved).outcome(saved["model"], str(folder))

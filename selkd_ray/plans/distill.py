@@ -60,9 +60,12 @@ class Distillation:
     run: str = ""  # the Ray Train run: the name and a key of everything that decides it
 
     def train_run(self, run: str):
+        """Its Ray Train run, with the training it plans (small students share a run: `distributed.train.packs`)."""
         from ..distributed.train import TrainRun
 
-        return TrainRun(self.data, self.config, str(self.out_dir / "runs"), run)
+        planned = epoch_flops(self.data, self.config) * self.config.epochs
+        work = min(planned, self.config.max_flops) if self.config.max_flops else planned
+        return TrainRun(self.data, self.config, str(self.out_dir / "runs"), run, work=work)
 
 
 def distill(task: Task | str | Path, teacher: str | Path | list | tuple | None, out_dir: str | Path,

@@ -58,8 +58,10 @@ def start_head(host: str, env: dict, num_cpus: int, timeout: float, log: Path) -
                *(f"--{name}={port}" for name, port in ports.items())]
     with open(log, "w") as output:
         head = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(host, ports["dashboard-port"], timeout, head, log)
+    try:  # the job server answers once its dashboard listens, but hands a job only to a listening agent
+        # (a submission before that is refused: "No available agent to submit job")
+        for port in ("dashboard-port", "dashboard-agent-listen-port"):
+            wait_for(host, ports[port], timeout, head, log)
     except BaseException:
         stop(head)
         raise

@@ -1,0 +1,77 @@
+"""Self-contained commands run beside the suite: each bench script's `--quick` that starts its own Ray in fresh
+processes (its figures are about fresh processes, so it cannot share the suite's Ray).
+
+Why beside it: the suite leaves about a third of two cores idle (it waits on process starts, signals, clusters
+and timeouts). A job marked `@pytest.mark.background(*argv)` starts right after collection at the lowest CPU
+priority (nice 19: it takes the CPU no test wants, and a test that wants it gets it back at once), one job after
+another so they do not crowd each other; its test runs at the end of the session and waits for it, then checks
+what it printed. Run alone, such a test simply starts its job and waits."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Job:
+    """One command, its own output folder (`{out}` in its arguments), and what it printed once done."""
+
+    def __init__(self, name: str, argv: tuple[str, ...]) -> None:
+        self.name, self.out = name, Path(tempfile.mkdtemp(prefix=f"selkd-{name}-"))
+        self.argv = [sys.executable, *(arg.replace("{out}", str(self.out)) for arg in argv)]
+        self.done = threading.Event()
+        self.process: subprocess.Popen | None = None
+        self.result: subprocess.CompletedProcess | None = None
+
+    def run(self, timeout: float) -> None:
+        env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # its own Ray
+        try:
+            self.process = subprocess.Popen(["nice", "-n", "19", *self.argv], stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                                            start_new_session=True)
+            try:
+                stdout, stderr = self.process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                stdout, stderr = self.process.communicate()
+                stderr += f"\ntimed out after {timeout:.0f} s"
+            self.result = subprocess.CompletedProcess(self.argv, self.process.returncode, stdout, stderr)
+        finally:
+            self.done.set()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # its Ray dies with its driver (Ray's fate sharing)
+
+
+JOBS: dict[str, Job] = {}
+
+
+def start_all(jobs: dict[str, tuple[str, ...]], timeout: float = 1500) -> None:
+    """Start the jobs one after another, in a thread of their own."""
+    queue = [JOBS.setdefault(name, Job(name, argv)) for name, argv in jobs.items()]
+    threading.Thread(target=lambda: [job.run(timeout) for job in queue], daemon=True, name="background").start()
+
+
+def finished(name: str, argv: tuple[str, ...], timeout: float = 1500) -> tuple[subprocess.CompletedProcess, Path]:
+    """(what the job printed, its output folder), waiting for it; a job nobody started is run now."""
+    if name not in JOBS:
+        JOBS[name] = Job(name, argv)
+        JOBS[name].run(timeout)
+    job = JOBS[name]
+    job.done.wait()
+    return job.result, job.out
+
+
+def stop_all() -> None:
+    """At the session's end: stop what still runs (its test was deselected or failed early), drop the folders."""
+    for job in JOBS.values():
+        job.stop()
+        shutil.rmtree(job.out, ignore_errors=True)

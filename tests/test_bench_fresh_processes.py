@@ -1,0 +1,74 @@
+"""The bench scripts whose figures are about fresh processes, each with its own Ray (indexing on 1 against 2
+workers, the driver's memory, a realistic zoo scanned cold and end to end): their `--quick` modes run beside
+the suite (helpers/background.py), and each test checks that the script ran and printed its figures whole, so
+a bench that breaks fails here the day it breaks."""
+import re
+
+import pytest
+
+from helpers.background import finished
+
+NUMBER = r"[\d.]+"
+INDEX = ("bench/index.py", "--quick", "--out", "{out}")
+TEACHERS = ("bench/memory.py", "teachers", "--quick", "--out", "{out}")
+IMAGES = ("bench/memory.py", "images", "--quick", "--out", "{out}")
+REALISTIC = ("bench/realistic.py", "--quick", "--out", "{out}")
+
+
+def printed(name: str, argv: tuple[str, ...]) -> str:
+    done, _ = finished(name, argv)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.background("index", *INDEX)
+def test_quick_index_benchmark_times_one_worker_against_two():
+    out = printed("index", INDEX)
+    assert "zoo: 30 tiny timm teachers" in out
+    assert re.search(rf"pair 1: 1 worker\(s\): {NUMBER} s", out) and re.search(rf"pair 1: 2 worker\(s\): {NUMBER} s", out)
+    figures = re.search(rf"index 30 new teachers by Ray tasks: 1 worker ({NUMBER}) s, 2 workers ({NUMBER}) s "
+                        rf"\(medians of 1\); speed-up ({NUMBER})x \(goal >= 1.8x\)", out)
+    assert figures, out[-2000:]
+    one, two, ratio = map(float, figures.groups())
+    assert one > 0 and two > 0 and ratio == pytest.approx(one / two, rel=0.05)  # printed rounded
+
+
+def memory_figures(out: str, kind: str, sizes: tuple[int, int], goal: int) -> None:
+    rows = re.findall(rf"(\d+) {kind}: RSS after imports ({NUMBER}) MiB, peak ({NUMBER}) MiB, growth (-?\d+) MiB", out)
+    assert [int(size) for size, *_ in rows] == list(sizes), out[-2000:]
+    for _, after, peak, growth in rows:  # the driver's figures: a real process, its growth as printed
+        assert 200 < float(after) <= float(peak) and int(growth) == pytest.approx(float(peak) - float(after), abs=1)
+    total = re.search(rf"growth from {sizes[0]} to {sizes[1]} {kind}: ([+-]\d+) MiB \(goal <= {goal} MiB\)", out)
+    assert total and int(total.group(1)) == pytest.approx(int(rows[1][3]) - int(rows[0][3]), abs=1), out[-2000:]
+
+
+@pytest.mark.background("memory-teachers", *TEACHERS)
+def test_quick_memory_benchmark_scans_two_zoo_sizes_in_fresh_drivers():
+    memory_figures(printed("memory-teachers", TEACHERS), "teachers", (10, 30), 50)
+
+
+@pytest.mark.background("memory-images", *IMAGES)
+def test_quick_memory_benchmark_scans_and_distils_two_task_sizes_in_fresh_drivers():
+    out = printed("memory-images", IMAGES)
+    assert re.search(r"task: 800 photos ready", out) and re.search(r"task: 1600 photos ready", out)
+    memory_figures(out, "images", (800, 1600), 200)
+
+
+@pytest.mark.background("realistic", *REALISTIC)
+def test_quick_realistic_benchmark_prints_every_ratio():
+    out = printed("realistic", REALISTIC)
+    for n in (1, 2):
+        row = re.search(rf"N={n}: bare forward on {n} thread\(s\) ({NUMBER}) s, cold scan with {n} actor\(s\) "
+                        rf"({NUMBER}) s \(medians of 1\); ratio ({NUMBER})x \(goal <= 1.2x\)", out)
+        assert row, out[-2000:]
+        bare, cold, ratio = map(float, row.groups())
+        assert ratio == pytest.approx(cold / bare, rel=0.05, abs=0.01)
+    end = re.search(rf"end to end: bare forward on 2 threads ({NUMBER}) s, `selkd scan` in a fresh process .* "
+                    rf"({NUMBER}) s \(medians of 1\); ratio ({NUMBER})x \(goal <= 1.2x\)", out)
+    assert end, out[-2000:]
+    assert re.search(rf"rescan with every teacher cached: `selkd scan` again into the same folder {NUMBER} s "
+                     rf"\(median of 1; goal <= 5 s\)", out), out[-2000:]
+    assert re.search(rf"a bad option answered: `selkd select --epochs 0` exits 2 in {NUMBER} s \(median of 1; "
+                     rf"goal < 2 s\)", out), out[-2000:]
+    assert re.search(r"2 teachers \(.*\), 30-image probe:", out), out[-2000:]
