@@ -33,6 +33,8 @@ def pytest_collection_modifyitems(config, items):
     items[:] = [item for item in items if item not in beside] + beside
     jobs = {marker.args[0]: marker.args[1:] for marker in (item.get_closest_marker("background") for item in beside)}
     if jobs:
+        if len(beside) == len(items):  # nothing else runs: no shared fixture to wait for
+            background.begin()
         background.start_all(jobs)
 
 
@@ -55,7 +57,7 @@ def ray_session():
     whatever ran before it."""
     import ray
 
-    from helpers import killing
+    from helpers import background, killing
     from selkd_ray.distributed.runtime import connect
     from selkd_ray.distributed.runners import RunnerPool
 
@@ -68,6 +70,7 @@ def ray_session():
     pool = RunnerPool(max_actors=POOL_SLOTS).ready()
     killing.HELD_SLOTS = POOL_SLOTS
     SHARED["runner_pool"] = pool
+    background.begin()  # the jobs beside the suite may start: its start-up (zoo, Ray, pool) is done
     yield ray
     pool.close()
     ray.shutdown()

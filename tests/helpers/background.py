@@ -2,10 +2,11 @@
 processes (its figures are about fresh processes, so it cannot share the suite's Ray).
 
 Why beside it: the suite leaves about a third of two cores idle (it waits on process starts, signals, clusters
-and timeouts). A job marked `@pytest.mark.background(*argv)` starts right after collection at the lowest CPU
-priority (nice 19: it takes the CPU no test wants, and a test that wants it gets it back at once), one job after
-another so they do not crowd each other; its test runs at the end of the session and waits for it, then checks
-what it printed. Run alone, such a test simply starts its job and waits."""
+and timeouts). A job marked `@pytest.mark.background(name, *argv)` starts once the suite's shared fixtures are
+up (`begin`: the tiny zoo's training and Ray's start run faster alone), at the lowest CPU priority (SCHED_IDLE:
+it takes the CPU no test wants, and a test that wants it gets it back at once), one job after another so they
+do not crowd each other; its test runs at the end of the session and waits for it, then checks what it printed.
+Run alone, such a test simply starts its job and waits."""
 from __future__ import annotations
 
 import os
@@ -33,7 +34,8 @@ class Job:
     def run(self, timeout: float) -> None:
         env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # its own Ray
         try:
-            self.process = subprocess.Popen(["nice", "-n", "19", *self.argv], stdout=subprocess.PIPE,
+            lowest = ["chrt", "--idle", "0"] if shutil.which("chrt") else ["nice", "-n", "19"]
+            self.process = subprocess.Popen([*lowest, *self.argv], stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                                             start_new_session=True)
             try:
@@ -52,12 +54,23 @@ class Job:
 
 
 JOBS: dict[str, Job] = {}
+BEGUN = threading.Event()  # set once the suite's shared fixtures are up (or when nothing else will set it)
 
 
-def start_all(jobs: dict[str, tuple[str, ...]], timeout: float = 1500) -> None:
-    """Start the jobs one after another, in a thread of their own."""
+def begin() -> None:
+    BEGUN.set()
+
+
+def start_all(jobs: dict[str, tuple[str, ...]], timeout: float = 1500, wait_s: float = 300) -> None:
+    """Run the jobs one after another in a thread of their own, from `begin()` on (or after `wait_s`)."""
     queue = [JOBS.setdefault(name, Job(name, argv)) for name, argv in jobs.items()]
-    threading.Thread(target=lambda: [job.run(timeout) for job in queue], daemon=True, name="background").start()
+
+    def run_all() -> None:
+        BEGUN.wait(wait_s)
+        for job in queue:
+            job.run(timeout)
+
+    threading.Thread(target=run_all, daemon=True, name="background").start()
 
 
 def finished(name: str, argv: tuple[str, ...], timeout: float = 1500) -> tuple[subprocess.CompletedProcess, Path]:
