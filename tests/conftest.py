@@ -18,7 +18,7 @@ if not bootstrap.exists():
 @pytest.hookimpl(trylast=True)  # after pytest-reverse's order: the background jobs' tests stay last either way
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` run wherever torch sees a CUDA device and are skipped, with the reason, elsewhere.
-    Tests marked `background` go last, and their jobs start now, beside the suite (helpers/background.py)."""
+    Tests marked `background` go last; their jobs are queued now and run beside the suite (helpers/background.py)."""
     import torch
 
     from helpers import background

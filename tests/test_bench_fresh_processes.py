@@ -1,7 +1,8 @@
-"""The bench scripts whose figures are about fresh processes, each with its own Ray (indexing on 1 against 2
-workers, the driver's memory, a realistic zoo scanned cold and end to end): their `--quick` modes run beside
-the suite (helpers/background.py), and each test checks that the script ran and printed its figures whole, so
-a bench that breaks fails here the day it breaks."""
+"""Commands whose point is a fresh process with its own Ray, run beside the suite (helpers/background.py): the
+README's demo as its first command runs it (the whole demo: a zoo trained, scanned, three students), and the
+bench scripts whose figures are about fresh processes (indexing on 1 against 2 workers, the driver's memory, a
+realistic zoo scanned cold and end to end) in their `--quick` modes. Each test checks that the command ran and
+printed what it promises whole, so one that breaks fails here the day it breaks."""
 import re
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from helpers.background import finished
 
 NUMBER = r"[\d.]+"
+DEMO = ("-m", "selkd_cli.main", "demo", "--out", "{out}")  # the README's `selkd demo`, into a folder of its own
 INDEX = ("bench/index.py", "--quick", "--out", "{out}")
 TEACHERS = ("bench/memory.py", "teachers", "--quick", "--out", "{out}")
 IMAGES = ("bench/memory.py", "images", "--quick", "--out", "{out}")
@@ -20,6 +22,25 @@ def printed(name: str, argv: tuple[str, ...]) -> str:
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     return done.stdout
+
+
+@pytest.mark.background("demo", *DEMO)
+def test_the_readme_demo_command_runs_whole():
+    done, out = finished("demo", DEMO)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    assert "Traceback" not in done.stderr and "core_worker.cc" not in done.stderr, done.stderr[-3000:]
+    text = done.stdout
+    ranked = re.findall(r"^\s+(\d+)\s+(\S+)\s+\S+\s+scored\s", text, flags=re.M)
+    assert [int(rank) for rank, _ in ranked] == list(range(1, 14)), text[:3000]  # 12 trained teachers, 1 ImageNet
+    assert "imagenet-efficientnet-lite0" in {name for _, name in ranked}
+    students = re.findall(rf"from (top-ranked teacher|bottom-ranked teacher|labels alone)\s+(\S+\s+)?({NUMBER})$",
+                          text, flags=re.M)
+    assert [kind for kind, *_ in students] == ["top-ranked teacher", "bottom-ranked teacher", "labels alone"], text
+    assert all(0.0 < float(accuracy) <= 1.0 for *_, accuracy in students)
+    assert students[0][1].strip() == ranked[0][1] and students[1][1].strip() == ranked[-1][1]
+    assert re.search(r"^Guard \(validation split, as `selkd select` decides\): kept the ", text, flags=re.M), text
+    for path in ("scan/scores.parquet", "scan/report.html", "scan/selection.parquet", "ranking.png", "report.txt"):
+        assert (out / path).is_file(), path
 
 
 @pytest.mark.background("index", *INDEX)

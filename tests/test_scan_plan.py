@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import ray
-from helpers.killing import kill_cli_midway, ray_processes_started_by, stop_cli_midway
+from helpers.killing import ray_processes_started_by, still_running, stop_cli_midway
 
 from selkd_ray.api import index_zoo, scan
 from selkd_ray.config import ScanConfig
@@ -104,8 +104,14 @@ def test_a_scan_stopped_or_killed_midway_resumes_from_the_cache(scan_here, wide_
     assert "interrupted: stopping" in stopped.stderr and "Traceback" not in stopped.stderr
     assert 1 <= stopped.progress < 9  # stopped midway: what was written stays
     assert not ray_processes_started_by(stopped.pid, wait_s=10)
-    finished = kill_cli_midway(arguments, entries, at_least=stopped.progress + 1)
+    assert len(stopped.family) >= 4 and not still_running(stopped.family, wait_s=10)  # GCS, raylet, agents, workers
+    # SIGKILL, to the command's group as a crash or `kill -9 -PGID` leaves it: its Ray goes too, within seconds
+    # (the raylet's agents once lingered a minute, waiting on the GCS that died: distributed/reaper.py)
+    killed = stop_cli_midway(arguments, entries, stopped.progress + 1, signal.SIGKILL, embedded=True)
+    finished = killed.progress
     assert stopped.progress < finished < 9, "the scan should have been killed midway"
+    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {line.strip() for *_, line in killed.family}
+    assert not still_running(killed.family, wait_s=10), still_running(killed.family)
     result = scan_here(wide_zoo, task_path, tmp_path, ScanConfig(scorers=("ot",), probe_per_class=5))
     assert (result.cached, result.ran) == (finished, 9 - finished)
 

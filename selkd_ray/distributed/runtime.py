@@ -6,9 +6,11 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import ray
 
@@ -109,7 +111,25 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         # address="local": always a new embedded instance, never a cluster `ray start` left recorded on disk
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
                  log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    watch_for_a_killed_driver()
     return True
+
+
+REAPERS: list = []  # the watchers started here (kept, so that no Popen is collected while its process runs)
+
+
+def watch_for_a_killed_driver() -> None:
+    """Start `reaper.py` beside this driver: it ends what is left of the embedded Ray if the driver is killed
+    (its agents lingered a minute otherwise). In a session of its own, so a signal to the command's group
+    leaves it to do that."""
+    if sys.platform == "win32":
+        return
+    node = ray._private.worker._global_node
+    roots = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
+    script = Path(__file__).with_name("reaper.py")
+    REAPERS.append(subprocess.Popen([sys.executable, "-I", str(script), str(os.getpid()), *map(str, roots)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True))
 
 
 def join_cluster(address: str) -> None:

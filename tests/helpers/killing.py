@@ -22,6 +22,7 @@ class Stopped:
     returncode: int
     stderr: str
     pid: int = 0  # the command's process id
+    family: tuple = ()  # (pid, start time, command line) of every process below the command when signalled
 
 
 def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, signum: int = signal.SIGKILL,
@@ -41,6 +42,7 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
         deadline = time.time() + timeout
         while time.time() < deadline and progress() < at_least and process.poll() is None:
             time.sleep(poll)
+        family = descendants(process.pid)
         sent = time.monotonic()
         try:
             os.killpg(process.pid, signum)
@@ -55,7 +57,37 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
         if not embedded:
             slots_free()  # the stopped driver's Ray Train workers may still be writing: let them go first
         stderr.seek(0)
-        return Stopped(progress(), took, process.returncode, stderr.read(), process.pid)
+        return Stopped(progress(), took, process.returncode, stderr.read(), process.pid, family)
+
+
+def descendants(pid: int) -> tuple:
+    """(pid, start time, command line) of every process below `pid`: an embedded Ray's GCS and raylet, and below
+    the raylet its agents and workers (which rename themselves `ray::...`, so no command line names their
+    session)."""
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                found.append((child.pid, child.create_time(), " ".join(child.cmdline())[:200]))
+    return tuple(found)
+
+
+def still_running(family: tuple, wait_s: float = 0.0) -> list[str]:
+    """Command lines of those of `family` still running (the same processes: pid and start time) after waiting up
+    to `wait_s` for them to end."""
+    def left() -> list[str]:
+        found = []
+        for pid, started, _ in family:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                if process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE:
+                    found.append(" ".join(process.cmdline())[:200])
+        return found
+
+    deadline = time.time() + wait_s
+    while (running := left()) and time.time() < deadline:
+        time.sleep(0.2)
+    return running
 
 
 def as_from_a_shell() -> None:
@@ -79,12 +111,6 @@ def slots_free(timeout: float = 120) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"Ray's CPU slots never came back: {ray.available_resources()} of {ray.cluster_resources()}")
-
-
-def kill_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, timeout: float = 300,
-                    poll: float = 0.02) -> int:
-    """SIGKILL midway; what the killed run left behind (`progress()` after the kill)."""
-    return stop_cli_midway(arguments, progress, at_least, signal.SIGKILL, timeout, poll).progress
 
 
 def ray_processes_of(pid: int) -> list[psutil.Process]:
