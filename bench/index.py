@@ -1,4 +1,4 @@
-"""Indexing benchmark: a zoo of N new teachers indexed by Ray tasks with one worker against two.
+"""Indexing benchmark: a zoo of N new teachers indexed on Ray Data with one worker against two.
 
     .venv/bin/python bench/index.py            # 1,000 teachers, 2 pairs (about 5 minutes on 2 cores)
     .venv/bin/python bench/index.py --quick    # 30 teachers, 1 pair, to check the script works
@@ -29,7 +29,7 @@ from selkd_ray.zoo.layout import find_teachers  # noqa: E402
 
 
 def timed_index(zoo: Path, workers: int) -> float:
-    """Seconds to index every teacher of `zoo` by Ray tasks on a fresh local Ray of `workers` CPUs."""
+    """Seconds to index every teacher of `zoo` on Ray Data on a fresh local Ray of `workers` CPUs."""
     connect(num_cpus=workers)
     try:
         folders = find_teachers(zoo)
@@ -61,7 +61,7 @@ def main(teachers: int = typer.Option(1000, help="Teachers in the zoo."),
             print(f"pair {pair + 1}: {workers} worker(s): {times[workers][-1]:.1f} s", flush=True)
     one, two = statistics.median(times[1]), statistics.median(times[2])
     print(f"\n{datetime.date.today()}, {machine()}")
-    print(f"index {teachers} new teachers by Ray tasks: 1 worker {one:.1f} s, 2 workers {two:.1f} s "
+    print(f"index {teachers} new teachers on Ray Data: 1 worker {one:.1f} s, 2 workers {two:.1f} s "
           f"(medians of {pairs}); speed-up {one / two:.2f}x (goal >= 1.8x)")
 
 

@@ -56,7 +56,7 @@ def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo
 def zoo_index(zoo_dir: Path = typer.Argument(..., help="Zoo folder: teacher folders at any depth (timm or transformers: config.json + model.safetensors or pytorch_model.bin) or a Hugging Face cache."),
               out: Optional[Path] = typer.Option(None, help="Catalogue path (default ZOO_DIR/catalogue.parquet)."),
               json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
-    """Index a zoo into a Parquet catalogue; only new or changed teachers are read (by Ray tasks across the
+    """Index a zoo into a Parquet catalogue; only new or changed teachers are read (on Ray Data across the
     cluster when there are many, or with --address).
 
     Example: selkd zoo index ./zoo

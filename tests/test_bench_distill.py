@@ -26,7 +26,7 @@ def test_quick_distillation_benchmark_runs_every_step(ray_session, tiny_zoo, tar
         spec.loader.exec_module(module)
         from ray import cloudpickle
 
-        cloudpickle.register_pickle_by_value(module)  # its students run as Ray tasks
+        cloudpickle.register_pickle_by_value(module)  # its students run on Ray Data (fan_out)
         figures = module.run(tmp_path / "out", module.QUICK, zoo=tiny_zoo, same_labels=same_labels)
     finally:
         del sys.modules["bench_distill"]

@@ -48,7 +48,7 @@ def test_quick_index_benchmark_times_one_worker_against_two():
     out = printed("index", INDEX)
     assert "zoo: 30 tiny timm teachers" in out
     assert re.search(rf"pair 1: 1 worker\(s\): {NUMBER} s", out) and re.search(rf"pair 1: 2 worker\(s\): {NUMBER} s", out)
-    figures = re.search(rf"index 30 new teachers by Ray tasks: 1 worker ({NUMBER}) s, 2 workers ({NUMBER}) s "
+    figures = re.search(rf"index 30 new teachers on Ray Data: 1 worker ({NUMBER}) s, 2 workers ({NUMBER}) s "
                         rf"\(medians of 1\); speed-up ({NUMBER})x \(goal >= 1.8x\)", out)
     assert figures, out[-2000:]
     one, two, ratio = map(float, figures.groups())

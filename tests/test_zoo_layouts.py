@@ -286,7 +286,7 @@ def test_a_zoo_of_every_layout_is_scanned_by_the_runner_actors(scan_here, target
 
 
 def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_no_model(ray_session, tmp_path):
-    """The same entries from Ray tasks as from this process (ids, hashes, FLOPs); a second index of the
+    """The same entries from Ray Data as from this process (ids, hashes, FLOPs); a second index of the
     unchanged zoo hands no teacher to the indexer (no model is built), a touched one hands that one."""
     import selkd_ray.zoo.index as zoo_module
     from selkd_ray.distributed.indexing import index_in_tasks
@@ -304,7 +304,7 @@ def test_many_new_teachers_are_indexed_by_ray_tasks_and_an_unchanged_zoo_builds_
     events = []
     specs, _ = index_zoo(zoo, tmp_path / "catalogue.parquet", progress=events.append)
     assert specs == [spec for spec, _, _ in here]
-    assert (events[-1].stage, events[-1].done, events[-1].total) == ("zoo", 16, 16)  # 16 new: by Ray tasks
+    assert (events[-1].stage, events[-1].done, events[-1].total) == ("zoo", 16, 16)  # 16 new: on Ray Data
     handed: list[list[str]] = []
 
     def indexer(folders):

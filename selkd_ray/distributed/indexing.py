@@ -1,4 +1,4 @@
-"""Index new or changed teachers as Ray tasks across the cluster (hash, config, FLOPs), a chunk per task.
+"""Index new or changed teachers on Ray Data across the cluster (hash, config, FLOPs), a chunk per call.
 
 The zoo must be at the same path on every node, as for the runner actors that later load the teachers.
 """

@@ -170,7 +170,7 @@ class ForwardPath:
         """(logits, pooled features) of one batch, on the device."""
         with self.autocast():
             x = self.prepare(images)
-            if hasattr(self.model, "pooled"):  # a transformers classifier (hf_models.PooledClassifier)
+            if hasattr(self.model, "pooled"):  # a transformers classifier (models/hf.PooledClassifier)
                 pooled = self.model.pooled(x)
             else:
                 pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)

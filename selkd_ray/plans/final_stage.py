@@ -1,5 +1,5 @@
-"""The last stage of a selection: the race winner distilled in full beside a label-only reference (Ray Train,
-side by side), and the guard that keeps the label-only student unless distillation beat it on validation by more
+"""The last stage of a selection: the race winner distilled in full beside a label-only reference (Ray Train:
+side by side, or one after the other in one run when both are small, `distributed/train.packs`), and the guard that keeps the label-only student unless distillation beat it on validation by more
 than noise. Charged to the selection's one ledger like every stage."""
 from __future__ import annotations
 

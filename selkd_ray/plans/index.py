@@ -10,7 +10,7 @@ from ..progress import Progress, Step, quiet
 from ..records import TeacherSpec
 from ..zoo.index import index_folders, index_here, require_zoo
 
-PARALLEL_INDEX_FROM = 16  # new or changed teachers from which indexing runs as Ray tasks rather than here
+PARALLEL_INDEX_FROM = 16  # new or changed teachers from which indexing runs on Ray Data rather than here
 
 
 def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None = None,
@@ -19,7 +19,7 @@ def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None 
 
     A new catalogue elsewhere (a scan's output) starts from the zoo's own catalogue when there is one, so a
     zoo indexed once (`selkd zoo index`) is not hashed and described again by every new scan. New or changed
-    teachers are indexed by Ray tasks across the cluster (at `address`, else the running or an embedded Ray)
+    teachers are indexed on Ray Data across the cluster (at `address`, else the running or an embedded Ray)
     when there are many of them; a few are indexed here, where a Ray start or task round trip costs more."""
     check_address(address)
     zoo_dir = Path(zoo_dir)
@@ -33,7 +33,7 @@ def index_zoo(zoo_dir: str | Path, catalogue_path: str | Path | Location | None 
 
 
 def parallel_indexer(address: str | None, progress: Progress):
-    """Index many teachers as Ray tasks (connecting to Ray as every command does), few of them here."""
+    """Index many teachers on Ray Data (connecting to Ray as every command does), few of them here."""
     def index_many(folders):
         if len(folders) < PARALLEL_INDEX_FROM:
             return index_here(folders)

@@ -1,6 +1,6 @@
 """The scan job: every teacher of a zoo ranked for a task under a budget, into scores.parquet and a report.
 
-Reads top to bottom: check the inputs, index the zoo, run the halving rounds (`halving.run_rounds`) on the
+Reads top to bottom: check the inputs, index the zoo, run the halving rounds (`halving.run_plan`) on the
 runner actors, write the ranked table and the history.
 """
 from __future__ import annotations
