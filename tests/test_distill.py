@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers.killing import ray_processes_started_by, stop_cli_midway
+from helpers.killing import ray_processes_started_by, still_running, stop_cli_midway
 
 from selkd_ray.api import distill, index_zoo
 from selkd_ray.config import DistillConfig
@@ -165,6 +165,7 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
         assert "Traceback" not in stopped.stderr and not list(out.glob("*.metrics.parquet"))
         assert at_least <= stopped.progress < epochs
         assert not ray_processes_started_by(stopped.pid, wait_s=10)  # its own Ray (if any) stopped with it
+        assert not still_running(stopped.family, wait_s=10)  # nor anything below it: the raylet's agents too
     killed = stop_cli_midway(args, checkpoints, 3, signal.SIGKILL, poll=0.1)
     assert 3 <= killed.progress < epochs, f"the run should have been killed midway: {killed.stderr[-3000:]}"
     latest = max((p for p in runs.glob("*/checkpoint_*") if p.is_dir()), key=lambda p: p.name)

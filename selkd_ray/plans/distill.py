@@ -58,12 +58,13 @@ class Distillation:
     out_dir: Path
     mixture: tuple = ()  # several teachers: every member's content hash and weight (the run's key holds them)
     run: str = ""  # the Ray Train run: the name and a key of everything that decides it
+    one_epoch_flops: int = 0  # one epoch's training and validation FLOPs (`training.loop.epoch_flops`)
 
     def train_run(self, run: str):
         """Its Ray Train run, with the training it plans (small students share a run: `distributed.train.packs`)."""
         from ..distributed.train import TrainRun
 
-        planned = epoch_flops(self.data, self.config) * self.config.epochs
+        planned = self.one_epoch_flops * self.config.epochs
         work = min(planned, self.config.max_flops) if self.config.max_flops else planned
         return TrainRun(self.data, self.config, str(self.out_dir / "runs"), run, work=work)
 
@@ -133,8 +134,9 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
     members = [student_data(task, spec, config, cost, outputs) for spec, cost in zip(specs, costs)]
     data = (mixed(members, weights) if len(members) > 1 else members[0] if members
             else student_data(task, None, config, None, outputs))
-    if config.max_flops and (needed := epoch_flops(data, config)) > config.max_flops:
-        raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch ({needed:.3g} FLOPs)")
+    one_epoch = epoch_flops(data, config)  # counted once: the FLOPs cap's check and the run's plan read it
+    if config.max_flops and one_epoch > config.max_flops:
+        raise SelkdError(f"--max-flops: {config.max_flops:.3g} does not cover one epoch ({one_epoch:.3g} FLOPs)")
     who = mixture_name([s.teacher_id for s in specs]) if len(specs) > 1 else specs[0].teacher_id if specs else \
         "labels-only"
     name = name or f"student-{who.replace(':', '-')}-{config.loss}-seed{config.seed}"
@@ -144,7 +146,7 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
     if len(specs) > 1:
         progress(f"teachers: {describe(tuple(s.teacher_id for s in specs), weights)}")
     return Distillation(task, " + ".join(str(f) for f in folders), specs[0] if specs else None, config, data, name,
-                        out_dir, mixture, run)
+                        out_dir, mixture, run, one_epoch)
 
 
 def settings_of(config: DistillConfig) -> dict:

@@ -84,10 +84,15 @@ def still_running(family: tuple, wait_s: float = 0.0) -> list[str]:
                     found.append(" ".join(process.cmdline())[:200])
         return found
 
+    return left_after(left, wait_s)
+
+
+def left_after(listing: Callable[[], list[str]], wait_s: float) -> list[str]:
+    """What `listing()` still lists after waiting up to `wait_s` for it to become empty."""
     deadline = time.time() + wait_s
-    while (running := left()) and time.time() < deadline:
+    while (left := listing()) and time.time() < deadline:
         time.sleep(0.2)
-    return running
+    return left
 
 
 def as_from_a_shell() -> None:
@@ -128,7 +133,5 @@ def ray_processes_of(pid: int) -> list[psutil.Process]:
 
 def ray_processes_started_by(pid: int, wait_s: float = 0.0) -> list[str]:
     """Command lines of those processes still running after waiting up to `wait_s` for them to end."""
-    deadline = time.time() + wait_s
-    while (left := ray_processes_of(pid)) and time.time() < deadline:
-        time.sleep(0.2)
-    return [" ".join(process.info["cmdline"] or [])[:200] for process in left]
+    return left_after(lambda: [" ".join(process.info["cmdline"] or [])[:200] for process in ray_processes_of(pid)],
+                      wait_s)
