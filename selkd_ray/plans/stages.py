@@ -159,7 +159,7 @@ class Selection:
         """Each teacher's student data, computing (on Ray Data) the outputs not cached yet; what those forward
         passes cost is charged as its own stage. A teacher whose outputs fail is left out (`drop`)."""
         started, flops, data = time.perf_counter(), self.outputs_flops(teacher_ids), {}
-        outputs = lambda spec, images: cached_teacher_probs(spec, images, self.cache)  # noqa: E731
+        outputs = lambda spec, images: cached_teacher_probs(spec, images, self.cache, self.progress)  # noqa: E731
         for teacher_id in self.usable(teacher_ids):
             spec, cost = self.teacher(teacher_id)
             try:

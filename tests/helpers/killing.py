@@ -26,10 +26,11 @@ class Stopped:
 
 
 def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least: int, signum: int = signal.SIGKILL,
-                    timeout: float = 300, poll: float = 0.02, embedded: bool = False) -> Stopped:
-    """Start `selkd ARGUMENTS`, send `signum` to its process group once `progress()` reaches `at_least`, and
-    wait for it to end. `embedded`: the command starts its own Ray (no RAY_ADDRESS), whose processes the
-    signal to the group must not take down under the command."""
+                    timeout: float = 300, poll: float = 0.02, embedded: bool = False, to_group: bool = True) -> Stopped:
+    """Start `selkd ARGUMENTS`, send `signum` to its process group (`to_group`, as `timeout`, systemd or
+    Kubernetes send it) or to its process alone (as `kill PID`) once `progress()` reaches `at_least`, and wait
+    for it to end. `embedded`: the command starts its own Ray (no RAY_ADDRESS), whose processes the signal to
+    the group must not take down under the command."""
     if embedded:
         env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     else:
@@ -45,7 +46,7 @@ def stop_cli_midway(arguments: list[str], progress: Callable[[], int], at_least:
         family = descendants(process.pid)
         sent = time.monotonic()
         try:
-            os.killpg(process.pid, signum)
+            (os.killpg if to_group else os.kill)(process.pid, signum)
             process.wait(timeout=60)
         except ProcessLookupError:
             pass
