@@ -13,7 +13,7 @@ def selection_on(scan_here, zoo, task, out, **settings) -> tuple[Selection, list
     lines: list[str] = []
     config = SelectConfig(scan=ScanConfig(probe_per_class=10), shortlist=3, **settings)
     scanned = scan_here(zoo, task, out, config.scan)
-    run = Selection(task, out, config, Ledger(None), scanned, lines.append, None)
+    run = Selection(task, out, config, Ledger(None), scanned, lambda event: lines.append(str(event)), None)
     return run, shortlist([row.teacher_id for row in scanned.ranked], 3, ()), lines
 
 
