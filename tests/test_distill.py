@@ -1,10 +1,12 @@
 """Ray Train distillation: checkpoints, resume after a kill, early stopping, the FLOPs budget, N workers,
 an online teacher under augmentation, and a student folder that joins the zoo."""
+import os
 import signal
 import time
 
 import numpy as np
 import pytest
+import ray
 import torch
 from helpers.killing import ray_processes_started_by, still_running, stop_cli_midway
 
@@ -40,11 +42,13 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     assert result.curve_path.stat().st_size > 5_000
     assert len(list((tmp_path / "cache").glob("*.parquet"))) == 1  # the teacher's outputs, computed once
     # the run started only the actors it needs: no Ray Data shard manager (it reads no Ray Dataset) and, on an
-    # embedded Ray, no preemption watcher (nothing drains its one node): each was a process and a second of CPU
+    # embedded Ray, no preemption watcher (nothing drains its one node) nor placement-group cleaner (the driver
+    # cleans up: the next test): each was a process and a second or more of CPU
     import ray._private.state  # the GCS's actor table, the dead among them (the state API needs a dashboard)
 
     started = {actor["ActorClassName"] for actor in ray._private.state.actors().values()}
-    assert "TrainController" in started and not {"DatasetManager", "PreemptionWatcher"} & started, started
+    assert "TrainController" in started, started
+    assert not {"DatasetManager", "PreemptionWatcher", "PlacementGroupCleaner"} & started, started
     specs, _ = index_zoo(tmp_path, tmp_path / "catalogue.parquet")
     student = next(s for s in specs if s.teacher_id == "student")
     assert student.label_names == target_task.label_names and not student.error
@@ -94,6 +98,44 @@ def plain_loop(job):
     data = ready(job.data)
     student, optimizer = new_student(data, job.config)
     return data, student, optimizer, loaders(data, job.config)
+
+
+def test_a_run_whose_controller_is_killed_leaves_no_placement_group_on_an_embedded_ray(ray_session, tiny_zoo,
+                                                                                        target_task, tmp_path):
+    """Without Ray Train's cleaner actor (an embedded Ray's runs start none), the driver removes what a run that
+    died ungracefully left: its controller killed mid-run, the distillation fails, and no placement group of it
+    holds the CPU slots afterwards (Ray would keep it until the suite's job ends)."""
+    import threading
+
+    import ray._private.state
+    from helpers.killing import slots_free
+
+    from selkd_ray.distributed.placement import live_placement_groups
+
+    before, failed = live_placement_groups(), []
+
+    def run() -> None:
+        try:
+            distill(target_task, tiny_zoo / "own-classes", tmp_path, DistillConfig(epochs=50), name="killed")
+        except BaseException as err:  # noqa: BLE001 - the failure is the point
+            failed.append(err)
+
+    def live_controllers() -> list[int]:
+        return [actor["Pid"] for actor in ray._private.state.actors().values()
+                if actor["ActorClassName"] == "TrainController" and actor["State"] == "ALIVE"]
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 120
+    while not (checkpoints := list((tmp_path / "runs").glob("*/checkpoint_*"))) and time.time() < deadline:
+        time.sleep(0.1)  # mid-run: an epoch checkpointed, its placement group made
+    assert checkpoints and live_placement_groups() - before, "the run never got going"
+    controller, = live_controllers()
+    os.kill(controller, signal.SIGKILL)  # as a crash or the OOM killer would end it
+    thread.join(timeout=120)
+    assert failed and not (tmp_path / "killed.metrics.parquet").exists()  # no finished student claimed
+    assert live_placement_groups() - before == set()
+    slots_free(timeout=30)  # every CPU slot back for the tests after it
 
 
 def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task, tmp_path):

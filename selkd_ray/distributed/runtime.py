@@ -112,7 +112,16 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
                  log_to_driver=False, configure_logging=True, logging_level="WARNING")
     watch_for_a_killed_driver()
+    STARTED_HERE.add(ray.get_runtime_context().gcs_address)
     return True
+
+
+STARTED_HERE: set[str] = set()  # the GCS addresses of the Rays this process started (embedded: they end with it)
+
+
+def started_here() -> bool:
+    """Whether the Ray this process talks to is one it started (an embedded instance), not a cluster's."""
+    return ray.is_initialized() and ray.get_runtime_context().gcs_address in STARTED_HERE
 
 
 REAPERS: list = []  # the watchers started here (kept, so that no Popen is collected while its process runs)

@@ -26,7 +26,8 @@ from ..config import DistillConfig
 from ..errors import SelkdError
 from ..runs import TrainedRun
 from .checkpoints import newest_checkpoint, resume_states, save_states
-from .runtime import selkd_error_in
+from .placement import removing_leftovers, without_cleaner
+from .runtime import selkd_error_in, started_here
 from .torch_backend import LoopbackTorchConfig
 
 if TYPE_CHECKING:
@@ -178,10 +179,17 @@ class StudentTrainer(TorchTrainer):
         return callbacks if self.datasets else [c for c in callbacks if not isinstance(c, DatasetsCallback)]
 
 
-def trainer_for(pack: Pack, reports: EpochReports, resume_from: Path | None) -> TorchTrainer:
+class EmbeddedStudentTrainer(StudentTrainer):
+    """On a Ray the driver started: no placement-group cleaner actor either (`placement.py`)."""
+
+    def _create_default_callbacks(self):
+        return without_cleaner(super()._create_default_callbacks())
+
+
+def trainer_for(pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool) -> TorchTrainer:
     first = pack.runs[0]
     members = [{"config": dataclasses.asdict(run.config), "data_ref": ray.put(run.data)} for run in pack.runs]
-    return StudentTrainer(
+    return (EmbeddedStudentTrainer if embedded else StudentTrainer)(
         train_func,
         train_loop_config={"members": members, "resume_from": str(resume_from) if resume_from else None},
         scaling_config=ScalingConfig(num_workers=first.config.num_workers, use_gpu=first.config.use_gpu),
@@ -192,11 +200,11 @@ def trainer_for(pack: Pack, reports: EpochReports, resume_from: Path | None) -> 
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def fit_run(pack: Pack, reports: EpochReports, resume_from: Path | None) -> None:
+def fit_run(pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool = False) -> None:
     """A Ray task that drives one TorchTrainer to its end: several runs go side by side as several tasks, and
     the driver's own thread only waits (Ctrl-C reaches it at once as KeyboardInterrupt; the CLI then shuts
     Ray down, which ends the task, its controller and its workers; the checkpoints written stay)."""
-    result = trainer_for(pack, reports, resume_from).fit()
+    result = trainer_for(pack, reports, resume_from, embedded).fit()
     if result.error:
         raise result.error
 
@@ -216,7 +224,7 @@ def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | No
     storage is shared by every node of a run, so the driver reads what the workers wrote."""
     from ..training.loop import LoopState, finished
 
-    pending, token, planned = [], uuid.uuid4().hex, packs(runs)
+    pending, token, planned, embedded = [], uuid.uuid4().hex, packs(runs), started_here()
     for pack in planned:
         before = newest_checkpoint(pack.run_dir)
         done = before[1] if before is not None else []
@@ -228,9 +236,10 @@ def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | No
             continue
         task = fit_run.options(scheduling_strategy=on_this_node())
         pending.append(task.remote(pack, EpochReports(epoch_queue(), token, pack.indices),
-                                   before[0] if before else None))
+                                   before[0] if before else None, embedded))
     if pending:
-        wait_for(pending, token, on_epoch)
+        with removing_leftovers(embedded):
+            wait_for(pending, token, on_epoch)
     trained: dict[int, TrainedRun] = {}
     for pack in planned:
         folder, states = newest_checkpoint(pack.run_dir)
