@@ -20,6 +20,15 @@ from selkd_ray.training.loop import LoopState, epoch_flops, finished, fit_epochs
 from selkd_ray.training.student_data import run_name, student_data, teacher_spec
 
 
+def this_jobs_actors() -> list[dict]:
+    """The actors this process's runs started, the dead among them (the GCS's actor table: the state API needs a
+    dashboard); a CLI driver joined to the suite's Ray is another job, a cluster's driver to Ray Train."""
+    import ray._private.state
+
+    job = ray.get_runtime_context().get_job_id()
+    return [actor for actor in ray._private.state.actors().values() if actor["JobID"] == job]
+
+
 def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_session, tiny_zoo, target_task, tmp_path):
     config = DistillConfig(epochs=2, seed=0)
     result = distill(target_task, tiny_zoo / "own-classes", tmp_path, config, name="student")
@@ -44,10 +53,7 @@ def test_distillation_reports_a_checkpoint_and_saves_a_teacher_folder(ray_sessio
     # the run started only the actors it needs: no Ray Data shard manager (it reads no Ray Dataset) and, on an
     # embedded Ray, no preemption watcher (nothing drains its one node) nor placement-group cleaner (the driver
     # cleans up: the next test): each was a process and a second or more of CPU
-    import ray._private.state  # the GCS's actor table, the dead among them (the state API needs a dashboard)
-
-    job = ray.get_runtime_context().get_job_id()  # this process's runs: CLI drivers joined to this Ray are a cluster's
-    started = {actor["ActorClassName"] for actor in ray._private.state.actors().values() if actor["JobID"] == job}
+    started = {actor["ActorClassName"] for actor in this_jobs_actors()}
     assert "TrainController" in started, started
     assert not {"DatasetManager", "PreemptionWatcher", "PlacementGroupCleaner"} & started, started
     specs, _ = index_zoo(tmp_path, tmp_path / "catalogue.parquet")
@@ -108,7 +114,6 @@ def test_a_run_whose_controller_is_killed_leaves_no_placement_group_on_an_embedd
     holds the CPU slots afterwards (Ray would keep it until the suite's job ends)."""
     import threading
 
-    import ray._private.state
     from helpers.killing import slots_free
 
     from selkd_ray.distributed.placement import live_placement_groups
@@ -122,7 +127,7 @@ def test_a_run_whose_controller_is_killed_leaves_no_placement_group_on_an_embedd
             failed.append(err)
 
     def live_controllers() -> list[int]:
-        return [actor["Pid"] for actor in ray._private.state.actors().values()
+        return [actor["Pid"] for actor in this_jobs_actors()
                 if actor["ActorClassName"] == "TrainController" and actor["State"] == "ALIVE"]
 
     thread = threading.Thread(target=run)

@@ -34,7 +34,7 @@ def removing_leftovers(enabled: bool) -> Iterator[None]:
                 from ray._raylet import PlacementGroupID
 
                 for pg_id in live_placement_groups() - before:
-                    remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
+                    remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
         raise
 
 

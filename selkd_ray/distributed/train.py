@@ -200,7 +200,7 @@ def trainer_for(pack: Pack, reports: EpochReports, resume_from: Path | None, emb
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def fit_run(pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool = False) -> None:
+def fit_run(pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool) -> None:
     """A Ray task that drives one TorchTrainer to its end: several runs go side by side as several tasks, and
     the driver's own thread only waits (Ctrl-C reaches it at once as KeyboardInterrupt; the CLI then shuts
     Ray down, which ends the task, its controller and its workers; the checkpoints written stay)."""
