@@ -32,6 +32,8 @@ def test_a_mixture_member_whose_outputs_fail_is_left_out_and_the_mixture_goes_on
     break_weights(zoo_copy, broken)
     data = run.teacher_data(short)
     assert set(data) == set(short) - {broken}  # the others' outputs were computed
+    for teacher in data:  # and said so as they went, as `distill` says it (a long stage shows progress)
+        assert any(line.startswith(f"teacher outputs: {teacher} on ") and "student images" in line for line in lines)
     assert broken in run.failed and "model.safetensors" in run.failed[broken]
     assert any(f"teacher outputs: {broken} failed" in line and "goes on without it" in line for line in lines)
     kept = [t for t in short if t != broken]
