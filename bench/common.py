@@ -9,8 +9,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
+from selkd_ray.collector import lean_collector
+
+lean_collector()  # before torch: a benchmark's driver is one of our processes, as the command's is (collector.py)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from ray import cloudpickle
 
 from selkd_ray.config import DistillConfig

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from selkd_ray.collector import lean_collector
 from selkd_ray.config import ScanConfig
 
 from .documents import distill_json, scan_json, select_json
@@ -23,6 +24,7 @@ app.add_typer(zoo_app, name="zoo")
 app.add_typer(experience_app, name="experience")
 
 app.callback()(everywhere)
+lean_collector()  # the command's process imports torch, timm and POT (selkd_ray/collector.py)
 
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")

@@ -8,6 +8,11 @@ Public API (imported lazily, so `import selkd_ray` loads neither Ray nor timm):
 """
 from __future__ import annotations
 
+from .collector import in_ray_worker, lean_collector
+
+if in_ray_worker():  # a Ray worker about to run our code: its start-up imports torch, timm and POT (collector.py)
+    lean_collector()
+
 __all__ = ["index_zoo", "scan", "distill", "select_student", "ScanConfig", "DistillConfig", "SelectConfig", "SelkdError"]
 
 

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from selkd_ray.collector import lean_collector
+
+lean_collector()  # the suite's own process imports torch, timm and POT too, as the command's does
+
 # The settings of ray-local-env.sh, applied here too: nothing may leave this machine.
 os.environ.update({"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
                    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "HF_HUB_OFFLINE": "1",
