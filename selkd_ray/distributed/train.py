@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import math
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,6 @@ import ray.train
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, prepare_data_loader, prepare_model
 from ray.util.queue import Queue
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import DistillConfig
 from ..errors import SelkdError
@@ -199,26 +199,37 @@ def trainer_for(pack: Pack, reports: EpochReports, resume_from: Path | None, emb
     )
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def fit_run(pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool) -> None:
-    """A Ray task that drives one TorchTrainer to its end: several runs go side by side as several tasks, and
-    the driver's own thread only waits (Ctrl-C reaches it at once as KeyboardInterrupt; the CLI then shuts
-    Ray down, which ends the task, its controller and its workers; the checkpoints written stay)."""
-    result = trainer_for(pack, reports, resume_from, embedded).fit()
-    if result.error:
-        raise result.error
+class Driving:
+    """One TorchTrainer driven to its end by a daemon thread of the driver: several runs go side by side as
+    several threads, the driver's main thread only waits (Ctrl-C reaches it at once as KeyboardInterrupt, and no
+    thread holds the process; the CLI then shuts Ray down, which ends the runs' controllers and workers; the
+    checkpoints written stay). Not a Ray task: that was one more worker process per run, importing Ray Train and
+    torch before the run's controller could even start (about 2 s of CPU and of start-up, every command)."""
 
+    def __init__(self, pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self.fit, args=(pack, reports, resume_from, embedded), daemon=True,
+                                       name=f"selkd-run-{pack.name}")
+        self.thread.start()
 
-def on_this_node() -> NodeAffinitySchedulingStrategy:
-    """The driving task stays on the driver's node: it is a waiting loop, and the driver reads the run there."""
-    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    def fit(self, pack: Pack, reports: EpochReports, resume_from: Path | None, embedded: bool) -> None:
+        try:
+            result = trainer_for(pack, reports, resume_from, embedded).fit()
+            if result.error:
+                raise result.error
+        except BaseException as err:  # noqa: BLE001 - passed to the driver's main thread, which raises it
+            self.error = err
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
 
 
 def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | None = None) -> list[TrainedRun]:
     """Run (or resume) every student's training, each pack of them in one TorchTrainer, the packs side by side,
-    each driven by a Ray task; return each student's state in its run's last checkpoint: the best-validation
-    weights ("model"), the per-epoch history and why it stopped. `on_epoch(run index, epochs done)` hears of
-    each finished epoch from Ray Train's reports.
+    each driven by a thread of the driver (`Driving`); return each student's state in its run's last
+    checkpoint: the best-validation weights ("model"), the per-epoch history and why it stopped.
+    `on_epoch(run index, epochs done)` hears of each finished epoch from Ray Train's reports.
 
     A run resumes from, and its result is read from, the newest whole checkpoint on disk (see `resume_states`):
     storage is shared by every node of a run, so the driver reads what the workers wrote."""
@@ -234,9 +245,8 @@ def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | No
                 if on_epoch is not None:
                     on_epoch(index, len(state["history"]))
             continue
-        task = fit_run.options(scheduling_strategy=on_this_node())
-        pending.append(task.remote(pack, EpochReports(epoch_queue(), token, pack.indices),
-                                   before[0] if before else None, embedded))
+        pending.append(Driving(pack, EpochReports(epoch_queue(), token, pack.indices),
+                               before[0] if before else None, embedded))
     if pending:
         with removing_leftovers(embedded):
             wait_for(pending, token, on_epoch)
@@ -247,22 +257,22 @@ def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | No
     return [trained[index] for index in range(len(runs))]
 
 
-def wait_for(waiting: list, token: str, on_epoch: Callable[[int, int], None] | None) -> None:
-    """Wait for the driving tasks, passing on their epoch reports as they come; a worker's one-line error stays
-    one line (a task file gone, say), whatever Ray Train and Ray wrapped it in."""
+def wait_for(waiting: list[Driving], token: str, on_epoch: Callable[[int, int], None] | None) -> None:
+    """Wait for the runs, passing on their epoch reports as they come; a worker's one-line error stays one line
+    (a task file gone, say), whatever Ray Train and Ray wrapped it in."""
     queue = epoch_queue()
     while waiting:
-        done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.2)
+        waiting[0].thread.join(0.2)
+        done = [run for run in waiting if run.done]  # before the reports: a finished run's last one is read now
         for sent, index, epochs in queue.get_nowait_batch(queue.qsize()):
             if sent == token and on_epoch is not None:
                 on_epoch(index, epochs)
-        for ref in done:
-            try:
-                ray.get(ref)
-            except Exception as err:  # noqa: BLE001
-                ours = selkd_error_in(err)
+        for run in done:
+            waiting.remove(run)
+            if run.error is not None:
+                ours = selkd_error_in(run.error)
                 if ours is None:
-                    raise
+                    raise run.error
                 raise SelkdError(str(ours).splitlines()[0]) from None
 
 
