@@ -1,7 +1,7 @@
 """Python's cyclic garbage collector in our own processes: fewer full collections, and none at exit.
 
 Why: every process that runs our code (the `selkd` command, and each Ray worker that runs a runner actor, a race
-trial, a Ray Train worker or controller, a driving task) is a fresh interpreter that imports torch, timm, POT and
+trial, a Ray Train worker or controller) is a fresh interpreter that imports torch, timm, POT and
 Ray: about a million objects that live as long as the process. With the default thresholds the collector walks
 them again and again while they are imported (each full collection re-walks every older object), and once more
 when an interpreter that ends normally (an actor that goes out of scope, the command) finalises. Measured here
@@ -13,6 +13,7 @@ Python's default threshold; only the full ones wait longer. A user's own process
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import sys
 from pathlib import Path
@@ -20,15 +21,12 @@ from pathlib import Path
 # Generation 0 and 1 as Python's defaults (700, 10); a full collection after 1,000 young-generation ones (default
 # 10): the start-up's imports trigger a handful of full collections, not dozens.
 THRESHOLDS = (700, 10, 1000)
-_LEAN: list[bool] = []
 
 
+@functools.cache  # once per process: one atexit handler however many entry points ask
 def lean_collector() -> None:
     """Make this process's full collections rare and freeze its heap at exit (idempotent): at exit everything
     still alive is about to be freed by the OS, so walking it for cycles is wasted (atexit handlers still run)."""
-    if _LEAN:
-        return
-    _LEAN.append(True)
     gc.set_threshold(*THRESHOLDS)
     atexit.register(gc.freeze)
 

@@ -257,10 +257,10 @@ def fit_students(runs: list[TrainRun], on_epoch: Callable[[int, int], None] | No
     return [trained[index] for index in range(len(runs))]
 
 
-def wait_for(waiting: list[Driving], token: str, on_epoch: Callable[[int, int], None] | None) -> None:
+def wait_for(runs: list[Driving], token: str, on_epoch: Callable[[int, int], None] | None) -> None:
     """Wait for the runs, passing on their epoch reports as they come; a worker's one-line error stays one line
     (a task file gone, say), whatever Ray Train and Ray wrapped it in."""
-    queue = epoch_queue()
+    queue, waiting = epoch_queue(), list(runs)
     while waiting:
         waiting[0].thread.join(0.2)
         done = [run for run in waiting if run.done]  # before the reports: a finished run's last one is read now
