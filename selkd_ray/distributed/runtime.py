@@ -97,7 +97,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
     ray_lines_off_terminal()
-    with own_sigterm_kept(), cpp_lines_dropped(), ray_processes_in_their_own_group():
+    with own_sigterm_kept(), cpp_lines_dropped(), ray_processes_in_their_own_group(), agent_port_chosen_freely():
         if address:
             check_reachable(address)
             join_cluster(address)
@@ -167,6 +167,30 @@ def own_sigterm_kept():
     finally:
         if callable(previous):
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def agent_port_chosen_freely():
+    """Around ray.init: an embedded Ray's dashboard agent serves HTTP on a port the system picks, not on Ray's
+    fixed 52365. Why: with another Ray on the machine (a second `selkd` command, a cluster node, a notebook's
+    Ray) the agent tried 52365 six times over 3.4 s, and the new node registered only after it gave up, so each
+    such command started about 4.5 s later (and left a traceback in the agent's log). `ray start` has
+    --dashboard-agent-listen-port for this; ray.init has no such argument (ray-project/ray#34886). Job
+    submission and the dashboard find the agent's port in the node's record whatever it is."""
+    import ray._private.parameter as parameter
+
+    plain = parameter.RayParams
+
+    class FreeAgentPortParams(plain):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("dashboard_agent_listen_port", 0)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = FreeAgentPortParams
+    try:
+        yield
+    finally:
+        parameter.RayParams = plain
 
 
 @contextlib.contextmanager

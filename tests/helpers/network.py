@@ -11,6 +11,11 @@ import pytest
 
 ADDRESS = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
 CALLS = ("connect", "sendto", "sendmsg")
+# Traced too, though never read: every new thread and process calls it first thing (glibc's thread start, fork's
+# child, a fresh exec's libc set-up). strace 6.1 under `-f --seccomp-bpf` stops a new task at *every* system call
+# until that task's first traced one (a thread that computes without connecting ran 70x slower), so without an
+# early traced call Ray's and torch's threads were fully traced: the traced selection took 50 s, not 31 s.
+FIRST_CALLS = ("set_robust_list", "rseq")
 
 
 def is_loopback(address: str) -> bool:
@@ -38,7 +43,7 @@ def traced_run(log_dir, *args: str) -> tuple[list[str], str, str]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "strace.log"
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    done = subprocess.run(["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={','.join(CALLS)}", "-o", str(log),
+    done = subprocess.run(["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={','.join(CALLS + FIRST_CALLS)}", "-o", str(log),
                            sys.executable, "-m", "selkd_cli.main", *args],
                           capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
