@@ -147,9 +147,10 @@ def summarise(rows: list[dict], key: str) -> dict:
             for name, v in groups.items()}
 
 
-def run(out: Path, sizes: Sizes, zoo: Path | None = None, same_labels: Path | None = None) -> dict:
+def run(out: Path, sizes: Sizes, zoo: Path | None = None, same_labels: Path | None = None, runners=None) -> dict:
     """The benchmark; `zoo` and `same_labels` (a teacher of the target's own three classes): trained teachers
-    to use instead of training the demo zoo's (the test suite passes its tiny zoo's)."""
+    to use instead of training the demo zoo's (the test suite passes its tiny zoo's); `runners`: a running
+    RunnerPool for the scan (else it starts its own)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     connect()
@@ -162,7 +163,7 @@ def run(out: Path, sizes: Sizes, zoo: Path | None = None, same_labels: Path | No
         build_zoo(out / "same-labels", say, recipes=(SAME_LABELS,), epochs=sizes.teacher_epochs)
         same_labels = out / "same-labels" / SAME_LABELS.teacher_id
     task = target_task()
-    ranking = scan(zoo, task, out / "scan", ScanConfig(probe_per_class=20)).ranked
+    ranking = scan(zoo, task, out / "scan", ScanConfig(probe_per_class=20), runners=runners).ranked
     top, bottom = ranking[0].path, ranking[-1].path
     say(f"scan ({ScanConfig.scorers[0]}): top {ranking[0].teacher_id}, bottom {ranking[-1].teacher_id}")
     figures = {"date": datetime.date.today().isoformat(), "machine": machine(),

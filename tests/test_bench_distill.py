@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "distill.py"
 
 
-def test_quick_distillation_benchmark_runs_every_step(ray_session, tiny_zoo, target_task, tmp_path, capsys):
+def test_quick_distillation_benchmark_runs_every_step(ray_session, runner_pool, tiny_zoo, target_task, tmp_path, capsys):
     import shutil
 
     # the teacher of the target's own classes under the target's own names: KL distillation applies to it
@@ -27,7 +27,8 @@ def test_quick_distillation_benchmark_runs_every_step(ray_session, tiny_zoo, tar
         from ray import cloudpickle
 
         cloudpickle.register_pickle_by_value(module)  # its students run on Ray Data (fan_out)
-        figures = module.run(tmp_path / "out", module.QUICK, zoo=tiny_zoo, same_labels=same_labels)
+        figures = module.run(tmp_path / "out", module.QUICK, zoo=tiny_zoo, same_labels=same_labels,
+                             runners=runner_pool)  # its scan on the suite's pool
     finally:
         del sys.modules["bench_distill"]
     printed = capsys.readouterr().out

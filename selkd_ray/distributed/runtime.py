@@ -97,7 +97,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     for key, value in LOCAL_ENV.items():
         os.environ.setdefault(key, value)
     ray_lines_off_terminal()
-    with own_sigterm_kept(), cpp_lines_dropped(), ray_processes_in_their_own_group(), agent_port_chosen_freely():
+    with own_sigterm_kept(), cpp_lines_dropped(), ray_processes_in_their_own_group(), embedded_node_params():
         if address:
             check_reachable(address)
             join_cluster(address)
@@ -170,23 +170,25 @@ def own_sigterm_kept():
 
 
 @contextlib.contextmanager
-def agent_port_chosen_freely():
-    """Around ray.init: an embedded Ray's dashboard agent serves HTTP on a port the system picks, not on Ray's
-    fixed 52365. Why: with another Ray on the machine (a second `selkd` command, a cluster node, a notebook's
-    Ray) the agent tried 52365 six times over 3.4 s, and the new node registered only after it gave up, so each
-    such command started about 4.5 s later (and left a traceback in the agent's log). `ray start` has
-    --dashboard-agent-listen-port for this; ray.init has no such argument (ray-project/ray#34886). Job
-    submission and the dashboard find the agent's port in the node's record whatever it is."""
+def embedded_node_params():
+    """Around ray.init, what ray.init has no argument for (`ray start` has both):
+    - the dashboard agent serves HTTP on a port the system picks, not on Ray's fixed 52365. With another Ray on
+      the machine (a second `selkd` command, a cluster node, a notebook's Ray) the agent retried 52365 for 3.4 s
+      and the node registered only after it gave up: each such command started ~4.5 s later (ray-project/ray
+      #34886). Job submission and the dashboard read the agent's port from the node's record, whatever it is.
+    - no log monitor: it tails the workers' log files to print them on the driver's terminal, which an
+      embedded Ray never does (`log_to_driver=False`): a process and a second of CPU per start, for nothing."""
     import ray._private.parameter as parameter
 
     plain = parameter.RayParams
 
-    class FreeAgentPortParams(plain):
+    class EmbeddedNodeParams(plain):
         def __init__(self, *args, **kwargs):
             kwargs.setdefault("dashboard_agent_listen_port", 0)
+            kwargs.setdefault("include_log_monitor", False)
             super().__init__(*args, **kwargs)
 
-    parameter.RayParams = FreeAgentPortParams
+    parameter.RayParams = EmbeddedNodeParams
     try:
         yield
     finally:
