@@ -110,13 +110,32 @@ HELD_SLOTS = 0  # CPU slots the suite holds for the whole session (its shared ru
 def slots_free(timeout: float = 120) -> None:
     """Wait until the shared Ray has every CPU slot back (but those the suite holds for the session): a stopped
     driver's Ray Train actors and placement group are cleaned up asynchronously, and the next command's
-    workers need their slots."""
+    workers need their slots. If they never come back, the failure names what holds them."""
+    import gc
+
+    gc.collect()  # an actor handle this process dropped inside a reference cycle holds its actor until collected
     deadline = time.time() + timeout
     while time.time() < deadline:
         if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0) - HELD_SLOTS:
             return
         time.sleep(0.2)
-    raise AssertionError(f"Ray's CPU slots never came back: {ray.available_resources()} of {ray.cluster_resources()}")
+    raise AssertionError(f"Ray's CPU slots never came back: {ray.available_resources()} of "
+                         f"{ray.cluster_resources()}; held by: {slot_holders()}")
+
+
+def slot_holders() -> list[str]:
+    """What may hold slots in the shared Ray, from its GCS (the suite's Ray runs no dashboard, so no state API):
+    its live actors (class, detached, pid, job) and its placement groups not removed (name, bundles, state)."""
+    from ray._private import state
+
+    try:
+        actors = [f"actor {a['ActorClassName']}{' (detached)' if a['IsDetached'] else ''} pid {a['Pid']} job "
+                  f"{a['JobID']}" for a in state.actors().values() if a["State"] != "DEAD"]
+        groups = [f"placement group {g['name'] or g['placement_group_id'][:12]} {g['bundles']} {g['state']}"
+                  for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+        return actors + groups
+    except Exception as err:  # the listing is a diagnosis: it must not hide the failure it explains
+        return [f"(listing failed: {type(err).__name__}: {err})"]
 
 
 def ray_processes_of(pid: int) -> list[psutil.Process]:
