@@ -2,6 +2,7 @@
 scoring/ties.py's rule: at least half of the scan's teachers (and at least 3) share one value."""
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -32,21 +33,44 @@ def test_the_rule_by_hand():
                     "nleep": "10 of 12 teachers share one value (0) on a probe of 15 images"}
 
 
-def test_a_real_scans_tied_scorer_is_marked_everywhere(scan_here, tiny_zoo, target_task, task_path, tmp_path):
-    """On a probe of 6 images per class, kNN's leave-one-out accuracy takes few values: two of the three tiny
-    teachers get the same one, while LEEP tells all three apart. Only kNN is marked, in every output."""
-    result = scan_here(tiny_zoo, target_task, tmp_path, ScanConfig(scorers=("leep", "knn"), probe_per_class=6,
-                                                                   min_probe=6))
+def sharpened_copy(teacher: Path, folder: Path, factor: float = 3.0) -> Path:
+    """The teacher with its classifier's weights and bias multiplied by `factor`: the same features (so the same
+    kNN accuracy, to the last bit, whatever the machine's arithmetic) and the same predicted classes, but surer
+    probabilities (so another LEEP)."""
+    import shutil
+
+    import timm
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(teacher, folder)
+    architecture = json.loads((folder / "config.json").read_text())["architecture"]
+    head = timm.create_model(architecture, pretrained=False).pretrained_cfg["classifier"]
+    weights = load_file(folder / "model.safetensors")
+    for name in (f"{head}.weight", f"{head}.bias"):
+        weights[name] = weights[name] * factor
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_a_real_scans_tied_scorer_is_marked_everywhere(scan_here, zoo_copy, target_task, task_path, tmp_path):
+    """A real scan of four teachers, two of which share their features (the random-label teacher and a copy of
+    it with a scaled classifier): kNN, which reads features, gives the two the same value; LEEP, which reads
+    probabilities, tells all four apart. Only kNN is marked, in every output. (The tie is built, not hoped for:
+    the tiny teachers' own values differ from one machine's arithmetic to another's.)"""
+    sharpened_copy(zoo_copy / "random", zoo_copy / "random-sharp")
+    out = tmp_path / "out"
+    result = scan_here(zoo_copy, target_task, out, ScanConfig(scorers=("leep", "knn"), probe_per_class=6,
+                                                              min_probe=6))
     values = {r.teacher_id: r.scores["knn"] for r in result.rows}
+    assert values["random"] == values["random-sharp"], values  # the premise: the tie is there
     shared, count = Counter(values.values()).most_common(1)[0]
-    assert count >= 2, values  # the premise: the tie is there
-    assert len({r.scores["leep"] for r in result.rows}) == 3
-    assert result.uninformative == {"knn": f"{count} of 3 teachers share one value ({shared:.6g}) on a probe of 18 images"}
-    assert uninformative_in(tmp_path / "scores.parquet") == result.uninformative
+    assert len({r.scores["leep"] for r in result.rows}) == 4
+    assert result.uninformative == {"knn": f"{count} of 4 teachers share one value ({shared:.6g}) on a probe of 18 images"}
+    assert uninformative_in(out / "scores.parquet") == result.uninformative
     line, = [l for l in scan_summary(result).splitlines() if l.startswith("uninformative on this probe")]
     assert "knn: " in line and "leep" not in line
-    assert "could not tell the teachers apart" in build_report(tmp_path) and "knn" in build_report(tmp_path)
-    again = CliRunner().invoke(app, ["scan", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
+    assert "could not tell the teachers apart" in build_report(out) and "knn" in build_report(out)
+    again = CliRunner().invoke(app, ["scan", "--zoo", str(zoo_copy), "--task", str(task_path), "--out", str(out),
                                      "--scorer", "leep", "--scorer", "knn", "--probe-per-class", "6",
                                      "--min-probe", "6", "--json"])  # the same scan, answered from its table
     assert again.exit_code == 0, again.output
