@@ -1,4 +1,5 @@
 """Layering: the maths, the I/O and the models import without Ray; only selkd_ray.distributed imports it."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,18 @@ def test_only_the_distributed_layer_imports_ray_and_only_io_imports_pyarrow():
             assert "import pyarrow" not in text, relative
         if relative not in ("models/timm_models.py", "models/forward.py"):
             assert "import timm" not in text and "from timm" not in text, relative
+        if relative != "pot.py":  # POT comes through selkd_ray.pot (`from ..pot import ot`)
+            assert not re.search(r"^\s*(import ot\b|from ot[. ])", text, re.MULTILINE), relative
+
+
+def test_pot_is_imported_without_scikit_learn_which_imports_as_usual_afterwards():
+    """selkd_ray/pot.py: POT's `sklearn.cluster` import (ot.lowrank's k-means start) is skipped, ~0.5 s of CPU
+    in every actor, trial and worker; scikit-learn itself is left importable (our published scorers use it)."""
+    code = ("import sys\nimport selkd_ray.training.losses, selkd_ray.scoring.scores\nfrom selkd_ray.pot import ot\n"
+            "print('sklearn' in sys.modules, ot.emd2([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]]))\n"
+            "import sklearn.cluster\nprint(sklearn.cluster.KMeans.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "0.0", "KMeans"], done.stderr[-2000:]
 
 
 def test_one_forward_path_runs_every_model_and_moves_every_tensor():

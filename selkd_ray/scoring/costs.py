@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import ot
 
 from ..errors import SelkdError
+from ..pot import ot
 from ..records import Evidence
 from .registry import Registry
 

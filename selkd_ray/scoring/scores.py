@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import ot
-from ot.batch import solve_batch
 
 from ..config import DistillConfig
 from .costs import COST_BUILDERS, expected_empirical_prediction, target_marginal
 from .discriminant import fit_discriminant
 from ..errors import SelkdError
+from ..pot import ot, solve_batch
 from .probe import halves
 from ..records import Evidence, content_hash
 from .registry import LABEL_NAME_SCORERS, SCORERS, TASK_SCORERS

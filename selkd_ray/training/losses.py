@@ -5,8 +5,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from ot.batch import solve_batch
 
+from ..pot import solve_batch
 
 PROBABILITY_FLOOR = 1e-6
 
