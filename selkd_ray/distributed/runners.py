@@ -143,9 +143,14 @@ class RunnerPool:
         ray.get([actor.__ray_ready__.remote() for actor in self.actors])
         return self
 
-    def close(self, settle_s: float = 5.0) -> None:
+    def close(self, settle_s: float = 5.0, starting_s: float = 15.0) -> None:
         """Kill the actors and wait (briefly) until Ray has their slots back: ray.kill is asynchronous, and
-        the next pool or Ray Train job sizes itself from the free slots."""
+        the next pool or Ray Train job sizes itself from the free slots. An actor still starting (a
+        replacement, or one Ray restarts after a crash) is first given `starting_s` to come up: an actor
+        killed while it is being created can leave its slot leased to nothing for as long as the driver
+        lives (ray-project/ray#27743; seen here as a CPU slot held by a RunnerActor the GCS listed as dead)."""
+        ray.wait([actor.__ray_ready__.remote() for actor in self.actors], num_returns=len(self.actors),
+                 timeout=starting_s)
         wanted = ray.available_resources().get("CPU", 0.0) + self.count * self.options["num_cpus"]
         for actor in self.actors:
             ray.kill(actor)
