@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from pathlib import Path
+
 import psutil
 import ray
 
@@ -133,9 +135,19 @@ def slot_holders() -> list[str]:
                   f"{a['JobID']}" for a in state.actors().values() if a["State"] != "DEAD"]
         groups = [f"placement group {g['name'] or g['placement_group_id'][:12]} {g['bundles']} {g['state']}"
                   for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
-        return actors + groups
+        return actors + groups + leased_by_the_raylet()
     except Exception as err:  # the listing is a diagnosis: it must not hide the failure it explains
         return [f"(listing failed: {type(err).__name__}: {err})"]
+
+
+def leased_by_the_raylet() -> list[str]:
+    """What the raylet itself says holds resources (its debug state, rewritten every few seconds): it once held
+    a slot for an actor the GCS listed as dead."""
+    from ray._private import worker
+
+    state = Path(worker._global_node.get_session_dir_path()) / "logs" / "debug_state.txt"
+    lines = state.read_text().splitlines() if state.is_file() else []
+    return [f"raylet: {line.strip()[:200]}" for line in lines if "actor_or_task" in line and "CPU" in line]
 
 
 def ray_processes_of(pid: int) -> list[psutil.Process]:
