@@ -35,7 +35,11 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
     beside = [item for item in items if item.get_closest_marker("background")]
     items[:] = [item for item in items if item not in beside] + beside
-    jobs = {marker.args[0]: marker.args[1:] for marker in (item.get_closest_marker("background") for item in beside)}
+    jobs = {}
+    for marker in (item.get_closest_marker("background") for item in beside):
+        for name, argv in marker.kwargs.get("after", ()):  # a job whose output this one reads goes first
+            jobs.setdefault(name, argv)
+        jobs.setdefault(marker.args[0], marker.args[1:])
     if jobs:
         if len(beside) == len(items):  # nothing else runs: no shared fixture to wait for
             background.begin()

@@ -1,8 +1,10 @@
 """Commands whose point is a fresh process with its own Ray, run beside the suite (helpers/background.py): the
 README's demo as its first command runs it (the whole demo: a zoo trained, scanned, three students), and the
 bench scripts whose figures are about fresh processes (indexing on 1 against 2 workers, the driver's memory, a
-realistic zoo scanned cold and end to end) in their `--quick` modes. Each test checks that the command ran and
+realistic zoo scanned cold and end to end, `selkd select` against `selkd distill` on the demo's zoo and task as
+its docstring runs it) in their `--quick` modes. Each test checks that the command ran and
 printed what it promises whole, so one that breaks fails here the day it breaks."""
+import json
 import re
 
 import pytest
@@ -17,6 +19,9 @@ INDEX = ("bench/index.py", "--quick", "--out", "{out}")
 TEACHERS = ("bench/memory.py", "teachers", "--quick", "--out", "{out}")
 IMAGES = ("bench/memory.py", "images", "--quick", "--out", "{out}")
 REALISTIC = ("bench/realistic.py", "--quick", "--out", "{out}")
+# after the demo (the jobs run in this order): its zoo and task, as a user runs the bench after `selkd demo`
+TIME_TO_STUDENT = ("bench/time_to_student.py", "--quick", "--pairs", "1", "--zoo", "{out:demo}/zoo", "--task",
+                   "{out:demo}/task.parquet", "--out", "{out}")
 
 
 def printed(name: str, argv: tuple[str, ...]) -> str:
@@ -95,3 +100,21 @@ def test_the_readme_demo_command_runs_whole():
     assert re.search(r"^Guard \(validation split, as `selkd select` decides\): kept the ", text, flags=re.M), text
     for path in ("scan/scores.parquet", "scan/report.html", "scan/selection.parquet", "ranking.png", "report.txt"):
         assert (out / path).is_file(), path
+
+
+@pytest.mark.background("time-to-student", *TIME_TO_STUDENT, after=(("demo", DEMO),))
+def test_quick_time_to_a_student_times_select_against_one_distill():
+    """`selkd select` and `selkd distill` as a user runs them, each a fresh process with its own Ray into a fresh
+    folder, on the demo's zoo and task; the script's figures are present and add up."""
+    finished("demo", DEMO)  # run alone: the demo's zoo first
+    done, out = finished("time-to-student", TIME_TO_STUDENT)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
+    figures = json.loads((out / "time-to-student.json").read_text())
+    row, = figures["rows"]
+    demo = finished("demo", DEMO)[1]
+    assert figures["quick"] is True and (demo / "zoo" / row["teacher"]).is_dir() and row["ratio"] == figures["ratio"]
+    assert row["select_s"] > 0 and row["distill_s"] > 0 and row["ratio"] == row["select_s"] / row["distill_s"]
+    assert row["scan_s"] > 0 and row["final_s"] > 0 and row["race_s"] == 0  # --quick: no race
+    assert row["scan_s"] + row["outputs_s"] + row["race_s"] + row["final_s"] < row["select_s"]
+    assert "median of 1 pair(s)" in done.stdout and "goal <= 1.5x" in done.stdout
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["distill-0", "select-0"]

@@ -32,6 +32,12 @@ class Job:
         self.result: subprocess.CompletedProcess | None = None
 
     def run(self, timeout: float) -> None:
+        try:
+            self.argv = [earlier_outputs(arg) for arg in self.argv]
+        except RuntimeError as err:
+            self.result = subprocess.CompletedProcess(self.argv, 2, "", str(err))
+            self.done.set()
+            return
         env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # its own Ray
         # One intra-op thread (torch, OpenMP, BLAS), as Ray gives its workers: beside the suite a second thread
         # only spins waiting for a core the suite holds (the README demo burnt 248 s of CPU with two, 90 s with
@@ -56,6 +62,18 @@ class Job:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)  # its Ray dies with its driver (Ray's fate sharing)
+
+
+def earlier_outputs(arg: str) -> str:
+    """`{out:NAME}` in an argument: the output folder of the job NAME, queued before this one (and so finished
+    before it starts: the jobs run one after another), e.g. the README demo's zoo for a bench that reads it."""
+    for name, job in list(JOBS.items()):
+        if f"{{out:{name}}}" in arg:
+            job.done.wait()
+            arg = arg.replace(f"{{out:{name}}}", str(job.out))
+    if "{out:" in arg:
+        raise RuntimeError(f"{arg}: names a job not queued before this one (mark it `after=`)")
+    return arg
 
 
 JOBS: dict[str, Job] = {}
