@@ -99,6 +99,17 @@ def plain_job(task, teacher, out, config, name):
     return plan_distillation(task, teacher, out, config, None, name, quiet, None)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """In-process training on one intra-op thread, as Ray gives its workers: beside the background jobs the
+    suite's second torch thread waited on a core another process held, and these tests of a second or less
+    took 13-35 s in the suite. (Their checks read no weights that the thread count changes.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def plain_loop(job):
     """The student, optimiser and batches of a plain run: fit_epochs called again on them with the saved state
     is a resume, as a Ray Train worker resumes from its checkpoint."""
@@ -144,7 +155,7 @@ def test_a_run_whose_controller_is_killed_leaves_no_placement_group_on_an_embedd
     slots_free(timeout=30)  # every CPU slot back for the tests after it
 
 
-def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task, tmp_path):
+def test_early_stopping_keeps_the_best_epoch(one_torch_thread, ray_session, tiny_zoo, target_task, tmp_path):
     # learning rate 0: only batch-norm statistics move, so validation accuracy soon stops improving
     frozen = DistillConfig(epochs=8, learning_rate=0.0, weight_decay=0.0, patience=1)
     job = plain_job(target_task, tiny_zoo / "own-classes", tmp_path, frozen, "frozen")
@@ -162,7 +173,8 @@ def test_early_stopping_keeps_the_best_epoch(ray_session, tiny_zoo, target_task,
     assert again.history == trained.history and again.stopped == result.stopped  # stays stopped: no extra epoch
 
 
-def test_flops_budget_stops_training_and_is_reported(ray_session, tiny_zoo, target_task, tmp_path):
+def test_flops_budget_stops_training_and_is_reported(one_torch_thread, ray_session, tiny_zoo, target_task,
+                                                     tmp_path):
     spec = teacher_spec(tiny_zoo / "own-classes")
     config = DistillConfig(epochs=6)
     one_epoch = epoch_flops(student_data(target_task, spec, config, None), config)
@@ -226,7 +238,7 @@ def test_signals_and_a_kill_stop_distillation_and_the_same_command_resumes(ray_s
     assert [row.loss for row in resumed.history[:len(kept)]] == [row["loss"] for row in kept]
 
 
-def test_an_epoch_charges_its_validation_pass_as_the_budget_plans_it(tiny_zoo, target_task):
+def test_an_epoch_charges_its_validation_pass_as_the_budget_plans_it(one_torch_thread, tiny_zoo, target_task):
     """The loop counts what the planner plans: one epoch's FLOPs are its training steps and the validation pass
     after it (each validation image one student forward), so a budget pays for every forward pass."""
     from dataclasses import replace
@@ -243,7 +255,8 @@ def test_an_epoch_charges_its_validation_pass_as_the_budget_plans_it(tiny_zoo, t
     assert epoch_flops(data, config) - epoch_flops(fewer, config) == forward * (len(data.val_labels) - 2)
 
 
-def test_a_loss_that_becomes_nan_stops_the_run_naming_the_epoch(ray_session, tiny_zoo, target_task, tmp_path):
+def test_a_loss_that_becomes_nan_stops_the_run_naming_the_epoch(one_torch_thread, ray_session, tiny_zoo,
+                                                                target_task, tmp_path):
     """Never a "finished" student trained on NaN: teacher outputs gone NaN make the OT term NaN in the first
     epoch, and the loop stops there in one line."""
     from dataclasses import replace

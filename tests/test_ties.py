@@ -65,7 +65,8 @@ def test_a_real_scans_tied_scorer_is_marked_everywhere(scan_here, zoo_copy, targ
     assert values["random"] == values["random-sharp"], values  # the premise: the tie is there
     shared, count = Counter(values.values()).most_common(1)[0]
     assert len({r.scores["leep"] for r in result.rows}) == 4
-    assert result.uninformative == {"knn": f"{count} of 4 teachers share one value ({shared:.6g}) on a probe of 18 images"}
+    assert result.uninformative == {
+        "knn": f"{count} of 4 teachers share one value ({shared:.6g}) on a probe of 18 images"}
     assert uninformative_in(out / "scores.parquet") == result.uninformative
     line, = [l for l in scan_summary(result).splitlines() if l.startswith("uninformative on this probe")]
     assert "knn: " in line and "leep" not in line
