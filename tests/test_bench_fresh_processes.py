@@ -106,12 +106,11 @@ def test_the_readme_demo_command_runs_whole():
 def test_quick_time_to_a_student_times_select_against_one_distill():
     """`selkd select` and `selkd distill` as a user runs them, each a fresh process with its own Ray into a fresh
     folder, on the demo's zoo and task; the script's figures are present and add up."""
-    finished("demo", DEMO)  # run alone: the demo's zoo first
+    _, demo = finished("demo", DEMO)  # run alone: the demo's zoo first
     done, out = finished("time-to-student", TIME_TO_STUDENT)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     figures = json.loads((out / "time-to-student.json").read_text())
     row, = figures["rows"]
-    demo = finished("demo", DEMO)[1]
     assert figures["quick"] is True and (demo / "zoo" / row["teacher"]).is_dir() and row["ratio"] == figures["ratio"]
     assert row["select_s"] > 0 and row["distill_s"] > 0 and row["ratio"] == row["select_s"] / row["distill_s"]
     assert row["scan_s"] > 0 and row["final_s"] > 0 and row["race_s"] == 0  # --quick: no race
