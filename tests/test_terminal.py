@@ -48,3 +48,14 @@ def test_the_raylets_messages_are_not_printed_on_stdout(ray_session, capsys):
                                    "is_err": False, "ip": "127.0.0.2", "actor_name": "", "task_name": ""},
                                   ignore_prefix=False)
     assert capsys.readouterr().out == ""
+
+
+def test_loading_the_label_name_model_draws_no_progress_bar_and_leaves_the_users_switch_as_it_was():
+    """transformers draws a "Loading weights" bar on stderr while the label-name model loads (the semantic
+    scorers'): a user of the Python API saw it under our lines. It is off for that load only."""
+    code = ("from transformers.utils import logging\nfrom selkd_ray.models.text import text_model\n"
+            "text_model()\nprint(logging.is_progress_bar_enabled())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr, done.stderr[-2000:]
+    assert done.stdout.split() == ["True"]  # the process-wide switch put back
