@@ -35,15 +35,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
     beside = [item for item in items if item.get_closest_marker("background")]
     items[:] = [item for item in items if item not in beside] + beside
-    jobs = {}
+    jobs, lanes = {}, {}
     for marker in (item.get_closest_marker("background") for item in beside):
         for name, argv in marker.kwargs.get("after", ()):  # a job whose output this one reads goes first
             jobs.setdefault(name, argv)
         jobs.setdefault(marker.args[0], marker.args[1:])
+        lanes[marker.args[0]] = marker.kwargs.get("lane", "bench")
     if jobs:
         if len(beside) == len(items):  # nothing else runs: no shared fixture to wait for
             background.begin()
-        background.start_all(jobs)
+        background.start_all(jobs, lanes)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -111,7 +112,11 @@ def target_task():
 def task_path(tmp_path_factory, target_task):
     from selkd_ray.io.tasks import write_task
 
-    return write_task(target_task, tmp_path_factory.mktemp("task") / "task.parquet")
+    from helpers import background
+
+    path = write_task(target_task, tmp_path_factory.mktemp("task") / "task.parquet")
+    background.provide("task", path)  # for the jobs beside the suite that read it (helpers/background.py)
+    return path
 
 
 TINY_RECIPES = {
@@ -136,6 +141,9 @@ def tiny_zoo(tmp_path_factory) -> Path:
         arch = ("test_resnet", "test_efficientnet")[index % 2]
         model = train_classifier(arch, images, labels, len(groups), epochs=2, seed=index)
         save_teacher(model, zoo / name, tuple(groups), (1, 28, 28), MNIST_MEAN, MNIST_STD)
+    from helpers import background
+
+    background.provide("zoo", zoo)  # for the jobs beside the suite that read it (helpers/background.py)
     return zoo
 
 

@@ -6,8 +6,10 @@ import math
 import os
 
 import pyarrow.parquet as pq
+import pytest
+from helpers.background import finished
 from helpers.killing import ray_processes_of
-from helpers.network import NEEDS_STRACE, is_loopback, off_loopback, traced
+from helpers.network import NEEDS_STRACE, connects, is_loopback, off_loopback, trace_of
 
 
 def test_the_parser_sees_an_outside_address():
@@ -18,16 +20,23 @@ def test_the_parser_sees_an_outside_address():
     assert off_loopback('connect(9, {sa_family=AF_UNIX, sun_path="/tmp/ray/session/sockets/raylet"}, 110) = 0') == []
 
 
+# its own embedded Ray under strace, on the suite's tiny zoo and task: run beside the suite (helpers/background.py)
+TWO_WORKERS = ("tests/helpers/network.py", "{out}", "distill", "--teacher", "{zoo}/own-classes", "--task", "{task}",
+               "--out", "{out}/out", "--epochs", "1", "--workers", "2", "--augment", "--quiet")
+
+
 @NEEDS_STRACE
-def test_a_two_worker_distillation_sends_nothing_off_loopback(tiny_zoo, task_path, tmp_path):
+@pytest.mark.background("two-worker-distill", *TWO_WORKERS, lane="tests")
+def test_a_two_worker_distillation_sends_nothing_off_loopback(tiny_zoo, task_path):
     """Two Ray Train workers need a torch.distributed process group: on one node they meet through a FileStore,
     never torch's TCPStore (which reverse-resolves every peer by DNS). Under augmentation, so the teacher runs
     online in both workers: the run trains its epoch with a finite loss."""
-    lines = traced(tmp_path, "distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path),
-                   "--out", str(tmp_path / "out"), "--epochs", "1", "--workers", "2", "--augment")
+    done, out = finished("two-worker-distill", TWO_WORKERS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = trace_of(out)
     outside = [line for line in lines if off_loopback(line)]
-    assert not outside, "\n".join(outside[:20])
-    metrics, = (tmp_path / "out").glob("*.metrics.parquet")
+    assert connects(lines) > 10 and not outside, "\n".join(outside[:20])  # it did trace; nothing left loopback
+    metrics, = (out / "out").glob("*.metrics.parquet")
     history = pq.read_table(metrics).to_pylist()
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
 

@@ -1,7 +1,6 @@
 """The whole selection on a real local Ray: scan, Ray Tune race, Ray Train distillation, the guard."""
 import json
 import re
-import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,9 @@ import signal
 import time
 
 import pytest
-from helpers.network import connects, off_loopback, ray_lines, traced_run
+from helpers.background import finished
+from helpers.network import connects, off_loopback, ray_lines
+from helpers.select_twice import race_budget
 from typer.testing import CliRunner
 
 from selkd_cli.main import app
@@ -56,8 +57,12 @@ def test_a_random_label_teacher_forced_to_the_top_with_no_budget_for_a_race(runn
     assert decision[0]["kept"] == result.kept and decision[0]["candidate"] == "random"
 
 
-def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session, tiny_zoo, target_task, task_path,
-                                                                    tmp_path):
+# `selkd select` twice, fresh processes with their own Ray (the first under strace): beside the suite
+SELECT_TWICE = ("tests/helpers/select_twice.py", "{out}", "{zoo}", "{task}")
+
+
+@pytest.mark.background("select-twice", *SELECT_TWICE, lane="tests")
+def test_select_races_the_shortlist_under_one_budget_and_reports_it(tiny_zoo, target_task, task_path):
     distilled_epoch, labels_epoch = epoch_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2)))
     one_epoch, outputs = distilled_epoch + labels_epoch, outputs_flops(tiny_zoo, "own-classes", target_task)
     evaluation = selection_costs(target_task, SelectConfig(SCAN, DistillConfig(epochs=2))).evaluation(2)
@@ -65,20 +70,19 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
     # here), a race of 2.9 epochs less the scan's spending and the evaluation: 2 race epochs, where forgetting
     # the outputs would have allowed 3.
     budget = float(f"{4.9 * one_epoch + outputs:.6g}")
-    arguments = ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path), "--scorer", "leep",
-                 "--probe-per-class", "10", "--shortlist", "1", "--epochs", "2", "--race-epochs", "5",
-                 "--budget", f"{budget:.6g}", "--json"]
-    if shutil.which("strace"):  # the selection runs once, and under strace: no packet may leave loopback
-        calls, stdout, stderr = traced_run(tmp_path.parent / f"{tmp_path.name}-trace", *arguments)
+    assert race_budget(tiny_zoo, target_task) == budget  # what the commands were given (helpers/select_twice.py)
+    ran, job = finished("select-twice", SELECT_TWICE)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    first = json.loads((job / "first.json").read_text())
+    assert first["returncode"] == 0, first["stderr"][-3000:]
+    before, tmp_path = job / "first-select", job / "select"  # the folder as the first run left it, and now
+    if first["traced"]:  # the selection runs once, and under strace: no packet may leave loopback
+        calls = (job / "strace.log").read_text(errors="replace").splitlines()
         assert connects(calls) > 10  # it did trace
-        assert ray_lines(stderr) == [], stderr[-3000:]  # the terminal shows our lines, not Ray's
+        assert ray_lines(first["stderr"]) == [], first["stderr"][-3000:]  # the terminal shows our lines, not Ray's
         outside = [line for line in calls if off_loopback(line)]
         assert not outside, "\n".join(outside[:20])
-    else:
-        result = runner.invoke(app, arguments)
-        assert result.exit_code == 0, result.output
-        stdout = result.stdout
-    document = json.loads(stdout)
+    document = json.loads(first["stdout"])
     trials = document["trials"]
     assert sorted(t["candidate"] for t in trials) == ["labels-only", "own-classes"]
     assert sum(t["status"] == "winner" for t in trials) == 1 and all(t["epochs"] >= 1 for t in trials)
@@ -106,36 +110,36 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(ray_session,
         assert document["test_accuracy"] == labels_final["test_accuracy"]
 
     # the race's outcome is experience: the raced teacher against the label-only trial, on the same images
-    experience = read_experience(tmp_path / "experience")
+    experience = read_experience(before / "experience")
     assert document["experience"] and len(experience) == 1 and experience[0].teacher_id == "own-classes"
     raced = {t["candidate"]: t["val_accuracy"] for t in trials}
     assert experience[0].outcome == pytest.approx(raced["own-classes"] - raced["labels-only"])
     assert experience[0].scores["leep"] == 1.0  # the scan's best teacher by leep
 
     # the two final students, small, trained one after the other in one Ray Train run (one start-up, not two)
-    final_runs = [path for path in (tmp_path / "students" / "runs").iterdir() if path.is_dir()]
-    assert len(final_runs) == 1 and final_runs[0].name.startswith("pack-"), final_runs
-    reported = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
+    final_runs = [path.name for path in (before / "students" / "runs").iterdir() if path.is_dir()]
+    assert len(final_runs) == 1 and final_runs[0].startswith("pack-"), final_runs
+    reported = {path.relative_to(before): path.read_text() for path in (before / "race").glob("*/*/result.json")}
     assert len(reported) == 2  # one per trial
-    race_files = {path: path.stat().st_mtime_ns for path in (tmp_path / "race").rglob("*") if path.is_file()}
+    race_files = {path.relative_to(before): path.stat().st_mtime_ns for path in (before / "race").rglob("*")
+                  if path.is_file()}
     # the same selection started again, as a user would: a fresh process with no Ray running, its scan answered
     # wholly by the cache (it once crashed there: no teacher to run, so Ray was never started before the race)
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    again = subprocess.run([sys.executable, "-m", "selkd_cli.main", *arguments], capture_output=True, text=True,
-                           timeout=600, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "Traceback" not in again.stderr and ray_lines(again.stderr) == [], again.stderr[-3000:]
-    rerun = json.loads(again.stdout)  # the same selection again: nothing is recomputed
+    again = json.loads((job / "again.json").read_text())
+    assert again["returncode"] == 0, again["stderr"][-3000:]
+    assert "Traceback" not in again["stderr"] and ray_lines(again["stderr"]) == [], again["stderr"][-3000:]
+    rerun = json.loads(again["stdout"])  # the same selection again: nothing is recomputed
     assert rerun["trials"] == trials and len(list((tmp_path / "race").iterdir())) == 1
-    now = {path: path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
+    now = {path.relative_to(tmp_path): path.read_text() for path in (tmp_path / "race").glob("*/*/result.json")}
     assert now == reported  # the race restored: no trial trained again
     # every trial had ended, so the race was read as its files stand: Tune did not run again (it would have
     # rewritten its experiment state)
-    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "race").rglob("*") if path.is_file()} == race_files
+    assert {path.relative_to(tmp_path): path.stat().st_mtime_ns for path in (tmp_path / "race").rglob("*")
+            if path.is_file()} == race_files
     again_rows = read_experience(tmp_path / "experience")  # its outcome rewritten, not counted twice
     assert [(r.teacher_id, r.outcome, r.scores) for r in again_rows] == \
         [(r.teacher_id, r.outcome, r.scores) for r in experience]
-    assert [path for path in (tmp_path / "students" / "runs").iterdir() if path.is_dir()] == final_runs
+    assert [path.name for path in (tmp_path / "students" / "runs").iterdir() if path.is_dir()] == final_runs
     spent = {s["candidate"]: s["flops"] for s in rerun["stages"]}
     assert spent["scan"] == 0 and spent["teacher outputs"] == 0  # cached
     assert (rerun["teacher"], rerun["kept"], rerun["test_accuracy"]) == \

@@ -6,7 +6,12 @@ and timeouts). A job marked `@pytest.mark.background(name, *argv)` starts once t
 up (`begin`: the tiny zoo's training and Ray's start run faster alone), at the lowest CPU priority (SCHED_IDLE:
 it takes the CPU no test wants, and a test that wants it gets it back at once), one job after another so they
 do not crowd each other; its test runs at the end of the session and waits for it, then checks what it printed.
-Run alone, such a test simply starts its job and waits."""
+Run alone, such a test simply starts its job and waits.
+
+A test's own command that needs nothing of the suite's Ray (a command under strace with its own embedded Ray, a
+cluster of its own) may run beside it too, in a second lane (`lane="tests"`: beside the bench jobs, as these
+mostly wait on process starts): `{zoo}` and `{task}` in its arguments are the suite's tiny zoo and task file,
+which their fixtures `provide` when they are made (the test asks for the fixtures too, so run alone it has them)."""
 from __future__ import annotations
 
 import os
@@ -33,7 +38,7 @@ class Job:
 
     def run(self, timeout: float) -> None:
         try:
-            self.argv = [earlier_outputs(arg) for arg in self.argv]
+            self.argv = [provided(earlier_outputs(arg)) for arg in self.argv]
         except RuntimeError as err:
             self.result = subprocess.CompletedProcess(self.argv, 2, "", str(err))
             self.done.set()
@@ -76,6 +81,24 @@ def earlier_outputs(arg: str) -> str:
     return arg
 
 
+def provided(arg: str, wait_s: float = 900) -> str:
+    """`{zoo}`, `{task}` in an argument: what the suite's fixture of that name made (waiting until it is made)."""
+    for key, ready in READY.items():
+        if f"{{{key}}}" in arg:
+            if not ready.wait(wait_s):
+                raise RuntimeError(f"{arg}: no test made the suite's {key} in {wait_s:.0f} s")
+            arg = arg.replace(f"{{{key}}}", str(PROVIDED[key]))
+    return arg
+
+
+def provide(key: str, value: Path) -> None:
+    """A shared fixture's result, for the jobs whose arguments name it (`{key}`)."""
+    PROVIDED[key] = value
+    READY[key].set()
+
+
+PROVIDED: dict[str, Path] = {}
+READY = {"zoo": threading.Event(), "task": threading.Event()}
 JOBS: dict[str, Job] = {}
 BEGUN = threading.Event()  # set once the suite's shared fixtures are up (or when nothing else will set it)
 
@@ -84,16 +107,21 @@ def begin() -> None:
     BEGUN.set()
 
 
-def start_all(jobs: dict[str, tuple[str, ...]], timeout: float = 1500, wait_s: float = 300) -> None:
-    """Run the jobs one after another in a thread of their own, from `begin()` on (or after `wait_s`)."""
-    queue = [JOBS.setdefault(name, Job(name, argv)) for name, argv in jobs.items()]
+def start_all(jobs: dict[str, tuple[str, ...]], lanes: dict[str, str] | None = None, timeout: float = 1500,
+              wait_s: float = 300) -> None:
+    """Run the jobs of each lane (`lanes`: job name -> lane, "bench" unless said) one after another in a thread
+    of its own, from `begin()` on (or after `wait_s`)."""
+    queues: dict[str, list[Job]] = {}
+    for name, argv in jobs.items():
+        queues.setdefault((lanes or {}).get(name, "bench"), []).append(JOBS.setdefault(name, Job(name, argv)))
 
-    def run_all() -> None:
+    def run_all(queue: list[Job]) -> None:
         BEGUN.wait(wait_s)
         for job in queue:
             job.run(timeout)
 
-    threading.Thread(target=run_all, daemon=True, name="background").start()
+    for lane, queue in queues.items():
+        threading.Thread(target=run_all, args=(queue,), daemon=True, name=f"background-{lane}").start()
 
 
 def finished(name: str, argv: tuple[str, ...], timeout: float = 1500) -> tuple[subprocess.CompletedProcess, Path]:

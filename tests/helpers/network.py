@@ -1,7 +1,6 @@
 """Run `selkd` under `strace -f` and find every connect / sendto / sendmsg that leaves this machine's loopback
 (127.0.0.0/8, ::1, Unix sockets pass): DNS queries to the machine's resolver included."""
 import ipaddress
-import os
 import re
 import shutil
 import subprocess
@@ -32,22 +31,22 @@ def off_loopback(line: str) -> list[str]:
             if not (is_loopback(v4 or v6) or ipaddress.ip_address(v4 or v6).is_unspecified)]
 
 
-def traced(tmp_path, *args: str) -> list[str]:
-    """Run `selkd ARGS --quiet` (its own embedded Ray, so every Ray process is its child) under strace."""
-    return traced_run(tmp_path, *args, "--quiet")[0]
+def strace_command(log, args) -> list[str]:
+    """`selkd ARGS` under `strace -f`, its trace written to `log`."""
+    return ["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={','.join(CALLS + FIRST_CALLS)}", "-o", str(log),
+            sys.executable, "-m", "selkd_cli.main", *args]
 
 
-def traced_run(log_dir, *args: str) -> tuple[list[str], str, str]:
-    """Run `selkd ARGS` (its own embedded Ray, so every Ray process is its child) under strace, its trace
-    written in `log_dir`: (the traced calls, its stdout, its stderr)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / "strace.log"
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
-    done = subprocess.run(["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={','.join(CALLS + FIRST_CALLS)}", "-o", str(log),
-                           sys.executable, "-m", "selkd_cli.main", *args],
-                          capture_output=True, text=True, timeout=900, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return log.read_text(errors="replace").splitlines(), done.stdout, done.stderr
+def trace_of(log_dir) -> list[str]:
+    """The traced calls of a run whose trace is in `log_dir`."""
+    return (log_dir / "strace.log").read_text(errors="replace").splitlines()
+
+
+if __name__ == "__main__":  # `python tests/helpers/network.py LOG_DIR ARGS...`: a traced run as a background job
+    from pathlib import Path
+
+    Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+    sys.exit(subprocess.run(strace_command(Path(sys.argv[1]) / "strace.log", sys.argv[2:])).returncode)
 
 
 def connects(lines: list[str]) -> int:
