@@ -40,8 +40,7 @@ EXPERIENCE = typer.Option(None, "--experience", help="The experience table (fold
 def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo, task, scan and students go."),
          epochs: int = typer.Option(30, help="Student training epochs."),
          seed: int = typer.Option(0, help="Student seed."),
-         teacher_epochs: int = typer.Option(4, min=1, help="Epochs each of the zoo's twelve teachers trains when "
-                                                             "the zoo is built (a zoo already in OUT is reused)."),
+         teacher_epochs: int = typer.Option(4, min=1, help="Epochs of each zoo teacher (a zoo in OUT is reused)."),
          quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Build a real demo zoo (MNIST teachers), scan it for a held-out digit task, distil three students.
 
@@ -51,8 +50,7 @@ def demo(out: Path = typer.Option(Path("selkd-output/demo"), help="Where the zoo
     from selkd_ray.demo.run import run_demo
 
     with Display(quiet) as progress:
-        result = run_demo(out, DistillConfig(epochs=epochs, seed=seed), address=address, progress=progress,
-                          teacher_epochs=teacher_epochs)
+        result = run_demo(out, DistillConfig(epochs=epochs, seed=seed), address, progress, teacher_epochs)
     typer.echo(result.summary)
 
 
