@@ -1,20 +1,17 @@
 """The prepared GPU check's --quick mode: the same script on the CPU, every step, under a minute of work."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
+import pytest
 import torch
+from helpers.background import finished
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu.py"
+# as it runs on a lent GPU machine: a fresh process with its own Ray; beside the suite (helpers/background.py)
+CHECK = ("bench/gpu.py", "--quick", "--out", "{out}")
 
 
-def test_the_gpu_check_runs_quick_on_the_cpu(ray_session, tmp_path):
-    """Run as a user runs it beside a cluster: RAY_ADDRESS names the suite's Ray, which the script joins."""
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, env=env)
+@pytest.mark.background("gpu-check", *CHECK, lane="tests")
+def test_the_gpu_check_runs_quick_on_the_cpu():
+    done, tmp_path = finished("gpu-check", CHECK)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads((tmp_path / "gpu-bench.json").read_text())
     assert figures["quick"] and figures["device"] == "cpu"
