@@ -42,13 +42,6 @@ def trace_of(log_dir) -> list[str]:
     return (log_dir / "strace.log").read_text(errors="replace").splitlines()
 
 
-if __name__ == "__main__":  # `python tests/helpers/network.py LOG_DIR ARGS...`: a traced run as a background job
-    from pathlib import Path
-
-    Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-    sys.exit(subprocess.run(strace_command(Path(sys.argv[1]) / "strace.log", sys.argv[2:])).returncode)
-
-
 def connects(lines: list[str]) -> int:
     """How many connect calls the trace holds (a trace that saw none did not trace)."""
     return sum(line.split("(", 1)[0].split()[-1] == "connect" for line in lines if "(" in line)
@@ -68,3 +61,10 @@ RAY_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [^]]*\] \S+\.(cc|h):\d+|\(raylet\)|\(
 def ray_lines(text: str) -> list[str]:
     """The lines of a command's output that come from Ray's internals, not from selkd."""
     return [line for line in text.splitlines() if RAY_LINE.search(line)]
+
+
+if __name__ == "__main__":  # `python tests/helpers/network.py LOG_DIR ARGS...`: a traced run as a background job
+    from pathlib import Path
+
+    Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+    sys.exit(subprocess.run(strace_command(Path(sys.argv[1]) / "strace.log", sys.argv[2:])).returncode)

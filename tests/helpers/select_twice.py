@@ -22,6 +22,13 @@ from helpers.network import strace_command  # noqa: E402
 TEACHER = "own-classes"  # the tiny zoo's best teacher by leep: the shortlist of one
 
 
+def outputs_flops(zoo: Path, teacher_id: str, task) -> float:
+    """A teacher's forward pass over the student images: what its outputs for distillation cost."""
+    from selkd_ray.training.student_data import student_images, teacher_spec
+
+    return float(teacher_spec(Path(zoo) / teacher_id).flops_per_sample * len(student_images(task)))
+
+
 def race_budget(zoo: Path, task) -> float:
     """The final stage (2 epochs, and the students' test and guard passes), the shortlisted teacher's outputs on
     the student images (0.27 of an epoch here), and a race of 2.9 epochs less the scan's spending and the
@@ -29,12 +36,10 @@ def race_budget(zoo: Path, task) -> float:
     from selkd_ray.config import DistillConfig, ScanConfig
     from selkd_ray.plans.select import epoch_costs
     from selkd_ray.selection import SelectConfig
-    from selkd_ray.training.student_data import student_images, teacher_spec
 
     distilled, labels = epoch_costs(task, SelectConfig(ScanConfig(scorers=("leep",), probe_per_class=10),
                                                        DistillConfig(epochs=2)))
-    outputs = float(teacher_spec(Path(zoo) / TEACHER).flops_per_sample * len(student_images(task)))
-    return float(f"{4.9 * (distilled + labels) + outputs:.6g}")
+    return float(f"{4.9 * (distilled + labels) + outputs_flops(zoo, TEACHER, task):.6g}")
 
 
 def arguments(zoo: Path, task_path: Path, out: Path, budget: float) -> list[str]:
