@@ -15,8 +15,7 @@ from .documents import distill_json, scan_json, select_json
 from .experience import experience_app
 from .running import Display, everywhere, one_line_errors
 
-EPILOG = ("Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming "
-          "the file or field and what was expected).")
+EPILOG = "Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming the file or field and what was expected)."
 app = typer.Typer(help="Selective cross-task distillation over a model zoo, on Ray.", no_args_is_help=True, epilog=EPILOG,
                   pretty_exceptions_enable=False, add_completion=False)
 zoo_app = typer.Typer(help="Manage a teacher zoo.", no_args_is_help=True)
@@ -29,6 +28,7 @@ lean_collector()  # the command's process imports torch, timm and POT (selkd_ray
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port); default: $RAY_ADDRESS, else a local Ray.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
 GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")
+REFIT = typer.Option(False, help="Train on the train and validation labels, keeping the last epoch of a cosine schedule (a selection's final recipe: no validation accuracy to report).")
 PER_IMAGE = typer.Option(False, "--per-image-weights", help="Several teachers: weigh each image's teachers also by their confidence on it (1 - entropy / log classes).")
 STUDENT_SIZE = typer.Option("auto", help="Student input HxW (64 or 64x48); auto: the task's own size when its images share one, else the student architecture's; model: always the architecture's.")
 JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
@@ -133,7 +133,7 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
                     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a validation gain."),
                     max_flops: Optional[float] = typer.Option(None, help="Training FLOPs budget (e.g. 5e12)."),
                     augment: bool = typer.Option(False, help="Randomly shift images; the teacher then runs online in the workers."),
-                    student_size: str = STUDENT_SIZE, per_image_weights: bool = PER_IMAGE,
+                    student_size: str = STUDENT_SIZE, per_image_weights: bool = PER_IMAGE, refit: bool = REFIT,
                     cache: Optional[str] = typer.Option(None, help="Prediction cache to share (default: OUT/cache, or the --scan folder's cache)."),
                     json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Distil a teacher (or several at once) into a small timm student on Ray Train; the student is saved as a
@@ -147,7 +147,7 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
 
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
                            patience=patience, max_flops=max_flops, augment=augment, student_size=student_size,
-                           per_image_weights=per_image_weights, **gpu_workers(gpus, workers))
+                           per_image_weights=per_image_weights, refit=refit, keep="last" if refit else "best", **gpu_workers(gpus, workers))
     cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
     given = parse_weights(weights)
     if len(teacher) > 1:  # one line each, before any work

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .errors import SelkdError
 
 LOSSES = ("ot", "kl", "ce")
+KEEPS = ("best", "last")  # which epoch a student keeps: the best on validation, or the last of a cosine schedule
 
 
 def at_least(flag: str, value: float | None, minimum: float, strictly: bool = False) -> None:
@@ -75,6 +76,13 @@ class DistillConfig:
     max_seconds: float | None = None  # wall-time budget for training: no epoch starts that would pass it
     augment: bool = False  # random shifts of every minibatch; the teacher then runs online in the workers
     per_image_weights: bool = False  # several teachers: each image's weighed by their confidence on it too
+    # "best": constant learning rate, the best validation epoch kept; "last": the learning rate annealed to zero
+    # (cosine, per step) and the last epoch kept, so no validation image chooses an epoch (a selection's recipe:
+    # its validation images are left whole for the race and the guard)
+    keep: str = "best"
+    # train on every labelled image, train and validation, keeping the last epoch: a selection's final student,
+    # once the validation split has taken every decision (the AutoML refit)
+    refit: bool = False
     num_workers: int = 1  # Ray Train workers
     use_gpu: bool = False
     # The student's input (height x width): "auto" is the task's own size when its images share one, else the
@@ -92,6 +100,14 @@ class DistillConfig:
         at_least("--lambda", self.lam, 0)
         at_least("learning_rate", self.learning_rate, 0)  # 0 freezes the weights (a test of early stopping)
         fixed_size(self.student_size)
+        if self.keep not in KEEPS:
+            raise SelkdError(f"--keep: '{self.keep}' is not one of {', '.join(KEEPS)}")
+        if self.refit and self.keep != "last":
+            raise SelkdError("refit: trains on the validation images too, so no epoch can be chosen on them; "
+                             "keep must be 'last'")
+        if self.patience and self.keep == "last":
+            raise SelkdError("--patience: early stopping reads the validation split, which the last-epoch recipe "
+                             "(--refit, a selection's) leaves to its decisions; give one or the other")
         for flag, value in (("--tau", self.tau), ("--eps", self.eps), ("--max-flops", self.max_flops),
                             ("max_seconds", self.max_seconds)):
             at_least(flag, value, 0, strictly=True)

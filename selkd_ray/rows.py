@@ -138,6 +138,19 @@ class DecisionRow:
     seconds: float
     status: str = "kept"
     kind: str = "decision"
+    # what decided it: which images and students (in words), their paired counts (images only the distilled
+    # student gets right, only label-only does, of how many), the prior from past races and where it came from
+    # (none: 0 tasks), and the difference's posterior mean and sd the guard weighed
+    evidence: str = ""
+    better: int = int32(0)
+    worse: int = int32(0)
+    images: int = int32(0)
+    prior_mean: float = 0.0
+    prior_sd: float = 0.0
+    prior_tasks: int = int32(0)
+    prior_source: str = ""
+    posterior_mean: float = 0.0
+    posterior_sd: float = 0.0
 
 
 @dataclass(frozen=True)

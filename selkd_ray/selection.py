@@ -2,13 +2,14 @@
 guard's decision (the budget's split between the stages is the ledger's: budget.Ledger). No Ray, no I/O.
 
 The scan shortlists teachers; a race of short distillations (Ray Tune, ASHA) among them and a label-only
-reference picks one; the winner is distilled in full and kept only if it beats a full label-only student on
-the validation split by more than noise (a paired, McNemar-style standard error).
+reference picks one and says, cross-fitted over every validation image, whether it beats labels alone by more
+than noise (a paired, McNemar-style standard error, weighed with what past races measured where there are
+any); the student it chose is then trained in full on every labelled image.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -98,9 +99,8 @@ def race_epochs(allowance: float | None, trial_epoch_costs: list[float], config:
 def paired_error(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
     """(accuracy of `first` less that of `second`, its standard error paired over the same images:
     sqrt(b + c) / n, b and c the images only one of the two gets right)."""
-    first, second = np.asarray(first, bool), np.asarray(second, bool)
+    b, c = paired_counts(first, second)
     n = len(first)
-    b, c = int((first & ~second).sum()), int((~first & second).sum())
     return (b - c) / n, math.sqrt(b + c) / n
 
 
@@ -120,53 +120,141 @@ def race_winner(finished: list[tuple[T, np.ndarray]], z: float) -> T:
     return next(trial for trial, correct in finished if within_noise(correct))  # the best one always is
 
 
-GUARD_SPLIT = "guard"  # the validation images only the guard reads (`split_validation`)
-
-
-def split_validation(task: Task) -> tuple[Task, str]:
-    """(the task with half of each class's validation images moved to a GUARD_SPLIT, a note when it cannot be).
-
-    A selection asks its validation images three questions: which epoch each student keeps, which race trial
-    wins, and whether the distilled student beat label-only. Asked of the same images, the third answer is
-    biased toward distillation: the race kept the trial that did best on exactly those images (a winner's
-    curse the label-only reference does not get). So the race and every student's best epoch read one half
-    ("val"), the guard the other ("guard"), which chose nothing and so measures both final students without
-    bias. Stratified and deterministic: within each class, alternate validation images (in task order) go to
-    each half. A class with fewer than two validation images cannot give both halves one: then nothing is
-    split and the note says the guard shares the images (and their bias)."""
+def validation_folds(task: Task) -> np.ndarray:
+    """Two folds of the validation images (0 or 1 for each of `task.indices("val")`, in that order): within each
+    class, alternate images in task order, so each fold holds half of every class. The race's verdict against
+    labels alone is cross-fitted over them (`cross_fitted`): each fold picks a winner, the other judges it."""
     val = task.indices("val")
-    counts = np.bincount(task.labels[val], minlength=task.num_classes)
-    if len(val) == 0 or counts.min() < 2:
-        return task, (f"validation split: {int(counts.min()) if len(val) else 0} image(s) in its smallest class, too "
-                      "few to give the guard images of its own; the guard reads the images that chose the race's "
-                      "winner and the students' epochs (biased toward distillation)")
-    splits = np.asarray(task.splits).astype(str).astype("U16")
+    folds = np.zeros(len(val), np.int64)
     for label in range(task.num_classes):
-        rows = val[task.labels[val] == label]
-        splits[rows[1::2]] = GUARD_SPLIT
-    return replace(task, splits=splits), ""
+        members = np.flatnonzero(task.labels[val] == label)
+        folds[members[1::2]] = 1
+    return folds
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What past races say of distillation against labels alone, as a normal prior on the accuracy difference
+    the guard weighs (`experience_prior`): its mean and spread, how many past tasks it rests on, and where."""
+
+    mean: float
+    sd: float
+    tasks: int
+    source: str
+
+    def describe(self) -> str:
+        return (f"prior from {self.tasks} past task(s) of {self.source}: distillation {self.mean:+.3f} +- "
+                f"{self.sd:.3f} against labels alone")
+
+
+PRIOR_MIN_TASKS = 3  # fewer past tasks than this: no prior (the guard weighs this task's evidence alone)
+PRIOR_MIN_SD = 0.03  # the prior is never surer than 3 points, however alike the past tasks were
+
+
+def experience_prior(outcomes: dict[str, list[float]], source: str) -> Prior | None:
+    """The empirical-Bayes prior from past races: `outcomes` holds, per past task (this one's own outcomes left
+    out by the caller), each raced teacher's validation accuracy less label-only's. Each task gives the mean of
+    its raced teachers (the shortlist, not its winner: a prior that leans to caution), the prior is the mean
+    and spread of those over tasks, its spread at least PRIOR_MIN_SD. None with fewer than PRIOR_MIN_TASKS."""
+    per_task = [float(np.mean(values)) for values in outcomes.values() if values]
+    if len(per_task) < PRIOR_MIN_TASKS:
+        return None
+    sd = max(float(np.std(per_task, ddof=1)), PRIOR_MIN_SD)
+    return Prior(float(np.mean(per_task)), sd, len(per_task), source)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Paired counts of a distilled student against a label-only one on the same validation images: `better` the
+    images only the distilled one gets right, `worse` those only label-only gets right, of `images`."""
+
+    better: int
+    worse: int
+    images: int
+    how: str  # which images, and which students, in words
+
+    @property
+    def difference(self) -> float:
+        return (self.better - self.worse) / self.images
+
+    @property
+    def standard_error(self) -> float:
+        return math.sqrt(self.better + self.worse) / self.images
+
+
+def paired_counts(first: np.ndarray, second: np.ndarray) -> tuple[int, int]:
+    first, second = np.asarray(first, bool), np.asarray(second, bool)
+    return int((first & ~second).sum()), int((~first & second).sum())
+
+
+def cross_fitted(finished: list[tuple[T, np.ndarray]], reference: T, folds: np.ndarray,
+                 z: float) -> tuple[Evidence, list[T]]:
+    """The race's evidence against labels alone, with no winner's curse and every validation image used: in
+    each fold the race's rule (`race_winner`) picks a winner on that fold's images, and the other fold's images
+    judge it against `reference` (the label-only trial, one of `finished`); the two verdicts' paired counts are
+    pooled. A fold whose winner is labels alone adds no difference. (evidence, each fold's winner)."""
+    labels = next(correct for trial, correct in finished if trial is reference)
+    better = worse = 0
+    winners = []
+    for fold in (0, 1):
+        picks, judges = folds == fold, folds != fold
+        winner = race_winner([(trial, c[picks]) for trial, c in finished], z)
+        winners.append(winner)
+        correct = next(c for trial, c in finished if trial is winner)
+        b, c = paired_counts(correct[judges], labels[judges])
+        better, worse = better + b, worse + c
+    return Evidence(better, worse, len(folds), f"the race, cross-fitted over the {len(folds)} validation images' two "
+                    "folds (each fold's winner judged on the other's images)"), winners
 
 
 @dataclass(frozen=True)
 class GuardDecision:
     keep_distilled: bool
-    difference: float  # validation accuracy, distilled minus label-only
+    difference: float  # validation accuracy, distilled minus label-only (the evidence alone)
     standard_error: float  # of that difference, paired over the validation images
     message: str
+    evidence: Evidence | None = None
+    prior: Prior | None = None
+    posterior_mean: float = 0.0
+    posterior_sd: float = 0.0
 
 
-def guard(distilled_correct: np.ndarray, labels_correct: np.ndarray, z: float, teacher: str) -> GuardDecision:
-    """Keep the distilled student only if it beats the label-only one on the validation split by more than
-    z paired standard errors: sqrt(b + c) / n, with b and c the images only one of the two gets right."""
+def posterior(evidence: Evidence, prior: Prior | None) -> tuple[float, float]:
+    """(mean, sd) of the accuracy difference given the evidence (normal, its paired standard error) and the
+    prior (normal; none: flat, so the evidence alone)."""
+    d, s = evidence.difference, evidence.standard_error
+    if prior is None or s == 0:
+        return d, s
+    precision = 1 / prior.sd ** 2 + 1 / s ** 2
+    return (prior.mean / prior.sd ** 2 + d / s ** 2) / precision, math.sqrt(1 / precision)
+
+
+def decide(evidence: Evidence, z: float, teacher: str, prior: Prior | None = None) -> GuardDecision:
+    """Keep the distilled student only if the accuracy difference's posterior mean is positive and more than z
+    posterior standard deviations: with no prior, a lead of more than z paired standard errors, sqrt(b + c) / n
+    (b, c the images only one of the two gets right); a prior from past races (`experience_prior`) pulls a
+    verdict on few images toward what distillation usually did."""
+    if evidence.images == 0:
+        raise SelkdError("guard: expected both students' results on the same, non-empty validation split")
+    mean, sd = posterior(evidence, prior)
+    d, s = evidence.difference, evidence.standard_error
+    counts = (f"{evidence.better} image(s) only the distilled student gets right, {evidence.worse} only "
+              f"label-only, of {evidence.images}: {d:+.3f} +- {s:.3f}")
+    weighed = f"; with the {prior.describe()}: {mean:+.3f} +- {sd:.3f}" if prior else ""
+    keep = mean > z * sd and mean > 0
+    verdict = (f"kept the student distilled from {teacher}" if keep else
+               f"kept the LABEL-ONLY student: distillation from {teacher} was not better within noise")
+    rule = f"{mean:+.3f} {'>' if keep else '<='} {z:g} x {sd:.3f}"
+    return GuardDecision(keep, d, s, f"{verdict} ({evidence.how}; {counts}{weighed}; {rule})", evidence, prior,
+                         mean, sd)
+
+
+def guard(distilled_correct: np.ndarray, labels_correct: np.ndarray, z: float, teacher: str,
+          prior: Prior | None = None, how: str = "") -> GuardDecision:
+    """The guard on two students' results on the same validation images (`decide` on their paired counts)."""
     distilled_correct, labels_correct = np.asarray(distilled_correct, bool), np.asarray(labels_correct, bool)
     n = len(distilled_correct)
     if n == 0 or len(labels_correct) != n:
         raise SelkdError("guard: expected both students' results on the same, non-empty validation split")
-    difference, error = paired_error(distilled_correct, labels_correct)
-    accuracies = (f"accuracy on the guard's {n} validation images {distilled_correct.mean():.3f} vs "
-                  f"{labels_correct.mean():.3f} label-only")
-    if difference > z * error and difference > 0:
-        return GuardDecision(True, difference, error, f"kept the student distilled from {teacher}: {accuracies}, "
-                             f"{difference:+.3f} > {z:g} x {error:.3f} (noise)")
-    return GuardDecision(False, difference, error, f"kept the LABEL-ONLY student: distillation from {teacher} was "
-                         f"not better within noise ({accuracies}, {difference:+.3f} <= {z:g} x {error:.3f})")
+    b, c = paired_counts(distilled_correct, labels_correct)
+    return decide(Evidence(b, c, n, how or f"both final students on the {n} validation images"), z, teacher, prior)

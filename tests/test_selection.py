@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from selkd_ray.errors import SelkdError
-from selkd_ray.selection import (LABELS_ONLY, Candidate, SelectConfig, candidates, guard, race_epochs, race_winner,
-                                 shortlist)
+from selkd_ray.selection import (LABELS_ONLY, PRIOR_MIN_SD, Candidate, Evidence, SelectConfig, candidates,
+                                 cross_fitted, decide, experience_prior, guard, paired_error, race_epochs, race_winner,
+                                 shortlist, validation_folds)
 
 
 def test_guard_keeps_the_distilled_student_only_beyond_noise():
@@ -83,18 +84,54 @@ def test_the_race_winner_overtakes_a_better_ranked_teacher_only_beyond_paired_no
         race_winner([(top, right((0, 3), n=5)), (second, right((0, 3), n=6))], 0.5)
 
 
-def test_the_guard_gets_half_of_each_class_validation_images_that_choose_nothing():
+def test_the_validation_folds_halve_each_class_the_same_way_every_time():
     from selkd_ray.demo.data import target_task
-    from selkd_ray.selection import GUARD_SPLIT, split_validation
 
     task = target_task()
-    split, note = split_validation(task)
-    val, held = split.indices("val"), split.indices(GUARD_SPLIT)
-    assert note == "" and set(val) | set(held) == set(task.indices("val")) and not set(val) & set(held)
-    assert np.array_equal(np.bincount(split.labels[val]), np.bincount(split.labels[held]))  # stratified halves
-    assert all(np.array_equal(split.indices(name), task.indices(name)) for name in ("train", "test", "unlabelled"))
-    assert np.array_equal(split_validation(task)[0].splits, split.splits)  # the same halves every time
-    few = task.splits.copy()
-    few[task.indices("val")[task.labels[task.indices("val")] == 0][1:]] = "test"  # one image of class 0 left
-    alone, note = split_validation(replace(task, splits=few))
-    assert alone.splits is few and "too few to give the guard images of its own" in note
+    folds = validation_folds(task)
+    labels = task.labels[task.indices("val")]
+    assert len(folds) == len(labels) and set(folds) == {0, 1}
+    assert np.array_equal(np.bincount(labels[folds == 0]), np.bincount(labels[folds == 1]))  # stratified halves
+    assert np.array_equal(validation_folds(task), folds)
+
+
+def right(*ranges, n=40):
+    correct = np.zeros(n, bool)
+    for start, stop in ranges:
+        correct[start:stop] = True
+    return correct
+
+
+def test_cross_fitting_judges_each_folds_winner_on_the_other_folds_images():
+    top, second, labels = Candidate("top", 1.0), Candidate("second", 1.0), Candidate(LABELS_ONLY, 0.0)
+    folds = np.array([0] * 20 + [1] * 20)
+    reference = right((0, 10), (20, 30))  # label-only: 10 of 20 right in each fold
+    # `top` leads only on fold 0's images (a lucky streak there), `second` is ahead on both folds
+    lucky = right((0, 20), (20, 30))
+    steady = right((0, 15), (20, 35))
+    finished = [(top, lucky), (second, steady), (labels, reference)]
+    evidence, winners = cross_fitted(finished, labels, folds, 0.5)
+    # fold 0 picks `top` (20 right against 15), judged on fold 1 where it equals label-only: b = c = 0;
+    # fold 1 picks `second` (15 against 10), judged on fold 0: 5 images better, none worse
+    assert winners == [top, second]
+    assert (evidence.better, evidence.worse, evidence.images) == (5, 0, 40)
+    # the same trials judged on the images that chose them would have counted top's streak: b = 10
+    assert paired_error(lucky, reference)[0] * 40 == 10
+    # a fold whose winner is labels alone adds no difference
+    evidence, winners = cross_fitted([(top, right((0, 2))), (labels, reference)], labels, folds, 0.5)
+    assert winners == [labels, labels] and (evidence.better, evidence.worse) == (0, 0)
+
+
+def test_the_prior_from_past_races_changes_a_verdict_on_few_images():
+    thin = Evidence(4, 3, 60, "test")  # +0.017 +- 0.044: within noise alone
+    assert not decide(thin, 0.5, "t").keep_distilled
+    helped = experience_prior({"a": [0.05, 0.07], "b": [0.04], "c": [0.06, 0.03], "d": [0.05]}, "past")
+    assert helped.tasks == 4 and helped.mean == pytest.approx(0.04875) and helped.sd == PRIOR_MIN_SD
+    kept = decide(thin, 0.5, "t", helped)
+    assert kept.keep_distilled and kept.posterior_mean > thin.difference and "prior from 4 past task(s)" in kept.message
+    clear = Evidence(6, 3, 60, "test")  # +0.05 +- 0.05: kept alone
+    assert decide(clear, 0.5, "t").keep_distilled
+    hurt = experience_prior({"a": [-0.05], "b": [-0.06], "c": [-0.04]}, "past")
+    assert not decide(clear, 0.5, "t", hurt).keep_distilled  # where distillation has hurt: more caution
+    assert experience_prior({"a": [0.1], "b": [0.1]}, "past") is None  # too few past tasks: no prior
+    assert decide(Evidence(0, 0, 60, "test"), 0.0, "t", helped).keep_distilled is False  # no difference at all

@@ -18,10 +18,25 @@ from ray.tune.schedulers import ASHAScheduler
 from ..config import DistillConfig
 from ..models.forward import choose_device, place
 from ..training.data import StudentData, ready
+from ..selection import LABELS_ONLY
 from ..training.loop import LoopState, fit_epochs, loaders, new_student
 from .runtime import cpu_slots, gpu_count
 
 METRIC = "best_val_accuracy"
+
+
+class ReferenceKeepingASHA(ASHAScheduler):
+    """ASHA that never stops the label-only reference early: the race's verdict against labels alone pairs each
+    finished trial with it, image by image, after the same epochs (`selection.cross_fitted`). Its results still
+    enter the rungs, so it sets the bar for the others as before."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        reference = trial.config.get("trial", {}).get("candidate") == LABELS_ONLY
+        if action == self.STOP and reference and result.get(self._time_attr, 0) < self._max_t:
+            self._num_stopped -= 1
+            return self.CONTINUE
+        return action
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     base = {**dataclasses.asdict(config), "epochs": epochs, "patience": None, "max_flops": None,
             "num_workers": 1, "augment": False}
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(grace, epochs),
+    scheduler = ReferenceKeepingASHA(time_attr="training_iteration", max_t=epochs, grace_period=min(grace, epochs),
                               reduction_factor=reduction_factor)
     trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base),
                                     trial_resources(trials_per_gpu))

@@ -115,10 +115,11 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
                       config: DistillConfig, cost_matrix: np.ndarray | list | None, name: str | None,
                       progress: Progress, cache_dir: str | Path | None,
                       weights: tuple[float, ...] | None = None,
-                      specs: list[TeacherSpec] | None = None) -> Distillation:
+                      specs: list[TeacherSpec] | None = None, outputs=None) -> Distillation:
     """Check the inputs, fetch (or compute and cache) the teachers' outputs, and refuse a FLOPs cap that does not
     pay for one epoch: everything before Ray Train, on the driver. Several teachers (a list, with a list of
-    cost matrices or None) are one mixture."""
+    cost matrices or None) are one mixture. `outputs(spec, images)`: where the teachers' outputs come from
+    (default: the cache, filled as needed)."""
     require_architecture(config.student, "--student")
     folders = teacher_folders(teacher)
     specs = specs if specs is not None else [teacher_spec(folder) for folder in folders]
@@ -129,7 +130,7 @@ def plan_distillation(task: Task, teacher: str | Path | list | tuple | None, out
     out_dir = writable_folder(Path(out_dir).resolve()).native()
     config = with_usable_gpus(config, progress)
     cache = PredictionCache(cache_dir or out_dir / "cache")
-    outputs = lambda s, rows: cached_teacher_probs(s, rows, cache, progress)  # noqa: E731
+    outputs = outputs or (lambda s, rows: cached_teacher_probs(s, rows, cache, progress))  # noqa: E731
     costs = cost_matrix if isinstance(cost_matrix, list) else [cost_matrix] * max(len(specs), 1)
     members = [student_data(task, spec, config, cost, outputs) for spec, cost in zip(specs, costs)]
     data = (mixed(members, weights) if len(members) > 1 else members[0] if members

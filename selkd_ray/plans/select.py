@@ -25,7 +25,7 @@ from ..progress import Progress, quiet
 from ..records import Task, content_hash
 from ..rows import DecisionRow, StageRow, TrialRow
 from ..scoring import SCORERS
-from ..selection import SelectConfig, shortlist
+from ..selection import PRIOR_MIN_TASKS, LABELS_ONLY, Prior, SelectConfig, experience_prior, shortlist
 from ..training.loop import epoch_flops, evaluation_flops
 from ..training.student_data import student_data
 from ..zoo.index import require_zoo
@@ -62,18 +62,21 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
 
     `runners`: a `distributed.runners.RunnerPool` for the scan to use and leave running (as `scan` takes it),
     for a driver that runs many selections."""
+    config = replace(config, distill=replace(config.distill, keep="last", patience=None))  # the selection's recipe
     task, out_dir = check_inputs(zoo_dir, task, out_dir, config, address, progress)
+    prior, prior_line = guard_prior(config, task, out_dir)  # a bad experience part: one line, before Ray starts
     config = with_gpu_checked(config, address, progress)
     costs = selection_costs(task, config)
     ledger = Ledger(parse_budget(config.budget))
     scan_limit = plan_budget(ledger, config, costs, progress)
+    progress(prior_line)
     with ScanLock(out_dir):  # one writer of this output from the scan to the decision
         started = time.perf_counter()
         scanned = scan(zoo_dir, task, out_dir, scan_config(config, ledger.budget, scan_limit), address=address,
                        progress=progress, runners=runners, ledger=ledger.for_stage(scan_limit))
         if not scanned.ranked:
             raise SelkdError(f"{zoo_dir}: no teacher could be scored, nothing to select from")
-        run = Selection(task, out_dir, config, ledger, scanned, progress, costs)
+        run = Selection(task, out_dir, config, ledger, scanned, progress, costs, prior=prior)
         run.charge(StageRow("scan", float(scanned.flops), scanned.seconds), paid=True)  # charged as it ran
         return conclude(run, started)
 
@@ -94,6 +97,23 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     if config.scan.experience:
         writable_folder(config.scan.experience, "--experience")
     return task, out_dir
+
+
+def guard_prior(config: SelectConfig, task: Task, out_dir: Path) -> tuple[Prior | None, str]:
+    """The guard's prior from the experience table's past races (this task's own outcomes left out, so a
+    selection started again decides as it did), and the line that says it; every part checked first, as every
+    reader of the table checks it (`io.experience.read_experience`)."""
+    from ..io.experience import read_experience
+
+    where = experience_folder(config.scan, out_dir)
+    outcomes: dict[str, list[float]] = {}
+    for row in read_experience(where, set(SCORERS.names())):
+        if row.task_hash != task.content_hash:
+            outcomes.setdefault(row.task_hash, []).append(row.outcome)
+    prior = experience_prior(outcomes, where.native() if hasattr(where, "native") else str(where))
+    return prior, (f"guard: {prior.describe()}" if prior else
+                   f"guard: no prior ({len(outcomes)} past task(s) in the experience table, {PRIOR_MIN_TASKS} "
+                   "needed): this task's evidence decides alone")
 
 
 def check_pinned(pinned: tuple[str, ...], teachers: set[str], catalogue: Location, zoo_dir: str | Path) -> None:
@@ -161,16 +181,31 @@ def conclude(run: Selection, started: float) -> SelectResult:
         run.progress(race_note)
     short = [t for t in short if t not in run.failed]  # a teacher whose outputs failed has no outcome
     experience = record_experience(run, short, trials)
-    kept, student, message = final_stage(run, winner)
+    race_accuracy = {t.candidate: t.val_accuracy for t in trials if t.candidate == LABELS_ONLY or t.status == "winner"}
+    choice = final_stage(run, winner, race_accuracy)
+    kept, student, message = choice.kept, choice.student, choice.message
     amount = budget.amount if budget is not None and budget.kind == "flops" else None
     stages = [replace(stage, budget=amount) for stage in run.stages]
-    decision = DecisionRow(winner.teacher_id, winner.lam, student.val_accuracy, student.test_accuracy, kept, message,
-                           float(run.ledger.flops), time.perf_counter() - started)
+    decision = DecisionRow(winner.teacher_id, winner.lam, choice.val_accuracy, student.test_accuracy, kept, message,
+                           float(run.ledger.flops), time.perf_counter() - started, **decision_fields(choice))
     selection_path = write_selection([*trials, *stages, decision], run.out_dir / "selection.parquet")
     summary = describe(stages, budget, trials, race_note, message, student)
     return SelectResult(student.student_dir, kept, winner.teacher_id, winner.lam, student.test_accuracy,
-                        student.val_accuracy, message, stages, trials, run.scanned, selection_path, summary,
+                        choice.val_accuracy, message, stages, trials, run.scanned, selection_path, summary,
                         experience, run.mixture, run.mixture_weights)
+
+
+def decision_fields(choice) -> dict:
+    """The decision's evidence, prior and posterior as selection.parquet's decision row holds them."""
+    decision = choice.decision
+    if decision is None:
+        return {"evidence": "the label-only reference won the race"}
+    evidence, prior = decision.evidence, decision.prior
+    fields = {"evidence": evidence.how, "better": evidence.better, "worse": evidence.worse, "images": evidence.images,
+              "posterior_mean": decision.posterior_mean, "posterior_sd": decision.posterior_sd}
+    if prior is not None:
+        fields.update(prior_mean=prior.mean, prior_sd=prior.sd, prior_tasks=prior.tasks, prior_source=prior.source)
+    return fields
 
 
 def record_experience(run: Selection, short: list[str], trials: list[TrialRow]) -> Path | str | None:

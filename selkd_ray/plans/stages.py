@@ -17,8 +17,8 @@ from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
 from ..mixture import describe, members_of, mixture_name, score_weights
-from ..selection import (LABELS_ONLY, Candidate, SelectConfig, candidates, race_epochs, race_winner,
-                         split_validation)
+from ..selection import (LABELS_ONLY, Candidate, Evidence, Prior, SelectConfig, candidates, cross_fitted,
+                         race_epochs, race_winner, validation_folds)
 from ..training.data import StudentData
 from ..training.student_data import (mixed, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
@@ -66,6 +66,8 @@ class Selection:
     mixture: tuple[str, ...] = ()  # the race's mixture of teachers (`--mixture K`: the shortlist's top K)
     mixture_weights: tuple[float, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)  # shortlisted teachers whose outputs failed, and why
+    prior: Prior | None = None  # what past races say of distillation here (`selection.experience_prior`)
+    evidence: Evidence | None = None  # the race's cross-fitted verdict against labels alone, when it gave one
 
     def plan_mixture(self, short: list[str]) -> None:
         """The shortlist's top K as one candidate, weighed by their scan scores (`mixture.score_weights`)."""
@@ -111,13 +113,9 @@ class Selection:
         return kept
 
     @cached_property
-    def split(self) -> Task:
-        """The task as the race and the students see it: half of each class's validation images kept for the
-        guard alone (`selection.split_validation`: the guard then measures on images that chose nothing)."""
-        task, note = split_validation(self.task)
-        if note:
-            self.progress(note)
-        return task
+    def folds(self) -> np.ndarray:
+        """The validation images' two folds, over which the race's verdict is cross-fitted."""
+        return validation_folds(self.task)
 
     @property
     def paths(self) -> dict[str, str]:
@@ -163,7 +161,7 @@ class Selection:
         for teacher_id in self.usable(teacher_ids):
             spec, cost = self.teacher(teacher_id)
             try:
-                data[teacher_id] = student_data(self.split, spec, self.config.distill, cost, outputs)
+                data[teacher_id] = student_data(self.task, spec, self.config.distill, cost, outputs)
             except MEMBER_FAILURES as error:
                 self.drop(teacher_id, error)
         self.charge(StageRow("teacher outputs", flops, time.perf_counter() - started))
@@ -178,7 +176,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], s
     epochs, note = race_length(run, short, pool)
     if note:
         return Candidate(first_usable(run, short), run.config.distill.lam), [], note
-    data = {LABELS_ONLY: student_data(run.split, None, run.config.distill, None), **run.teacher_data(short)}
+    data = {LABELS_ONLY: student_data(run.task, None, run.config.distill, None), **run.teacher_data(short)}
     short = [t for t in short if t in data]
     if not short:
         raise SelkdError(f"teacher outputs: every shortlisted teacher failed ({'; '.join(run.failed.values())})")
@@ -245,6 +243,13 @@ def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: di
     order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
     best = race_winner([(r, r.val_correct) for r in finished], config.guard_z)
+    reference = next((r for r in finished if r.candidate == LABELS_ONLY), None)
+    if reference is not None and best is not reference and len(run.folds) == len(best.val_correct):
+        run.evidence, winners = cross_fitted([(r, r.val_correct) for r in finished], reference, run.folds,
+                                             config.guard_z)
+        run.progress("race: the folds' winners " + ", ".join(f"{w.candidate} (lambda {w.lam:g})" for w in winners)
+                     + f"; pooled against labels alone, {run.evidence.better} image(s) better and "
+                       f"{run.evidence.worse} worse of {run.evidence.images}")
     mixture = describe(run.mixture, run.mixture_weights) if run.mixture else ""
     rows = [TrialRow(r.candidate, r.lam, r.epochs, r.best_val_accuracy, r.flops,
                      "winner" if r is best else "finished" if r in finished else

@@ -26,6 +26,8 @@ class ImagesAtSize:
 
     def load(self) -> np.ndarray:
         """uint8 (n, C, H, W) at the student's size (taken as they are when they already are)."""
+        if not len(self):  # a refit's validation split: no images
+            return np.zeros((0, *self.size), np.uint8)
         if len(self) and bool(np.all(self.rows.shapes == np.asarray(self.size))):
             return self.rows[:]  # already at the student's size: decoded, not resized
         return at_size(self.rows, self.size)

@@ -43,17 +43,29 @@ def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batc
     return loss + config.lam * term
 
 
+def cosine_rate(config: DistillConfig, epoch: int, step: int, steps: int) -> float:
+    """The learning rate of one step under `keep="last"`: annealed from the configured rate to zero over every
+    step of `config.epochs` (cosine), so the last epoch is the settled one. A pure function of where the step
+    is: a resumed run takes up the schedule where it stood, with no scheduler state to restore."""
+    done = (epoch * steps + step) / max(config.epochs * steps, 1)
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
 def train_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, labelled_loader,
                 all_loader, config: DistillConfig, device: torch.device, teacher: ForwardPath | None = None,
-                generator: torch.Generator | None = None) -> float:
+                generator: torch.Generator | None = None, epoch: int | None = None) -> float:
     """One pass over `all_loader`, each step paired with a fresh labelled minibatch. Returns the mean loss.
 
-    With `config.augment` both minibatches are randomly shifted; an online teacher sees the same images."""
+    With `config.augment` both minibatches are randomly shifted; an online teacher sees the same images. With
+    `config.keep == "last"` (and the epoch given) each step's learning rate follows `cosine_rate`."""
     student.train()
     cost = to_device(data.cost.astype(np.float32), device) if data.cost is not None else None
     labelled_iter = iter(labelled_loader)
     losses = []
-    for images, t_logits in all_loader:
+    for step, (images, t_logits) in enumerate(all_loader):
+        if config.keep == "last" and epoch is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_rate(config, epoch, step, len(all_loader))
         try:
             x_lab, y_lab = next(labelled_iter)
         except StopIteration:
@@ -235,7 +247,7 @@ def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
     validation gain for `patience` epochs, or a budget the next epoch would pass)."""
     module = getattr(student, "module", student)
     started = time.perf_counter()
-    loss = train_epoch(student, optimizer, data, *batches, config, device, teacher, generator)
+    loss = train_epoch(student, optimizer, data, *batches, config, device, teacher, generator, epoch)
     if not math.isfinite(loss):  # never a "finished" student trained on NaN: the run stops, saying where
         raise SelkdError(f"epoch {epoch + 1}: the training loss became {loss} (not finite); nothing after epoch "
                          f"{epoch} is kept: lower --lambda or the learning rate, or check the teacher's outputs")
@@ -247,7 +259,7 @@ def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
     state.epoch = epoch
     state.history.append({"epoch": epoch, "loss": loss, "val_accuracy": val, "flops": state.flops,
                           "seconds": seconds})
-    if val > state.best_val:
+    if val > state.best_val or config.keep == "last":  # "last": every epoch replaces the one kept
         state.best_val, state.best_epoch, state.best_model = val, epoch, host_state(module)
         state.best_correct = "".join("y" if right else "n" for right in correct)
     if config.patience and epoch - state.best_epoch >= config.patience:

@@ -60,6 +60,12 @@ def logits_from_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)).astype(np.float32)
 
 
+def refit_task(task: Task) -> Task:
+    """The task as a refit trains on it: its validation images labelled training images too (`--refit`)."""
+    return replace(task, splits=np.where(np.asarray(task.splits).astype(str) == "val", "train",
+                                         np.asarray(task.splits).astype(str)))
+
+
 def student_images(task: Task) -> ProbeSet:
     """The images the distillation term runs on (labelled train + unlabelled), as rows of the task (decoded
     only when a forward pass or the student takes them), with a key from their content hashes."""
@@ -102,10 +108,12 @@ def student_data(task: Task, teacher: TeacherSpec | None, config: DistillConfig,
                  teacher_probs: TeacherProbs = local_teacher_probs) -> StudentData:
     """What the student loop needs: train + unlabelled images and the validation images at the student's size
     (references, decoded where the student trains), the teacher's outputs on them (or the teacher itself, to
-    run online when augmenting), and the teacher-to-target cost matrix."""
+    run online when augmenting), and the teacher-to-target cost matrix (fitted on every labelled image of the
+    pool when none is given). With `config.refit` the validation images train too and no split validates."""
+    task = refit_task(task) if config.refit else task
     pool = student_images(task)
     val = task.indices("val")
-    if len(val) == 0:
+    if len(val) == 0 and not config.refit:
         raise SelkdError(f"task {task.name}: split: expected a val split for validation")
     size = student_input_size(task, config)
     mean, std = pixel_stats(task, pool.images.rows[pool.labels >= 0], size)
