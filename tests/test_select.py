@@ -97,7 +97,7 @@ def test_select_races_the_shortlist_under_one_budget_and_reports_it(tiny_zoo, ta
     else:
         b, c, n = decision["better"], decision["worse"], decision["images"]
         assert n == len(target_task.indices("val")) and "cross-fitted" in decision["evidence"]
-        assert decision["prior_tasks"] == 0 and "no prior" in first["stderr"]
+        assert decision["prior_tasks"] == 0  # the experience held no other task: no prior
         kept = b > c and (b - c) / n > 0.5 * math.sqrt(b + c) / n
         assert (document["kept"] == "distilled") == kept, document["message"]
         assert finals == [f"final {document['teacher']}" if kept else "final labels-only"]
@@ -240,3 +240,19 @@ def test_a_selection_stopped_in_its_teachers_outputs_or_its_race_finishes_when_s
     spent = {row["candidate"]: row["flops"] for row in rows if row["kind"] == "stage"}
     assert spent["scan"] == 0 and spent["teacher outputs"] == 0  # both from the cache: nothing computed twice
     assert len(list(race.iterdir())) == 1  # the race restored under its name, not a second one
+
+
+def test_the_selections_final_student_is_selkd_distill_refit_from_the_same_teacher(runner_pool, tiny_zoo,
+                                                                                   target_task, tmp_path):
+    """Issue 41.4: the student a selection hands back is the one `distill --refit` gives from the same teacher (or
+    labels alone) with the same settings: its stage loses nothing to how it picks an epoch."""
+    from selkd_ray.api import distill
+
+    config = SelectConfig(SCAN, DistillConfig(epochs=2), shortlist=1, race_epochs=1)
+    result = select_student(tiny_zoo, target_task, tmp_path / "select", config, runners=runner_pool)
+    teacher = None if result.kept == "labels-only" else tiny_zoo / result.teacher
+    alone = distill(target_task, teacher, tmp_path / "distill", DistillConfig(epochs=2, refit=True, keep="last",
+                                                                            lam=result.lam),
+                    cache_dir=tmp_path / "select" / "cache")
+    assert alone.test_accuracy == pytest.approx(result.test_accuracy, abs=0.02), (result.kept, result.message)
+    assert len(alone.history) == 2 and alone.best_epoch == 1  # the last epoch, kept

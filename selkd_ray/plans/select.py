@@ -69,8 +69,8 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     costs = selection_costs(task, config)
     ledger = Ledger(parse_budget(config.budget))
     scan_limit = plan_budget(ledger, config, costs, progress)
-    progress(prior_line)
     with ScanLock(out_dir):  # one writer of this output from the scan to the decision
+        progress(prior_line)
         started = time.perf_counter()
         scanned = scan(zoo_dir, task, out_dir, scan_config(config, ledger.budget, scan_limit), address=address,
                        progress=progress, runners=runners, ledger=ledger.for_stage(scan_limit))
