@@ -1,17 +1,18 @@
-"""Selection benchmark: the whole pipeline (scan, race, guard), alone and with a mixture of teachers, against
-the best single teacher's student and label-only, on the ranking benchmark's held-out targets.
+"""Selection benchmark (issue 41): what `select` hands back against the references a user could have had, each
+trained with the selection's own final recipe, on held-out targets with the power to see a point.
 
-For every held-out (target, seed) of `bench/ranking.py` (its zoo, targets, splits and ground-truth students,
-cached: run it first, or this trains them): the students of the scan's top-1 teacher (ground truth), of its
-top-2 and top-3 teachers as one mixture (weighed by their standardised scan scores, `mixture.score_weights`),
-of the oracle single teacher (the best ground-truth student) and of labels alone, same student, epochs and
-seed, and the top-3 with per-image weights (`--per-image-weights`); then what `select_student` keeps under its
-defaults, with `--mixture 3` and with `--mixture 3 --per-image-weights`. Reported: mean test accuracy
-with 95% bootstrap intervals over targets (the independent unit: seeds share a target's images and teachers),
-how often the race picked the mixture, each pipeline's regret to the oracle (negative: it beat the best single
-teacher) and its training FLOPs against one distillation of the final student.
+For every held-out (target, seed) (`bench/ranking.py`'s four held-out targets and `sources.MORE_HELD_OUT`'s
+four, two seeds: 16 units), with N training and N validation labels per class and every other image of the
+target's pool in the test split: the students of labels alone, of the scan's top-1 teacher and of every
+teacher (the oracle: the best of them), all `distill --refit` (train + validation labels, the last epoch of a
+cosine schedule), same student, epochs and seed; then what `select_student` keeps under its defaults, the same
+selections sharing one experience table (the guard's prior), and with `--mixture 3`. Reported: mean test
+accuracy with 95% bootstrap intervals over targets (the independent unit: seeds share a target's images and
+teachers), each pipeline's regret to the oracle, gain over top-1 (and in how many units it was at or above
+it), worst unit against label-only, and its training FLOPs against one distillation. `--extras` (always with
+`--quick`): the fixed top-2 / top-3 mixtures' students, `--per-image-weights` and issue 29's product sequence.
 
-    .venv/bin/python bench/selection.py            # the ranking benchmark's held-out targets, 2 seeds, 20 epochs
+    .venv/bin/python bench/selection.py --labels 5 --labels 20   # 16 held-out units, 2 tables, 20 epochs
     .venv/bin/python bench/selection.py --quick    # its quick zoo, one held-out target, 1 seed, 1 epoch, shortlist 2
 """
 from __future__ import annotations
@@ -31,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, student_accuracy_here  # noqa: E402
 from ranking import (PROBE_PER_CLASS, SPLITS, Plan, budget_key, build_zoo, full_plan, ground_truth,  # noqa: E402
                      quick_plan)
-from sources import SELECTION_TARGETS  # noqa: E402
+from sources import MORE_HELD_OUT, SELECTION_TARGETS, TARGETS  # noqa: E402
 
-from selkd_ray.config import ScanConfig
+from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.distributed.fan_out import fan_out
 from selkd_ray.distributed.runtime import connect
 from selkd_ray.io.atomic import read_table, write_table
@@ -43,7 +44,8 @@ from selkd_ray.records import content_hash
 from selkd_ray.selection import LABELS_ONLY, SelectConfig
 from selkd_ray.training.student_data import student_images, teacher_spec
 
-COLUMNS = ("labels_only", "top1", "mix2", "mix3", "mix3i", "oracle", "select", "select_mixture", "select_per_image")
+COLUMNS = ("labels_only", "top1", "oracle", "mix2", "mix3", "mix3i", "select", "select_experience", "select_mixture",
+           "select_per_image")
 MIXTURES = (("mix2", 2, False), ("mix3", 3, False), ("mix3i", 3, True))  # column, members, per-image weights
 MIXTURE = 3  # the mixture `select --mixture` races: the shortlist's top three
 
@@ -73,65 +75,106 @@ def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, 
         say(f"{unit['target']} seed {unit['seed']} {column}: {result['test_accuracy']:.3f}")
 
 
+def label_splits(labels: int) -> dict[str, int]:
+    """Per class: `labels` training and `labels` validation images, every other image of the target's pool in
+    the test split (none unlabelled), so a point of accuracy is resolved (issue 41: >= 100 per class where
+    the source has them: MNIST's pools hold 250 per digit, scikit-learn's 90)."""
+    return {"train": labels, "val": labels, "test": 10 ** 6}
+
+
+def final_recipe(student: DistillConfig) -> DistillConfig:
+    """How a selection trains its final student (`distill --refit`: train + validation labels, the last epoch
+    of the cosine schedule, cost matrices fitted on every labelled image); every reference is trained so too,
+    so the table measures the decisions, not the extra labels."""
+    return replace(student, refit=True, keep="last", patience=None)
+
+
 def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held_out: bool = True,
-        runners=None) -> dict:
-    """`runners`: a running RunnerPool for the selections' scans (else each starts its own as needed)."""
+        runners=None, labels: int = 20, extras: bool = True) -> dict:
+    """`runners`: a running RunnerPool for the selections' scans (else each starts its own as needed).
+    `extras`: also the fixed mixtures' students, `--per-image-weights` and the product's sequence."""
     out = Path(out).resolve()
     started = time.perf_counter()
     connect()
     zoo_dir = out / "zoo"
     build_zoo(plan, zoo_dir, say)
-    tasks = {t.name: t.task(SPLITS) for t in plan.targets if not held_out or t.name not in SELECTION_TARGETS}
-    truth = ground_truth(replace(plan, targets=tuple(t for t in plan.targets if t.name in tasks)), zoo_dir, tasks,
-                         out, say)
+    tasks = {t.name: t.task(label_splits(labels)) for t in plan.targets
+             if not held_out or t.name not in SELECTION_TARGETS}
+    references = replace(plan, student=final_recipe(plan.student),
+                         targets=tuple(t for t in plan.targets if t.name in tasks))
+    truth = ground_truth(references, zoo_dir, tasks, out, say)
     accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"] for r in truth}
+    selections, experience = out / "select" / f"labels-{labels}", out / "select" / f"labels-{labels}-experience"
+    shutil.rmtree(experience, ignore_errors=True)  # the shared table starts empty (a rerun reads its races back)
     units = []
-    for target, task in tasks.items():
-        for seed in plan.seeds:
-            base = SelectConfig(ScanConfig(probe_per_class=PROBE_PER_CLASS, seed=seed), replace(plan.student, seed=seed),
-                                shortlist=shortlist, race_epochs=race_epochs)
-            # one output for both: the second reads the first's scan, and its final students where the race
-            # picks the same winner (the same runs); its own race (a mixture in it) and selection.parquet
-            plain = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}", base, runners=runners)
-            mixed = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}",
-                                   replace(base, mixture=min(MIXTURE, shortlist)), runners=runners)
-            per_image = select_student(zoo_dir, task, out / "select" / f"{target}-{seed}",
-                                       replace(base, mixture=min(MIXTURE, shortlist),
-                                               distill=replace(base.distill, per_image_weights=True)),
-                                       runners=runners)
+    for seed in plan.seeds:  # seed-major: with a shared experience table, other tasks come first
+        for target, task in tasks.items():
+            scan_config = ScanConfig(probe_per_class=min(PROBE_PER_CLASS, labels), seed=seed)
+            base = SelectConfig(scan_config, replace(plan.student, seed=seed), shortlist=shortlist,
+                                race_epochs=race_epochs)
+            where = selections / f"{target}-{seed}"
+            # one output for all: the later ones read the first's scan and race, and its final students where
+            # they decide the same (the same runs); each writes its own selection.parquet
+            plain = select_student(zoo_dir, task, where, base, runners=runners)
+            known = select_student(zoo_dir, task, where, replace(base, scan=replace(scan_config,
+                                                                                    experience=str(experience))),
+                                   runners=runners)
+            prior = prior_line(known)  # now: the next selection of this output rewrites selection.parquet
+            mixed = select_student(zoo_dir, task, where, replace(base, mixture=min(MIXTURE, shortlist)),
+                                   runners=runners)
             ranked = plain.scan.ranked
-            scores = {row.teacher_id: row.score for row in ranked}
-            teachers = [t.teacher_id for t in plan.teachers]
             distilled_epoch, _ = epoch_costs(task, base)
             one = plan.student.epochs * distilled_epoch
             unit = {"target": target, "seed": seed, "labels_only": accuracy[(target, seed, "labels-only")],
-                    "top1": accuracy[(target, seed, ranked[0].teacher_id)],
-                    "oracle": max(accuracy[(target, seed, t)] for t in teachers),
-                    "select": plain.test_accuracy, "select_mixture": mixed.test_accuracy,
-                    "select_per_image": per_image.test_accuracy,
+                    "top1": accuracy[(target, seed, ranked[0].teacher_id)], "top1_teacher": ranked[0].teacher_id,
+                    "oracle": max(accuracy[(target, seed, t.teacher_id)] for t in plan.teachers),
+                    "select": plain.test_accuracy, "select_experience": known.test_accuracy,
+                    "select_mixture": mixed.test_accuracy, "kept": plain.kept, "teacher": plain.teacher,
+                    "kept_experience": known.kept, "prior": prior,
                     "picked_mixture": bool(members_of(mixed.teacher)), "kept_mixture": mixed.kept,
-                    "picked_per_image": bool(members_of(per_image.teacher)), "kept_per_image": per_image.kept,
                     "cost_select": training_flops(plain, zoo_dir, task) / one,
-                    "cost_select_mixture": training_flops(mixed, zoo_dir, task) / one,
-                    "cost_select_per_image": training_flops(per_image, zoo_dir, task) / one}
-            for k in (2, 3):
-                members = [row.teacher_id for row in ranked[:k]]
-                unit[f"mix{k}_members"] = members
-                unit[f"mix{k}_weights"] = list(score_weights([scores[m] for m in members],
-                                                             [row.score for row in ranked], 1.0))
+                    "cost_select_experience": training_flops(known, zoo_dir, task) / one,
+                    "cost_select_mixture": training_flops(mixed, zoo_dir, task) / one}
+            if extras:
+                per_image = select_student(zoo_dir, task, where,
+                                           replace(base, mixture=min(MIXTURE, shortlist),
+                                                   distill=replace(base.distill, per_image_weights=True)),
+                                           runners=runners)
+                unit.update({"select_per_image": per_image.test_accuracy,
+                             "picked_per_image": bool(members_of(per_image.teacher)), "kept_per_image": per_image.kept,
+                             "cost_select_per_image": training_flops(per_image, zoo_dir, task) / one})
+                scores = {row.teacher_id: row.score for row in ranked}
+                for k in (2, 3):
+                    members = [row.teacher_id for row in ranked[:k]]
+                    unit[f"mix{k}_members"] = members
+                    unit[f"mix{k}_weights"] = list(score_weights([scores[m] for m in members],
+                                                                 [row.score for row in ranked], 1.0))
             units.append(unit)
-            say(f"{target} seed {seed}: select {plain.test_accuracy:.3f} ({plain.kept}, {plain.teacher}); with a "
-                f"mixture {mixed.test_accuracy:.3f} ({mixed.kept}, {mixed.teacher}); per-image weights "
-                f"{per_image.test_accuracy:.3f} ({per_image.kept}, {per_image.teacher}); oracle {unit['oracle']:.3f}")
-    mixture_students(units, plan, zoo_dir, tasks, out, say)
+            say(f"{target} seed {seed}: top-1 {unit['top1']:.3f} ({unit['top1_teacher']}), oracle "
+                f"{unit['oracle']:.3f}, label-only {unit['labels_only']:.3f}; select {plain.test_accuracy:.3f} "
+                f"({plain.kept}, {plain.teacher}); with the shared experience {known.test_accuracy:.3f} "
+                f"({known.kept}; {unit['prior']}); --mixture {mixed.test_accuracy:.3f} ({mixed.kept}, {mixed.teacher})")
+    if extras:
+        mixture_students(units, references, zoo_dir, tasks, out, say)
     write_table(pa.Table.from_pylist([{k: v for k, v in u.items() if not k.endswith(("members", "weights"))}
-                                      for u in units]), out / "selection_units.parquet")
-    steps = product_sequence(plan, tasks, zoo_dir, out, accuracy, shortlist, race_epochs, say, runners)
-    text = report(units, plan, shortlist, race_epochs, time.perf_counter() - started, min(MIXTURE, shortlist))
-    text += "\n\n" + sequence_text(steps)
-    (out / "selection.txt").write_text(text + "\n")
+                                      for u in units]), out / f"selection_units_labels_{labels}.parquet")
+    steps = product_sequence(plan, tasks, zoo_dir, out, accuracy, shortlist, race_epochs, say, runners) \
+        if extras else []
+    text = report(units, references, shortlist, race_epochs, time.perf_counter() - started, min(MIXTURE, shortlist),
+                  labels)
+    if steps:
+        text += "\n\n" + sequence_text(steps)
+    (out / f"selection_labels_{labels}.txt").write_text(text + "\n")
     say(text)
     return {"units": units, "text": text, "sequence": steps}
+
+
+def prior_line(result) -> str:
+    """What the guard's prior was in a selection, in a few words (from its selection.parquet decision row)."""
+    row = next(r for r in read_table(result.selection_path).to_pylist() if r["kind"] == "decision")
+    if not row.get("prior_tasks"):
+        return "no prior"
+    return f"prior {row['prior_mean']:+.3f} +- {row['prior_sd']:.3f} from {row['prior_tasks']} tasks"
 
 
 def product_sequence(plan: Plan, tasks: dict, zoo_dir: Path, out: Path, accuracy: dict, shortlist: int,
@@ -211,45 +254,72 @@ def interval(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[
     return tuple(float(v) for v in np.percentile(values[draws].mean(1), [2.5, 97.5]))
 
 
-def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seconds: float, k: int = MIXTURE) -> str:
-    names = {"labels_only": "label-only", "top1": "top-1 teacher", "mix2": "top-2 mixture",
-             "mix3": "top-3 mixture", "mix3i": "top-3, per-image weights", "oracle": "oracle single teacher",
-             "select": "select (defaults)", "select_mixture": f"select --mixture {k}",
+NAMES = {"labels_only": "label-only", "top1": "top-1 teacher", "oracle": "oracle single teacher",
+         "mix2": "top-2 mixture", "mix3": "top-3 mixture", "mix3i": "top-3, per-image weights",
+         "select": "select (defaults)", "select_experience": "select, one experience table"}
+
+
+def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seconds: float, k: int = MIXTURE,
+           labels: int = 20) -> str:
+    names = {**NAMES, "select_mixture": f"select --mixture {k}",
              "select_per_image": f"select --mixture {k} --per-image-weights"}
+    columns = [c for c in COLUMNS if c in units[0]]
+    tests = sorted({(u["target"], u["seed"]) for u in units})
     lines = [f"Selection benchmark, {datetime.date.today().isoformat()}, on {machine()}",
-             f"{len(plan.teachers)} teachers, targets {', '.join(sorted({u['target'] for u in units}))}, seeds "
-             f"{list(plan.seeds)}, students {plan.student.student} for {plan.student.epochs} epochs; pipeline: "
-             f"default scorers ({ScanConfig().scorers[0]} ranks), probe {PROBE_PER_CLASS} per class, shortlist {shortlist}, race "
-             f"{race_epochs} epochs (ASHA), guard z={SelectConfig().guard_z:g}; 95% bootstrap over targets", "",
+             f"{len(plan.teachers)} teachers, {len(units)} units: targets {', '.join(sorted({u['target'] for u in units}))} "
+             f"x seeds {list(plan.seeds)}; {labels} training + {labels} validation labels per class, every other "
+             f"image of the target's pool in the test split; students {plan.student.student}, {plan.student.epochs} "
+             f"epochs; every reference (label-only, top-1, oracle, mixtures) trained with the selection's final "
+             f"recipe (distill --refit: train + validation labels, last epoch of the cosine schedule); pipeline: "
+             f"default scorers ({ScanConfig().scorers[0]} ranks), probe {min(PROBE_PER_CLASS, labels)} per class, "
+             f"shortlist {shortlist}, race {race_epochs} epochs (ASHA), guard z={SelectConfig().guard_z:g}; "
+             f"'one experience table': the same selections sharing one table, in seed-major order (the guard's "
+             f"prior from the other tasks' races once 3 have raced); 95% bootstrap over targets "
+             f"({len(tests)} units, {len({u['target'] for u in units})} targets)", "",
              f"{'student':<41} {'test accuracy':>14} {'95% interval':>18}"]
-    for column in COLUMNS:
+    for column in columns:
         values = per_target(units, column)
         low, high = interval(values)
         lines.append(f"{names[column]:<41} {values.mean():>14.3f}   [{low:.3f}, {high:.3f}]")
     lines.append("")
-    for column in ("select", "select_mixture", "select_per_image"):
+    for column in [c for c in ("select", "select_experience", "select_mixture", "select_per_image") if c in units[0]]:
         regret = per_target(units, "oracle") - per_target(units, column)
+        gain = per_target(units, column) - per_target(units, "top1")
         worst = min(u[column] - u["labels_only"] for u in units)
+        at_top1 = sum(u[column] >= u["top1"] - 1e-9 for u in units)
+        distilled = sum(u.get({"select": "kept", "select_experience": "kept_experience",
+                               "select_mixture": "kept_mixture", "select_per_image": "kept_per_image"}[column])
+                        == "distilled" for u in units)
         low, high = interval(regret)
+        glow, ghigh = interval(gain)
         lines.append(f"{names[column]}: regret to the oracle {regret.mean():+.3f} [{low:+.3f}, {high:+.3f}] "
-                     f"(negative: beat the best single teacher); worst unit against label-only {worst:+.3f}; "
-                     f"training cost {np.mean([u['cost_' + column] for u in units]):.2f}x one distillation")
+                     f"(goal <= +0.010); gain over top-1 {gain.mean():+.3f} [{glow:+.3f}, {ghigh:+.3f}] "
+                     f"(goal >= 0), at or above top-1 in {at_top1} of {len(units)} units; worst unit against "
+                     f"label-only {worst:+.3f} (goal >= -0.010); kept the distilled student in {distilled} of "
+                     f"{len(units)}; training cost "
+                     f"{np.mean([u['cost_' + column] for u in units]):.2f}x one distillation (goal <= 3x)")
     for column, picked in (("select_mixture", "picked_mixture"), ("select_per_image", "picked_per_image")):
-        ratio = np.mean([u["cost_" + column] for u in units]) / np.mean([u["cost_select"] for u in units])
-        lines.append(f"{names[column]}: the race picked the mixture in {sum(u[picked] for u in units)} of "
-                     f"{len(units)} units; it cost {ratio:.2f}x select's (training FLOPs; goal <= 1.2x)")
+        if column in units[0]:
+            ratio = np.mean([u["cost_" + column] for u in units]) / np.mean([u["cost_select"] for u in units])
+            lines.append(f"{names[column]}: the race picked the mixture in {sum(u[picked] for u in units)} of "
+                         f"{len(units)} units; it cost {ratio:.2f}x select's (training FLOPs)")
     lines.append(f"wall time {seconds:.0f} s")
     return "\n".join(lines)
 
 
 def main(quick: bool = typer.Option(False, help="the ranking benchmark's quick zoo, one held-out target, 1 epoch"),
          out: Path = typer.Option(Path("bench-out/ranking"), help="output folder: the ranking benchmark's, to reuse "
-                                                                  "its zoo and ground-truth students"),
+                                                                  "its zoo"),
          seeds: int = typer.Option(2, help="probe and student seeds per target"),
-         epochs: int = typer.Option(20, help="student epochs (ground truth, mixtures, the pipelines' finals)"),
+         epochs: int = typer.Option(20, help="student epochs (references, mixtures, the pipelines' finals)"),
+         labels: list[int] = typer.Option([20], help="training (and as many validation) labels per class; "
+                                                     "repeat for several tables"),
+         extras: bool = typer.Option(False, help="also the fixed mixtures' students, --per-image-weights and the "
+                                                 "product's sequence (always with --quick)"),
          shortlist: int = typer.Option(3), race_epochs: int = typer.Option(5)) -> None:
-    plan = quick_plan() if quick else full_plan(seeds, epochs)
-    run(out, plan, 2 if quick else shortlist, 1 if quick else race_epochs)
+    plan = quick_plan() if quick else replace(full_plan(seeds, epochs), targets=TARGETS + MORE_HELD_OUT)
+    for count in labels:
+        run(out, plan, 2 if quick else shortlist, 1 if quick else race_epochs, labels=count, extras=extras or quick)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def rows_of(experience: str) -> list:
     from selkd_ray.io.experience import read_experience
     from selkd_ray.scoring import SCORERS
 
-    return read_experience(experience, set(SCORERS.names()))
+    return read_experience(experience, set(SCORERS.names()), flag="--experience")
 
 
 def without_nan(value):

@@ -13,7 +13,7 @@ from selkd_ray.config import ScanConfig
 
 from .documents import distill_json, scan_json, select_json
 from .experience import experience_app
-from .running import Display, everywhere, one_line_errors
+from .running import Display, distill_inputs, everywhere, one_line_errors
 
 EPILOG = "Exit codes: 0 success; 1 `zoo index` found invalid teachers; 2 bad input (one line on stderr naming the file or field and what was expected)."
 app = typer.Typer(help="Selective cross-task distillation over a model zoo, on Ray.", no_args_is_help=True, epilog=EPILOG,
@@ -148,7 +148,7 @@ def distill_command(teacher: list[Path] = typer.Option([], help="Teacher folder;
     config = DistillConfig(student=student, loss=loss, epochs=epochs, lam=lam, tau=tau, eps=eps, seed=seed,
                            patience=patience, max_flops=max_flops, augment=augment, student_size=student_size,
                            per_image_weights=per_image_weights, refit=refit, keep="last" if refit else "best", **gpu_workers(gpus, workers))
-    cache = cache or (str(Path(scan_scores).parent / "cache") if scan_scores else None)
+    cache = distill_inputs(str(scan_scores) if scan_scores else None, cache)
     given = parse_weights(weights)
     if len(teacher) > 1:  # one line each, before any work
         check_mixture([str(t) for t in teacher], given, loss)

@@ -161,3 +161,19 @@ def everywhere(verbose: bool = typer.Option(False, "--verbose", help="Leave Ray'
         from selkd_ray.distributed.runtime import RAY_LINES
 
         os.environ[RAY_LINES] = "1"
+
+
+def distill_inputs(scan: "str | None", cache: "str | None") -> "str | None":
+    """`distill`'s --scan (a scores.parquet) and --cache (a prediction cache folder) exist, else one line naming
+    the one that does not, before any work; the cache, defaulting to the --scan folder's."""
+    from pathlib import Path
+
+    from selkd_ray.errors import SelkdError
+    from selkd_ray.io.fs import Location
+
+    if scan is not None and not Path(scan).is_file():
+        raise SelkdError(f"--scan: {scan} is not a file; expected the scores.parquet a scan wrote")
+    if cache is not None and not Location(cache).is_dir():
+        raise SelkdError(f"--cache: {cache} is not a folder; expected a prediction cache a scan or distill wrote "
+                         "(OUT/cache)")
+    return cache or (str(Path(scan).parent / "cache") if scan else None)

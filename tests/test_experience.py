@@ -134,3 +134,47 @@ def test_experience_show(tmp_path):
     document = json.loads(runner.invoke(app, ["experience", "show", "--experience", str(tmp_path), "--json"]).output)
     assert document["outcomes"] == 2 and document["agreement"]["leep"] == {"tau": None, "tasks": 0}
     assert np.isclose(document["mean_outcome"], 0.0)
+
+
+def without_outcome(part):
+    append_experience([outcome("t", "a", 0.1, 0.5)], part.parent, "bad")
+    pq.write_table(pq.read_table(part).drop_columns(["outcome"]), part)
+
+
+def foreign_scores(part):  # a scan's scores table dropped into the folder under a part's name
+    pq.write_table(pa.table({"teacher_id": ["t"], "path": ["zoo/t"], "score_nce": [0.5]}), part)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p.write_bytes(b"not parquet at all"), "not a readable Parquet table"),
+    (foreign_scores, "not an experience table"),
+    (lambda p: append_experience([outcome("t", "a", math.nan, 0.5)], p.parent, "bad"), "outcome at row 0 is nan"),
+    (without_outcome, "outcome"),
+    (lambda p: append_experience([ExperienceRow("t", "t", scores={"foo": 0.5})], p.parent, "bad"),
+     "column 'rank_foo' ranks a scorer this selkd-ray does not know"),
+])
+def test_select_refuses_a_bad_experience_part_in_one_line_before_any_work(tiny_zoo, task_path, tmp_path, make,
+                                                                          expected):
+    """Issue 44.4: `select --experience DIR` checks the table as every reader does, before its scan: one line
+    naming the part, exit 2, nothing written to the output and the part as it was."""
+    part = tmp_path / "exp" / "part-bad.parquet"
+    part.parent.mkdir()
+    make(part)
+    before = part.read_bytes()
+    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out",
+                                 str(tmp_path / "out"), "--experience", str(part.parent)])
+    assert result.exit_code == 2, result.output[-2000:]
+    line, = result.output.strip().splitlines()
+    assert line.startswith(f"error: {part}: ") and expected in line, line
+    assert not (tmp_path / "out" / "scores.parquet").exists() and part.read_bytes() == before
+    assert [p.name for p in part.parent.iterdir()] == ["part-bad.parquet"]  # nothing appended
+
+
+@pytest.mark.parametrize("command", ["show", "fit"])
+def test_experience_commands_refuse_a_folder_that_does_not_exist(tmp_path, command):
+    """Issue 44.5: a mistyped --experience is one line naming it, exit 2, not an empty table; nothing is made."""
+    result = runner.invoke(app, ["experience", command, "--experience", str(tmp_path / "nosuch")])
+    assert result.exit_code == 2, result.output
+    line, = result.output.strip().splitlines()
+    assert line.startswith(f"error: --experience: {tmp_path / 'nosuch'} is not a folder"), line
+    assert not (tmp_path / "nosuch").exists()

@@ -7,6 +7,7 @@ import sys
 import math
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 from helpers.background import finished
@@ -245,14 +246,53 @@ def test_a_selection_stopped_in_its_teachers_outputs_or_its_race_finishes_when_s
 def test_the_selections_final_student_is_selkd_distill_refit_from_the_same_teacher(runner_pool, tiny_zoo,
                                                                                    target_task, tmp_path):
     """Issue 41.4: the student a selection hands back is the one `distill --refit` gives from the same teacher (or
-    labels alone) with the same settings: its stage loses nothing to how it picks an epoch."""
+    labels alone) with the same settings: its stage loses nothing to how it picks an epoch. The selection reads
+    a shared experience table of three past tasks, so its guard decides with a prior, said in its decision row."""
     from selkd_ray.api import distill
+    from selkd_ray.io.experience import append_experience
+    from selkd_ray.rows import ExperienceRow
 
-    config = SelectConfig(SCAN, DistillConfig(epochs=2), shortlist=1, race_epochs=1)
-    result = select_student(tiny_zoo, target_task, tmp_path / "select", config, runners=runner_pool)
+    experience = tmp_path / "team-experience"
+    for task, outcome in (("past-a", 0.04), ("past-b", 0.02), ("past-c", 0.06)):
+        append_experience([ExperienceRow(task, task, teacher_id="t", outcome=outcome)], experience, task)
+    config = SelectConfig(replace(SCAN, experience=str(experience)), DistillConfig(epochs=2), shortlist=1,
+                          race_epochs=1)
+    lines = []
+    result = select_student(tiny_zoo, target_task, tmp_path / "select", config, runners=runner_pool,
+                            progress=lambda line: lines.append(str(line)))
+    assert any(line.startswith("guard: prior") and "3 past task" in line for line in lines), lines
+    decision, = [row for row in read_selection(result.selection_path) if row["kind"] == "decision"]
+    assert decision["prior_tasks"] == 3 and decision["prior_source"] == str(experience)
+    assert decision["prior_mean"] == pytest.approx(0.04)
     teacher = None if result.kept == "labels-only" else tiny_zoo / result.teacher
     alone = distill(target_task, teacher, tmp_path / "distill", DistillConfig(epochs=2, refit=True, keep="last",
                                                                             lam=result.lam),
                     cache_dir=tmp_path / "select" / "cache")
     assert alone.test_accuracy == pytest.approx(result.test_accuracy, abs=0.02), (result.kept, result.message)
     assert len(alone.history) == 2 and alone.best_epoch == 1  # the last epoch, kept
+
+
+def test_a_race_folder_stopped_before_tune_recorded_its_state_starts_afresh_and_ends_the_same(
+        runner_pool, tiny_zoo, target_task, tmp_path):
+    """Issue 44.1: a stop between Ray Tune's tuner.pkl and its first experiment state left a race folder Tune
+    cannot restore (it raised, and the output was stuck). It is recognised as incomplete: the race starts
+    afresh, says so in one line, and ends as the uninterrupted race did (same seed); a second rerun restores."""
+    config = SelectConfig(SCAN, DistillConfig(epochs=1), shortlist=1, race_epochs=2)
+    out = tmp_path / "out"
+    first = select_student(tiny_zoo, target_task, out, config, runners=runner_pool)
+    experiment, = (out / "race").iterdir()
+    for path in experiment.iterdir():  # what a stop right after Tune's first write leaves
+        if path.name != "tuner.pkl":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    lines = []
+    again = select_student(tiny_zoo, target_task, out, config, runners=runner_pool,
+                           progress=lambda line: lines.append(str(line)))
+    assert any("was stopped before Ray Tune recorded its state; the race starts afresh" in line for line in lines)
+    trials = lambda result: sorted((t.candidate, t.epochs, t.val_accuracy, t.status) for t in result.trials)
+    assert trials(again) == trials(first) and (again.kept, again.teacher) == (first.kept, first.teacher)
+    assert again.test_accuracy == first.test_accuracy
+    lines.clear()
+    third = select_student(tiny_zoo, target_task, out, config, runners=runner_pool,
+                           progress=lambda line: lines.append(str(line)))
+    assert any("ran before; its finished trials stand" in line for line in lines) and trials(third) == trials(first)
+    assert len(list((out / "race").iterdir())) == 1

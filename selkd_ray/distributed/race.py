@@ -5,7 +5,10 @@ under an ASHA scheduler, which stops the weak ones early. Each trial is the plai
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +95,21 @@ def restored_results(tuner: tune.Tuner):
         return None
 
 
+def race_state(experiment: Path) -> str:
+    """'new' (no folder), 'whole' (Ray Tune wrote both its tuner and an experiment state that reads back) or
+    'incomplete' (a stop came before Tune recorded its state: restoring it fails, so it starts afresh)."""
+    if not experiment.exists():
+        return "new"
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not (experiment / "tuner.pkl").is_file() or not states:
+        return "incomplete"
+    try:
+        json.loads(states[-1].read_text())
+    except (OSError, ValueError):
+        return "incomplete"
+    return "whole"
+
+
 def every_trial_ended(grid) -> bool:
     """Whether a restored race has nothing left to run: every trial finished or was stopped by ASHA (an errored
     or unfinished one runs again)."""
@@ -113,8 +131,12 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
                               reduction_factor=reduction_factor)
     trainable = tune.with_resources(tune.with_parameters(race_trial, data=data, base=base),
                                     trial_resources(trials_per_gpu))
+    # a restored race's unfinished trials have no results yet: Tune's multi-line warning about them is not ours
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiment = Path(storage).resolve() / name
-    if tune.Tuner.can_restore(experiment):  # the same race again: finished trials stand, unfinished ones rerun
+    if race_state(experiment) == "incomplete":  # nothing in it can be proven finished: start afresh
+        shutil.rmtree(experiment)
+    if race_state(experiment) == "whole":  # the same race again: finished trials stand, unfinished ones rerun
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, restart_errored=True)
         grid = restored_results(tuner)  # as it stands: a race that ended needs no Tune start to be reported
         if grid is None or not every_trial_ended(grid):

@@ -39,9 +39,14 @@ def experience_parts(where: "str | Path | Location") -> list[Location]:
                    and info.base_name.endswith(".parquet")), key=lambda part: part.name)
 
 
-def read_experience(where: "str | Path | Location", known_scorers: set[str] | None = None) -> list[ExperienceRow]:
+def read_experience(where: "str | Path | Location", known_scorers: set[str] | None = None,
+                    flag: str | None = None) -> list[ExperienceRow]:
     """Every outcome of the folder. A part that is not ours, lacks a column, holds a NaN outcome or ranks a
-    scorer not in `known_scorers` is one line naming the file and the field; no part is changed by reading."""
+    scorer not in `known_scorers` is one line naming the file and the field; no part is changed by reading.
+    `flag`: the folder must exist (a command that only reads it: a mistyped path is not an empty table)."""
+    if flag is not None and not Location(where).is_dir():
+        raise SelkdError(f"{flag}: {Location(where)} is not a folder; expected the experience folder a selection "
+                         "wrote (its OUT/experience, or the --experience it was given)")
     rows = []
     for part in experience_parts(where):
         table = read_table(part, REQUIRED, "an experience table")

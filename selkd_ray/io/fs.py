@@ -60,6 +60,9 @@ class Location:
     def is_file(self) -> bool:
         return self.fs.get_file_info(self.path).type == pafs.FileType.File
 
+    def is_dir(self) -> bool:
+        return self.fs.get_file_info(self.path).type == pafs.FileType.Directory
+
     def mkdir(self) -> None:
         self.fs.create_dir(self.path, recursive=True)
 

@@ -110,7 +110,7 @@ def guard_prior(config: SelectConfig, task: Task, out_dir: Path) -> tuple[Prior 
     for row in read_experience(where, set(SCORERS.names())):
         if row.task_hash != task.content_hash:
             outcomes.setdefault(row.task_hash, []).append(row.outcome)
-    prior = experience_prior(outcomes, where.native() if hasattr(where, "native") else str(where))
+    prior = experience_prior(outcomes, str(where))  # a string: selection.parquet holds it
     return prior, (f"guard: {prior.describe()}" if prior else
                    f"guard: no prior ({len(outcomes)} past task(s) in the experience table, {PRIOR_MIN_TASKS} "
                    "needed): this task's evidence decides alone")

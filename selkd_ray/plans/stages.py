@@ -223,12 +223,15 @@ def race_length(run: Selection, short: list[str], pool: list[Candidate]) -> tupl
 def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: dict[str, StudentData], epochs: int,
                seconds: float | None):
     """The race on Ray Tune: (the trial rows, the winning trial), the race charged as one stage."""
-    from ..distributed.race import run_race
+    from ..distributed.race import race_state, run_race
 
     config, name = run.config, race_name(run, short)
-    if (run.out_dir / "race" / name).is_dir():
+    state = race_state(run.out_dir / "race" / name)
+    if state == "whole":
         run.progress(f"race: {name} ran before; its finished trials stand and unfinished ones run again")
     else:
+        if state == "incomplete":
+            run.progress(f"race: {name} was stopped before Ray Tune recorded its state; the race starts afresh")
         run.progress(f"race: {len(pool)} candidates ({', '.join(c.name for c in pool)}), up to {epochs} epochs "
                      f"each, ASHA (grace {config.grace_epochs}, reduction {config.reduction_factor})")
     started = time.perf_counter()
