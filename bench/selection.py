@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.mixture import members_of, score_weights
 from selkd_ray.plans.select import epoch_costs, select_student
 from selkd_ray.records import content_hash
-from selkd_ray.selection import LABELS_ONLY, SelectConfig
+from selkd_ray.selection import LABELS_ONLY, Evidence, Prior, SelectConfig, decide
 from selkd_ray.training.student_data import student_images, teacher_spec
 
 COLUMNS = ("labels_only", "top1", "oracle", "mix2", "mix3", "mix3i", "select", "select_experience", "select_mixture",
@@ -99,12 +100,13 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
     zoo_dir = out / "zoo"
     build_zoo(plan, zoo_dir, say)
     tasks = {t.name: t.task(label_splits(labels)) for t in plan.targets
-             if not held_out or t.name not in SELECTION_TARGETS}
+             if (t.name not in SELECTION_TARGETS) == held_out}
     references = replace(plan, student=final_recipe(plan.student),
                          targets=tuple(t for t in plan.targets if t.name in tasks))
     truth = ground_truth(references, zoo_dir, tasks, out, say)
     accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"] for r in truth}
-    selections, experience = out / "select" / f"labels-{labels}", out / "select" / f"labels-{labels}-experience"
+    half = "" if held_out else "selection-half-"
+    selections, experience = out / "select" / f"labels-{labels}", out / "select" / f"{half}labels-{labels}-experience"
     shutil.rmtree(experience, ignore_errors=True)  # the shared table starts empty (a rerun reads its races back)
     units = []
     for seed in plan.seeds:  # seed-major: with a shared experience table, other tasks come first
@@ -116,10 +118,11 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
             # one output for all: the later ones read the first's scan and race, and its final students where
             # they decide the same (the same runs); each writes its own selection.parquet
             plain = select_student(zoo_dir, task, where, base, runners=runners)
+            evidence = decision_row(plain)  # now: the next selection of this output rewrites selection.parquet
             known = select_student(zoo_dir, task, where, replace(base, scan=replace(scan_config,
                                                                                     experience=str(experience))),
                                    runners=runners)
-            prior = prior_line(known)  # now: the next selection of this output rewrites selection.parquet
+            prior, known_row = prior_line(known), decision_row(known)  # before the next one rewrites the file
             mixed = select_student(zoo_dir, task, where, replace(base, mixture=min(MIXTURE, shortlist)),
                                    runners=runners)
             ranked = plain.scan.ranked
@@ -131,6 +134,10 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
                     "select": plain.test_accuracy, "select_experience": known.test_accuracy,
                     "select_mixture": mixed.test_accuracy, "kept": plain.kept, "teacher": plain.teacher,
                     "kept_experience": known.kept, "prior": prior,
+                    **{k: evidence.get(k) for k in ("better", "worse", "images", "posterior_mean", "posterior_sd")},
+                    **{k: known_row.get(k) for k in ("prior_mean", "prior_sd", "prior_tasks")},
+                    "winner_reference": accuracy[(target, seed, plain.teacher)] if plain.teacher != LABELS_ONLY
+                    else accuracy[(target, seed, "labels-only")],
                     "picked_mixture": bool(members_of(mixed.teacher)), "kept_mixture": mixed.kept,
                     "cost_select": training_flops(plain, zoo_dir, task) / one,
                     "cost_select_experience": training_flops(known, zoo_dir, task) / one,
@@ -157,21 +164,26 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
     if extras:
         mixture_students(units, references, zoo_dir, tasks, out, say)
     write_table(pa.Table.from_pylist([{k: v for k, v in u.items() if not k.endswith(("members", "weights"))}
-                                      for u in units]), out / f"selection_units_labels_{labels}.parquet")
+                                      for u in units]), out / f"selection_units_{'' if held_out else 'selection_half_'}labels_{labels}.parquet")
     steps = product_sequence(plan, tasks, zoo_dir, out, accuracy, shortlist, race_epochs, say, runners) \
         if extras else []
     text = report(units, references, shortlist, race_epochs, time.perf_counter() - started, min(MIXTURE, shortlist),
                   labels)
     if steps:
         text += "\n\n" + sequence_text(steps)
-    (out / f"selection_labels_{labels}.txt").write_text(text + "\n")
+    (out / f"selection_{'' if held_out else 'selection_half_'}labels_{labels}.txt").write_text(text + "\n")
     say(text)
     return {"units": units, "text": text, "sequence": steps}
 
 
+def decision_row(result) -> dict:
+    """A selection's decision row of selection.parquet: its evidence, prior and posterior."""
+    return next(r for r in read_table(result.selection_path).to_pylist() if r["kind"] == "decision")
+
+
 def prior_line(result) -> str:
     """What the guard's prior was in a selection, in a few words (from its selection.parquet decision row)."""
-    row = next(r for r in read_table(result.selection_path).to_pylist() if r["kind"] == "decision")
+    row = decision_row(result)
     if not row.get("prior_tasks"):
         return "no prior"
     return f"prior {row['prior_mean']:+.3f} +- {row['prior_sd']:.3f} from {row['prior_tasks']} tasks"
@@ -303,7 +315,39 @@ def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seco
             ratio = np.mean([u["cost_" + column] for u in units]) / np.mean([u["cost_select"] for u in units])
             lines.append(f"{names[column]}: the race picked the mixture in {sum(u[picked] for u in units)} of "
                          f"{len(units)} units; it cost {ratio:.2f}x select's (training FLOPs)")
+    lines += ["", rules_text(units)]
     lines.append(f"wall time {seconds:.0f} s")
+    return "\n".join(lines)
+
+
+def rules_text(units: list[dict]) -> str:
+    """The guard's rules against each other on these units, counterfactually: a rule that keeps the distilled
+    student scores the race winner's reference (same teacher, same final recipe, another draw of the same
+    training), one that keeps label-only the label-only reference. The decisions are each unit's own (its
+    race's paired counts, its shared-experience prior), so the rules differ only in how they weigh them."""
+    def prior_of(unit: dict) -> Prior | None:
+        return Prior(unit["prior_mean"], unit["prior_sd"], unit["prior_tasks"], "") if unit.get("prior_tasks") else None
+
+    def keeps(unit: dict, z: float, with_prior: bool) -> bool:
+        if unit["teacher"] == LABELS_ONLY or not unit.get("images"):
+            return False
+        return decide(Evidence(unit["better"], unit["worse"], unit["images"], ""), z, unit["teacher"],
+                      prior_of(unit) if with_prior else None).keep_distilled
+
+    rules = [(f"guard z={z:g}{', prior' if with_prior else ''}", partial(keeps, z=z, with_prior=with_prior))
+             for z in (0.0, 0.5, 1.0) for with_prior in (False, True)]
+    rules += [("always the race's winner", lambda u: u["teacher"] != LABELS_ONLY), ("always label-only", lambda u: False)]
+    lines = ["the guard's rules on these units (counterfactual, from the references: see bench/selection.rules_text)",
+             f"{'rule':<28} {'gain over top-1':>16} {'at/above top-1':>15} {'worst vs label-only':>20} {'kept':>5}"]
+    for name, rule in rules:
+        for unit in units:
+            unit["_rule"] = unit["winner_reference"] if rule(unit) else unit["labels_only"]
+        gain = (per_target(units, "_rule") - per_target(units, "top1")).mean()
+        lines.append(f"{name:<28} {gain:>+16.3f} {sum(u['_rule'] >= u['top1'] - 1e-9 for u in units):>11}/"
+                     f"{len(units):<3} {min(u['_rule'] - u['labels_only'] for u in units):>+20.3f} "
+                     f"{sum(bool(rule(u)) for u in units):>5}")
+    for unit in units:
+        del unit["_rule"]
     return "\n".join(lines)
 
 
@@ -316,10 +360,13 @@ def main(quick: bool = typer.Option(False, help="the ranking benchmark's quick z
                                                      "repeat for several tables"),
          extras: bool = typer.Option(False, help="also the fixed mixtures' students, --per-image-weights and the "
                                                  "product's sequence (always with --quick)"),
+         selection_half: bool = typer.Option(False, help="the selection half's targets (where defaults are chosen) "
+                                                         "instead of the held-out ones"),
          shortlist: int = typer.Option(3), race_epochs: int = typer.Option(5)) -> None:
     plan = quick_plan() if quick else replace(full_plan(seeds, epochs), targets=TARGETS + MORE_HELD_OUT)
     for count in labels:
-        run(out, plan, 2 if quick else shortlist, 1 if quick else race_epochs, labels=count, extras=extras or quick)
+        run(out, plan, 2 if quick else shortlist, 1 if quick else race_epochs, labels=count, extras=extras or quick,
+            held_out=not selection_half)
 
 
 if __name__ == "__main__":

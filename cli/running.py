@@ -45,8 +45,9 @@ def one_line_errors(command):
         except KeyboardInterrupt:
             stop_now()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            if previous is not None:  # the work is written; a SIGTERM while the process winds down (Ray's own
+                # shut-down at exit) still ends it as a stop, exit 130, not killed by the signal
+                signal.signal(signal.SIGTERM, previous if previous not in (signal.SIG_DFL, None) else after_work)
 
     return run
 
@@ -71,6 +72,11 @@ def in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def after_work(signum, frame) -> None:
+    """SIGTERM after a command's work is written: stop as a stop does (exit 130), with nothing left to lose."""
+    stop_now()
 
 
 def interrupt(signum, frame) -> None:

@@ -221,10 +221,16 @@ class GuardDecision:
 
 def posterior(evidence: Evidence, prior: Prior | None) -> tuple[float, float]:
     """(mean, sd) of the accuracy difference given the evidence (normal, its paired standard error) and the
-    prior (normal; none: flat, so the evidence alone)."""
+    prior (normal; none: flat, so the evidence alone). Evidence with no image that only one student gets right
+    (b = c = 0: say both folds' race winners were labels alone) says nothing of the difference's sign; its
+    standard error of 0 is no certainty, so the prior stands alone there (chosen on the selection benchmark's
+    selection half, 2026-12-07: the guard had ignored the prior in exactly these units and kept label-only
+    where distillation helped by 1.5 to 10 points)."""
     d, s = evidence.difference, evidence.standard_error
-    if prior is None or s == 0:
+    if prior is None:
         return d, s
+    if evidence.better + evidence.worse == 0:
+        return prior.mean, prior.sd
     precision = 1 / prior.sd ** 2 + 1 / s ** 2
     return (prior.mean / prior.sd ** 2 + d / s ** 2) / precision, math.sqrt(1 / precision)
 

@@ -1,5 +1,6 @@
 """Ray Train distillation: checkpoints, resume after a kill, early stopping, the FLOPs budget, N workers,
 an online teacher under augmentation, and a student folder that joins the zoo."""
+import copy
 import os
 import signal
 import time
@@ -269,3 +270,39 @@ def test_a_loss_that_becomes_nan_stops_the_run_naming_the_epoch(one_torch_thread
     with pytest.raises(SelkdError, match=r"^epoch 1: the training loss became nan \(not finite\)"):
         fit_plain(broken, config)
     assert len(fit_plain(data, replace(config, epochs=1)).history) == 1  # the same data, finite: it trains
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_a_student_resumed_from_its_checkpoint_ends_where_the_run_straight_through_ends(
+        one_torch_thread, ray_session, tiny_zoo, target_task, tmp_path, keep):
+    """Issue 44.3: stopped after epoch 2 of 4 and resumed from what its checkpoint holds (weights, optimiser,
+    loop state) in loaders and a torch RNG built afresh, as a new worker builds them, a student ends with the
+    weights and history of the same run straight through: each epoch's draws depend on (seed, rank, epoch)
+    alone, and the cosine schedule on the epoch and step."""
+    config = DistillConfig(epochs=4, keep=keep)
+    job = plain_job(target_task, tiny_zoo / "own-classes", tmp_path, config, "straight")
+    data, student, optimizer, batches = plain_loop(job)
+    straight = fit_epochs(student, optimizer, data, config, torch.device("cpu"), *batches)
+
+    class Stop(Exception):
+        pass
+
+    saved = {}
+
+    def checkpoint_then_stop(state) -> None:
+        if state.epoch == 1:  # the checkpoint of epoch 2, then the stop
+            saved.update(state.saved(), model=copy.deepcopy(student.state_dict()),
+                         optimizer=copy.deepcopy(optimizer.state_dict()))
+            raise Stop
+
+    data, student, optimizer, batches = plain_loop(job)
+    with pytest.raises(Stop):
+        fit_epochs(student, optimizer, data, config, torch.device("cpu"), *batches, after_epoch=checkpoint_then_stop)
+    torch.manual_seed(12345)  # a fresh worker's RNG is wherever it is
+    data, student, optimizer, batches = plain_loop(job)
+    student.load_state_dict(saved.pop("model"))
+    optimizer.load_state_dict(saved.pop("optimizer"))
+    resumed = fit_epochs(student, optimizer, data, config, torch.device("cpu"), *batches, LoopState.from_saved(saved))
+    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in straight.history]
+    assert resumed.best_epoch == straight.best_epoch
+    assert all(torch.equal(resumed.model[k], straight.model[k]) for k in straight.model)

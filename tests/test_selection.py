@@ -134,4 +134,9 @@ def test_the_prior_from_past_races_changes_a_verdict_on_few_images():
     hurt = experience_prior({"a": [-0.05], "b": [-0.06], "c": [-0.04]}, "past")
     assert not decide(clear, 0.5, "t", hurt).keep_distilled  # where distillation has hurt: more caution
     assert experience_prior({"a": [0.1], "b": [0.1]}, "past") is None  # too few past tasks: no prior
-    assert decide(Evidence(0, 0, 60, "test"), 0.0, "t", helped).keep_distilled is False  # no difference at all
+    # no image only one of them gets right (both folds' winners were labels alone): no sign of the difference,
+    # so the prior stands alone (its SE of 0 is no certainty); with no prior, label-only stays, safe
+    silent = Evidence(0, 0, 60, "test")
+    alone = decide(silent, 0.5, "t", helped)
+    assert alone.posterior_mean == helped.mean and alone.keep_distilled
+    assert not decide(silent, 0.5, "t", hurt).keep_distilled and not decide(silent, 0.0, "t").keep_distilled

@@ -231,6 +231,7 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
         if hasattr(all_loader.sampler, "set_epoch"):
             all_loader.sampler.set_epoch(epoch)
         generator.manual_seed(config.seed * 7919 + rank * 104729 + epoch)
+        seed_epoch(config, rank, epoch, (labelled_loader, all_loader))
         one_epoch(student, optimizer, data, config, device, (labelled_loader, all_loader), teacher, generator,
                   state, epoch, epoch_cost)
         if after_epoch is not None:
@@ -238,6 +239,17 @@ def fit_epochs(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data:
         if state.stop is not StopReason.NONE:
             break
     return state.outcome(host_state(module))
+
+
+def seed_epoch(config: DistillConfig, rank: int, epoch: int, batches: tuple) -> None:
+    """Every random draw of an epoch (its minibatch order, its labelled samples, dropout) from (seed, rank,
+    epoch) alone: a run resumed from a checkpoint at any epoch draws what the run straight through drew, where
+    a generator seeded once would start its sequence over on resume."""
+    torch.manual_seed(config.seed * 7919 + rank * 104729 + epoch + 1)
+    for loader in batches:
+        sampler_generator = getattr(getattr(loader, "sampler", None), "generator", None)
+        if sampler_generator is not None:
+            sampler_generator.manual_seed(config.seed * 1000 + rank + 1_000_003 * (epoch + 1))
 
 
 def one_epoch(student: torch.nn.Module, optimizer: torch.optim.Optimizer, data: StudentData, config: DistillConfig,
