@@ -315,6 +315,11 @@ def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seco
             ratio = np.mean([u["cost_" + column] for u in units]) / np.mean([u["cost_select"] for u in units])
             lines.append(f"{names[column]}: the race picked the mixture in {sum(u[picked] for u in units)} of "
                          f"{len(units)} units; it cost {ratio:.2f}x select's (training FLOPs)")
+    same = [u["select"] - u["winner_reference"] for u in units if u["kept"] == "distilled"] + \
+        [u["select"] - u["labels_only"] for u in units if u["kept"] != "distilled"]
+    lines.append(f"training noise: select's final student less the reference of the same teacher (or labels alone), "
+                 f"same recipe and seed, Ray Train against the plain loop: mean {np.mean(same):+.3f}, sd "
+                 f"{np.std(same, ddof=1) if len(same) > 1 else 0.0:.3f}, over {len(same)} units")
     lines += ["", rules_text(units)]
     lines.append(f"wall time {seconds:.0f} s")
     return "\n".join(lines)

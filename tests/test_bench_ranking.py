@@ -132,7 +132,7 @@ def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ra
 
     recorded = read_experience(out / "sequence" / "experience")  # what the sequence's selection appended
     assert recorded and {row.task for row in recorded} == {"mnist-147"}
-    race = out / "select" / "mnist-147-0" / "selection.parquet"  # the mixture's selection, written last
+    race = out / "select" / "labels-20" / "mnist-147-0" / "selection.parquet"  # a mixture's selection, written last
     assert any(r["candidate"].startswith("mixture:") for r in pq.read_table(race).to_pylist() if r["kind"] == "trial")
 
 

@@ -108,7 +108,7 @@ def test_a_harmful_teacher_pinned_into_the_race_loses_it_to_label_only(scan_here
     the race's rule (the paired comparison on the race's validation half) hands the win to label-only. A race
     that took the top of the shortlist, or compared nothing, would hand it to the harmful teacher."""
     confidently_constant(zoo_copy, "own-classes", "constant")
-    config = SelectConfig(scan=ScanConfig(probe_per_class=10), shortlist=1, pinned=("constant",), lambdas=(30.0,),
+    config = SelectConfig(scan=ScanConfig(probe_per_class=10), shortlist=1, pinned=("constant",), lambdas=(100.0,),
                           race_epochs=3, grace_epochs=3)
     scanned = scan_here(zoo_copy, target_task, tmp_path, config.scan)
     from selkd_ray.plans.select import selection_costs
