@@ -135,8 +135,8 @@ def test_report_renders_in_headless_chromium(scanned, tmp_path):
 
 def test_writes_the_file_system_refuses_are_one_line_and_leave_nothing_behind(scanned, tiny_zoo, task_path,
                                                                               tmp_path):
-    """A report onto a directory, a catalogue onto a directory, a cache folder that is a file: exit 2 with the
-    path and the reason in one line (never 1, which says "invalid teachers"), no staging file left."""
+    """A report onto a directory, a catalogue onto a directory, a cache folder that is a file (refused before any
+    work, as a --cache that does not exist): exit 2 with the path and the reason in one line (never 1, which says "invalid teachers"), no staging file left."""
     out, _ = scanned
     folder = tmp_path / "a-folder"
     folder.mkdir()
@@ -147,7 +147,7 @@ def test_writes_the_file_system_refuses_are_one_line_and_leave_nothing_behind(sc
              (["zoo", "index", str(tiny_zoo), "--out", str(folder)], f"{folder}"),
              (["distill", "--teacher", str(tiny_zoo / "own-classes"), "--task", str(task_path), "--out",
                str(tmp_path / "students"), "--cache", str(a_file), "--epochs", "1"],
-              f"{a_file}: cannot write the output here")]
+              f"--cache: {a_file} is not a folder; expected a prediction cache")]
     for args, expected in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
