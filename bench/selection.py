@@ -122,7 +122,8 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
             known = select_student(zoo_dir, task, where, replace(base, scan=replace(scan_config,
                                                                                     experience=str(experience))),
                                    runners=runners)
-            prior, known_row = prior_line(known), decision_row(known)  # before the next one rewrites the file
+            known_row = decision_row(known)  # before the next selection of this output rewrites the file
+            prior = prior_line(known_row)
             mixed = select_student(zoo_dir, task, where, replace(base, mixture=min(MIXTURE, shortlist)),
                                    runners=runners)
             ranked = plain.scan.ranked
@@ -181,9 +182,8 @@ def decision_row(result) -> dict:
     return next(r for r in read_table(result.selection_path).to_pylist() if r["kind"] == "decision")
 
 
-def prior_line(result) -> str:
+def prior_line(row: dict) -> str:
     """What the guard's prior was in a selection, in a few words (from its selection.parquet decision row)."""
-    row = decision_row(result)
     if not row.get("prior_tasks"):
         return "no prior"
     return f"prior {row['prior_mean']:+.3f} +- {row['prior_sd']:.3f} from {row['prior_tasks']} tasks"

@@ -210,13 +210,21 @@ def cross_fitted(finished: list[tuple[T, np.ndarray]], reference: T, folds: np.n
 @dataclass(frozen=True)
 class GuardDecision:
     keep_distilled: bool
-    difference: float  # validation accuracy, distilled minus label-only (the evidence alone)
-    standard_error: float  # of that difference, paired over the validation images
     message: str
-    evidence: Evidence | None = None
+    evidence: Evidence  # the paired counts it decided on
     prior: Prior | None = None
     posterior_mean: float = 0.0
     posterior_sd: float = 0.0
+
+    @property
+    def difference(self) -> float:
+        """Validation accuracy, distilled minus label-only (the evidence alone)."""
+        return self.evidence.difference
+
+    @property
+    def standard_error(self) -> float:
+        """Of that difference, paired over the validation images."""
+        return self.evidence.standard_error
 
 
 def posterior(evidence: Evidence, prior: Prior | None) -> tuple[float, float]:
@@ -261,8 +269,7 @@ def decide(evidence: Evidence, z: float, teacher: str, prior: Prior | None = Non
         rule = f"{mean:+.3f} {'>' if keep else '<='} {z:g} x {sd:.3f}"
     verdict = (f"kept the student distilled from {teacher}" if keep else
                f"kept the LABEL-ONLY student: distillation from {teacher} was not better within noise")
-    return GuardDecision(keep, d, s, f"{verdict} ({evidence.how}; {counts}{weighed}; {rule})", evidence, prior,
-                         mean, sd)
+    return GuardDecision(keep, f"{verdict} ({evidence.how}; {counts}{weighed}; {rule})", evidence, prior, mean, sd)
 
 
 def guard(distilled_correct: np.ndarray, labels_correct: np.ndarray, z: float, teacher: str,

@@ -134,9 +134,10 @@ def run_race(data: dict[str, StudentData], trials: list[dict], config: DistillCo
     # a restored race's unfinished trials have no results yet: Tune's multi-line warning about them is not ours
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiment = Path(storage).resolve() / name
-    if race_state(experiment) == "incomplete":  # nothing in it can be proven finished: start afresh
+    state = race_state(experiment)
+    if state == "incomplete":  # nothing in it can be proven finished: start afresh
         shutil.rmtree(experiment)
-    if race_state(experiment) == "whole":  # the same race again: finished trials stand, unfinished ones rerun
+    if state == "whole":  # the same race again: finished trials stand, unfinished ones rerun
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, restart_errored=True)
         grid = restored_results(tuner)  # as it stands: a race that ended needs no Tune start to be reported
         if grid is None or not every_trial_ended(grid):

@@ -89,14 +89,9 @@ def refit_outputs(run: Selection, spec: TeacherSpec, pool: ProbeSet) -> np.ndarr
     """A teacher's outputs on a refit's student images (train, validation and unlabelled rows): the race's cached
     outputs on the train and unlabelled rows and the validation rows' own (cached too), in the pool's row order."""
     probs: dict[int, np.ndarray] = {}
-    for part in (run.student_images, validation_images(run.task)):
+    for part in (run.student_images, run.validation_images):
         probs.update(zip(part.images.rows.tolist(), cached_teacher_probs(spec, part, run.cache, run.progress)))
     return np.stack([probs[row] for row in pool.images.rows.tolist()])
-
-
-def validation_images(task: Task) -> ProbeSet:
-    rows = task.indices("val")
-    return ProbeSet(task.subset(rows), task.labels[rows], task.label_names, task.rows_hash(rows, "student-images"))
 
 
 def final_students(run: Selection, students: list[tuple[str | None, str, float, float]],
@@ -123,7 +118,7 @@ def final_students(run: Selection, students: list[tuple[str | None, str, float, 
             outputs = partial(refit_outputs, run)
             specs = [run.teacher(t)[0] for t in (members or ([teacher_id] if teacher_id else []))]
             extra.append(sum(spec.flops_per_sample * len(run.task.indices("val")) for spec in specs
-                             if prediction_key(spec, validation_images(run.task)) not in run.cache))
+                             if prediction_key(spec, run.validation_images) not in run.cache))
         else:
             extra.append(0)
         jobs.append(plan_distillation(run.task, teacher, run.out_dir / "students", student, cost,

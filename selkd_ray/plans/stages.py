@@ -130,6 +130,13 @@ class Selection:
     def student_images(self) -> ProbeSet:
         return student_images(self.task)
 
+    @cached_property
+    def validation_images(self) -> ProbeSet:
+        """The validation rows as a refit's teachers see them (keyed like the student images, so cached alike)."""
+        rows = self.task.indices("val")
+        return ProbeSet(self.task.subset(rows), self.task.labels[rows], self.task.label_names,
+                        self.task.rows_hash(rows, "student-images"))
+
     def charge(self, row: StageRow, paid: bool = False) -> None:
         """Record a stage's row and charge the ledger its FLOPs (`paid`: its own ledger charged as it went)."""
         self.stages.append(row)
