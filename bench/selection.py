@@ -47,18 +47,20 @@ from selkd_ray.training.student_data import student_images, teacher_spec
 
 COLUMNS = ("labels_only", "top1", "oracle", "mix2", "mix3", "mix3i", "select", "select_experience", "select_mixture",
            "select_per_image")
-MIXTURES = (("mix2", 2, False), ("mix3", 3, False), ("mix3i", 3, True))  # column, members, per-image weights
+MIXTURES = (("mix2", "mix2", False), ("mix3", "mix3", False), ("mix3i", "mix3", True))  # column, members, per-image
 MIXTURE = 3  # the mixture `select --mixture` races: the shortlist's top three
 
 
-def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, out: Path, say) -> None:
-    """Each unit's top-2 and top-3 mixture students, and the top-3 with per-image weights (test accuracy),
-    trained as Ray Data tasks with the plain loop, cached by (members, weights, task, budget, seed) like the
-    ground truth."""
+def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, out: Path, say,
+                     mixtures: tuple = MIXTURES) -> None:
+    """Each unit's mixture students (`mixtures`: (column, the unit's `NAME_members` / `NAME_weights`, per-image
+    weights); by default the top-2 and top-3, and the top-3 with per-image weights), test accuracy, trained as
+    Ray Data tasks with the plain loop, cached by (members, weights, task, budget, seed) like the ground
+    truth."""
     calls, where = [], []
     for unit in units:
-        for column, k, per_image in MIXTURES:
-            members, weights = unit[f"mix{k}_members"], unit[f"mix{k}_weights"]
+        for column, name, per_image in mixtures:
+            members, weights = unit[f"{name}_members"], unit[f"{name}_weights"]
             key = content_hash(*members, *map(str, weights), tasks[unit["target"]].content_hash,
                                budget_key(plan.student), unit["seed"], *(["per-image"] if per_image else []))[:24]
             path = out / "mixtures" / f"{key}.parquet"

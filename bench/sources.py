@@ -134,3 +134,26 @@ MORE_HELD_OUT = (
     BenchTarget("sklearn", (4, 9)),
     BenchTarget("sklearn", (1, 5, 6, 8)),
 )
+
+# Issue 42, the faculty case: a zoo of specialists, no teacher of which knows every class of any target below
+# (fixed on 2026-12-07 before any result): per source three blocks of digits, the even and the odd digits (both
+# architectures), one block trained badly and one teacher of random labels, as in TEACHERS.
+SPECIALIST_TEACHERS = tuple(
+    teacher
+    for source, arch, other, epochs in (("mnist", "test_resnet", "test_efficientnet", 3),
+                                        ("sklearn", "test_efficientnet", "test_resnet", 6))
+    for teacher in (
+        BenchTeacher(f"{source}-0123", source, named(0, 1, 2, 3), arch, epochs),
+        BenchTeacher(f"{source}-456", source, named(4, 5, 6), other, epochs),
+        BenchTeacher(f"{source}-789", source, named(7, 8, 9), arch, epochs),
+        BenchTeacher(f"{source}-even", source, named(0, 2, 4, 6, 8), other, epochs),
+        BenchTeacher(f"{source}-odd", source, named(1, 3, 5, 7, 9), arch, epochs),
+        BenchTeacher(f"{source}-456-badly", source, named(4, 5, 6), arch, 1, fraction=0.03),
+        BenchTeacher(f"{source}-random", source, RANDOM, other, epochs, random_labels=True),
+    ))
+# Faculty targets: each spans two or three specialists, and no specialist knows all its classes (the even or
+# odd teacher knows at most two of three, or two of four).
+FACULTY_TARGETS = tuple(BenchTarget(source, digits) for source in SOURCES
+                        for digits in ((1, 5, 8), (2, 4, 7, 9), (0, 3, 6, 9)))
+# The faculty defaults (coverage rule, per-image weights) are chosen on these two and reported on the other four.
+FACULTY_SELECTION_TARGETS = ("mnist-0369", "sklearn-2479")

@@ -29,7 +29,8 @@ ADDRESS = typer.Option(None, "--address", help="Ray cluster address (host:port);
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines; only the result (and errors).")
 GPUS = typer.Option(0, "--gpus", help="Train on this many GPUs (one Ray Train worker each); 0: CPU workers.")
 REFIT = typer.Option(False, help="Train on the train and validation labels, keeping the last epoch of a cosine schedule (a selection's final recipe: no validation accuracy to report).")
-PER_IMAGE = typer.Option(False, "--per-image-weights", help="Several teachers: weigh each image's teachers also by their confidence on it (1 - entropy / log classes).")
+PER_IMAGE = typer.Option(False, "--per-image-weights", help="Several teachers: weigh each image's teachers also by their confidence on it, their prediction carried onto the task's labels (1 - entropy / log classes).")
+COVER = typer.Option(True, "--cover/--no-cover", help="Without --mixture: when no shortlisted teacher knows every class of the task (by its outputs on the labelled images), race the fewest that together do as one mixture.")
 STUDENT_SIZE = typer.Option("auto", help="Student input HxW (64 or 64x48); auto: the task's own size when its images share one, else the student architecture's; model: always the architecture's.")
 JSON = typer.Option(False, "--json", help="Print the result as one JSON document on stdout (implies --quiet).")
 EXPERIENCE = typer.Option(None, "--experience", help="The experience table (folder or filesystem URI, a team's shared one): what the `learned` scorer fits on and where a select appends its race's outcomes; default OUT/experience.")
@@ -192,11 +193,10 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                    seed: int = typer.Option(0, help="Probe and student seed."),
                    gpus: int = GPUS,
                    trials_per_gpu: int = typer.Option(4, help="Race trials that share one GPU where the cluster has GPUs (each holds 1/N of one)."),
-                   student_size: str = STUDENT_SIZE, per_image_weights: bool = PER_IMAGE,
-                   experience: Optional[str] = EXPERIENCE,
+                   student_size: str = STUDENT_SIZE, per_image_weights: bool = PER_IMAGE, cover: bool = COVER,
                    mixture: int = typer.Option(0, help="Also race the shortlist's top K teachers as one mixture (distilled together, weighed by their scan scores); 0: no mixture."),
                    mixture_temperature: float = typer.Option(1.0, help="Temperature of the softmax over the mixture's standardised scan scores (large: equal weights)."),
-                   json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
+                   experience: Optional[str] = EXPERIENCE, json_output: bool = JSON, quiet: bool = QUIET, address: Optional[str] = ADDRESS) -> None:
     """Scan, race the shortlisted teachers against a label-only student, distil the winner, and keep it only if
     it beats label-only on the validation split: a student never worse than training on labels alone.
 
@@ -210,7 +210,7 @@ def select_command(zoo: Path = typer.Option(..., help="Zoo folder."),
                                         per_image_weights=per_image_weights, **gpu_workers(gpus, 1)),
                           budget, shortlist, tuple(teacher), race_epochs, lambda_values(lambda_grid), race=race,
                           guard_z=guard_z, trials_per_gpu=trials_per_gpu, mixture=mixture,
-                          mixture_temperature=mixture_temperature)
+                          mixture_temperature=mixture_temperature, cover=cover)
     from selkd_ray.plans.select import select_student  # after the options' checks: before torch loads
     with Display(quiet or json_output) as progress:
         result = select_student(zoo, task, out, config, address=address, progress=progress)

@@ -40,6 +40,8 @@ class SelectConfig:
     trials_per_gpu: int = 4  # race trials sharing one GPU where the cluster has GPUs (each takes 1/this)
     mixture: int = 0  # K >= 2: the race also holds the shortlist's top K as one mixture of teachers (0: none)
     mixture_temperature: float = 1.0  # of the softmax that weighs the mixture's teachers by their scan scores
+    cover: bool = True  # without `mixture`: race the fewest shortlisted teachers that together know every class
+    #                     when no single one does (`coverage.covering_members`)
 
     def __post_init__(self) -> None:
         for flag, value in (("--shortlist", self.shortlist), ("--race-epochs", self.race_epochs),
@@ -50,7 +52,8 @@ class SelectConfig:
         at_least("--mixture-temperature", self.mixture_temperature, 0, strictly=True)
         if self.mixture == 1 or self.mixture < 0:
             raise SelkdError(f"--mixture: expected 0 (no mixture) or a value >= 2, got {self.mixture}")
-        check_per_image(self.distill.per_image_weights, self.mixture, "give --mixture K (K >= 2)")
+        check_per_image(self.distill.per_image_weights, max(self.mixture, 2 * self.cover),
+                        "give --mixture K (K >= 2), or leave --cover on")
         if self.mixture > self.shortlist:
             raise SelkdError(f"--mixture: {self.mixture} teachers, but the shortlist holds {self.shortlist} "
                              "(raise --shortlist)")

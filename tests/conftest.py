@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,20 @@ def pytest_collection_modifyitems(config, items):
         if len(beside) == len(items):  # nothing else runs: no shared fixture to wait for
             background.begin()
         background.start_all(jobs, lanes)
+
+
+SESSION_START = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How long each job beside the suite ran, and when: the suite's wall time is theirs too."""
+    from helpers import background
+
+    lines = background.timings(SESSION_START)
+    if lines:
+        terminalreporter.write_sep("=", "jobs beside the suite")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -423,7 +423,7 @@ OPTIONS = [
     (["select", "--mixture", "1"], "--mixture: expected 0 (no mixture) or a value >= 2, got 1"),
     (["distill", "--teacher", "ZOO/own-classes", "--per-image-weights"],
      "--per-image-weights: weighs several teachers per image; give two --teacher or more"),
-    (["select", "--per-image-weights"], "--per-image-weights: weighs several teachers per image; give --mixture K"),
+    (["select", "--per-image-weights", "--no-cover"], "--per-image-weights: weighs several teachers per image; give --mixture K"),
     (["select", "--mixture-temperature", "0"], "--mixture-temperature: expected a value > 0, got 0"),
 ]
 

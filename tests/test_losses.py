@@ -1,6 +1,8 @@
 """The Sinkhorn distillation loss: finite, correct gradient, and the gradient reaches the student."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from ot.batch import solve_batch
@@ -133,10 +135,30 @@ def test_per_image_weights_follow_each_teachers_confidence_by_hand():
                                       tau=2.0, eps=0.05, per_image=True)
     each = torch.stack([sinkhorn_distillation_loss(first, student, cost_first, 2.0, 0.05, per_image=True),
                         sinkhorn_distillation_loss(second, student, cost_second, 2.0, 0.05, per_image=True)], 1)
-    assert float(value.detach()) == pytest.approx(float((expected * each).sum(1).mean().detach()), rel=1e-10)
+    carried = confidence_weights(both, (4, 2), (0.7, 0.3), torch.cat([cost_first, cost_second]))
+    assert float(value.detach()) == pytest.approx(float((carried * each).sum(1).mean().detach()), rel=1e-10)
     plain = mixture_distillation_loss(both, student, torch.cat([cost_first, cost_second]), (4, 2), (0.7, 0.3))
     assert abs(float(plain.detach()) - float(value.detach())) > 1e-4  # per-image weights change the objective here
     one = mixture_distillation_loss(first, student, cost_first, (4,), (1.0,), per_image=True)  # K = 1: unchanged
     single = sinkhorn_distillation_loss(first, student, cost_first).detach()
     assert float(one.detach()) == pytest.approx(float(single), rel=1e-12)
     assert torch.autograd.grad(value, student)[0].abs().sum() > 0  # the gradient reaches the student
+
+
+def test_per_image_weights_trust_a_teacher_where_its_sure_class_maps_onto_one_of_the_students():
+    """Issue 42: a specialist sure of a class it was never taught (its class 0 here, which the cost carries
+    onto two student classes alike) is unsure of the image once its prediction is carried onto the student's
+    labels, and gives way to a teacher whose sure class maps onto one student class."""
+    from selkd_ray.scoring.costs import conditional_cost
+    from selkd_ray.training.losses import confidence_weights
+
+    spread = torch.tensor(conditional_cost(np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 2),
+                                           np.array([0, 0, 1, 1, 2, 2]), 3))  # its 0: student 0 or 1
+    clean = torch.tensor(conditional_cost(np.array([[1.0, 0.0]] * 2 + [[0.0, 1.0]] * 4),
+                                          np.array([0, 0, 1, 1, 2, 2]), 3))  # its 0: student 0 alone
+    sure = torch.tensor([[9.0, 0.0, 9.0, 0.0]], dtype=torch.float64)  # both sure of their class 0
+    raw = confidence_weights(sure, (2, 2), (0.5, 0.5))
+    mapped = confidence_weights(sure, (2, 2), (0.5, 0.5), torch.cat([spread, clean]))
+    assert raw[0, 0] == pytest.approx(0.5)  # alike by their own confidence
+    assert mapped[0, 1] > 0.7 > 0.3 > mapped[0, 0]  # the one whose class maps onto one student class takes it
+    # (1 - log 2 / log 3 = 0.37 for the spread one, about 1 for the clean one)

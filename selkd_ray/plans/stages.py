@@ -16,6 +16,7 @@ from ..io.cache import PredictionCache, prediction_key
 from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
+from ..coverage import Coverage, class_recall, covering_members
 from ..mixture import describe, members_of, mixture_name, score_weights
 from ..selection import (LABELS_ONLY, Candidate, Evidence, Prior, SelectConfig, candidates, cross_fitted,
                          race_epochs, race_winner, validation_folds)
@@ -65,6 +66,7 @@ class Selection:
     teachers: dict[str, tuple[TeacherSpec, np.ndarray | None]] = field(default_factory=dict)
     mixture: tuple[str, ...] = ()  # the race's mixture of teachers (`--mixture K`: the shortlist's top K)
     mixture_weights: tuple[float, ...] = ()
+    mixture_rule: str = ""  # how the mixture's members were chosen, when the coverage rule chose them
     failed: dict[str, str] = field(default_factory=dict)  # shortlisted teachers whose outputs failed, and why
     prior: Prior | None = None  # what past races say of distillation here (`selection.experience_prior`)
     evidence: Evidence | None = None  # the race's cross-fitted verdict against labels alone, when it gave one
@@ -79,6 +81,34 @@ class Selection:
         self.mixture_weights = score_weights([score[t] for t in self.mixture], [row.score for row in ranked],
                                              self.config.mixture_temperature)
         self.progress(f"mixture: {describe(self.mixture, self.mixture_weights)} races as one candidate")
+
+    def plan_cover(self, short: list[str], data: dict[str, StudentData]) -> bool:
+        """Without `--mixture`, once the shortlist's outputs are in: when the scan's best teacher does not know
+        every class of the task (`coverage`, on the labelled student images), the fewest shortlisted teachers
+        that together do race as one mixture, weighed by their scan scores. Whether one was planned."""
+        usable = [t for t in short if data[t].teacher_logits is not None and data[t].cost is not None]
+        if not self.config.cover or self.mixture or len(usable) < 2:
+            return False
+        coverage = Coverage({t: class_recall(np.exp(data[t].teacher_logits), data[t].labels, data[t].cost)
+                             for t in usable}, self.task.label_names)
+        members = covering_members(coverage, usable, most=min(3, len(usable)))
+        weakest, recall = coverage.weakest(usable[:1])
+        if not members:
+            known = "knows every class of the task" if coverage.covers(usable[:1]) else "is not helped by another"
+            self.progress(f"coverage: {usable[0]} {known} (its weakest, {weakest}, recalled at {recall:.2f} on the "
+                          "labelled images): no mixture races")
+            return False
+        score = {row.teacher_id: row.score for row in self.scanned.ranked}
+        self.mixture = members
+        self.mixture_weights = score_weights([score[t] for t in members], [row.score for row in self.scanned.ranked],
+                                             self.config.mixture_temperature)
+        together, least = coverage.weakest(members)
+        self.mixture_rule = (f"covering: {usable[0]} recalls {weakest} at {recall:.2f}; together the weakest, "
+                             f"{together}, at {least:.2f}")
+        self.progress(f"mixture: no shortlisted teacher knows every class of the task ({usable[0]} recalls "
+                      f"{weakest} at {recall:.2f} on the labelled images); {describe(members, self.mixture_weights)} "
+                      f"race as one candidate (together the weakest class, {together}, at {least:.2f})")
+        return True
 
     def drop(self, teacher_id: str, error: Exception) -> None:
         """A shortlisted teacher whose outputs on the student's images cannot be had (its folder changed since
@@ -187,6 +217,10 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], s
     short = [t for t in short if t in data]
     if not short:
         raise SelkdError(f"teacher outputs: every shortlisted teacher failed ({'; '.join(run.failed.values())})")
+    if run.plan_cover(short, data):  # a mixture the budget's race length did not count: counted now
+        epochs, note = race_length(run, short, candidates(short, run.config.lambdas, mixture_name(run.mixture)))
+        if note:
+            return Candidate(short[0], run.config.distill.lam), [], note
     pool = candidates(short, run.config.lambdas, mixture_name(run.mixture) if run.mixture else "")
     if run.mixture:  # the members' outputs are the shortlist's, computed and charged once
         data[mixture_name(run.mixture)] = mixed([data[t] for t in run.mixture], run.mixture_weights)
@@ -261,6 +295,7 @@ def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: di
                      + f"; pooled against labels alone, {run.evidence.better} image(s) better and "
                        f"{run.evidence.worse} worse of {run.evidence.images}")
     mixture = describe(run.mixture, run.mixture_weights) if run.mixture else ""
+    mixture += f" ({run.mixture_rule})" if run.mixture_rule else ""
     rows = [TrialRow(r.candidate, r.lam, r.epochs, r.best_val_accuracy, r.flops,
                      "winner" if r is best else "finished" if r in finished else
                      f"failed: {r.error}" if r.error else "stopped early", r.gpu, r.device,

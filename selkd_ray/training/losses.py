@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from ..pot import solve_batch
+from ..scoring.costs import FLOOR
 
 PROBABILITY_FLOOR = 1e-6
+PROBABILITY_MAPPING_FLOOR = FLOOR  # the cost's scale: P(y | z) = FLOOR ** M (`coverage.mapping`)
 
 
 def with_floor(probs: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.Tensor:
@@ -71,8 +73,9 @@ def mixture_distillation_loss(teacher_logits: torch.Tensor, student_logits: torc
     the weighted sum of one OT problem per teacher, not one problem over the pooled classes (whose plan could move
     mass between teachers). K = 1 with w = 1 is `sinkhorn_distillation_loss` itself.
 
-    `per_image`: each image's teachers weighed by how sure each is of it (`confidence_weights`), so a teacher
-    that does not know an image's class gives way there to one that does; the batch mean of the weighted sum."""
+    `per_image`: each image's teachers weighed by how sure each is of it once its prediction is carried onto the
+    student's labels (`confidence_weights` with the cost matrices), so a teacher that does not know an image's
+    class gives way there to one that does; the batch mean of the weighted sum."""
     terms, start = [], 0
     for classes in parts:
         rows = slice(start, start + classes)
@@ -81,7 +84,7 @@ def mixture_distillation_loss(teacher_logits: torch.Tensor, student_logits: torc
         start += classes
     if not per_image:
         return sum((weight * term for weight, term in zip(weights, terms)), student_logits.new_zeros(()))
-    image_weights = confidence_weights(teacher_logits, parts, weights).to(terms[0])
+    image_weights = confidence_weights(teacher_logits, parts, weights, cost).to(terms[0])
     return (image_weights * torch.stack(terms, 1)).sum(1).mean()
 
 
@@ -95,14 +98,19 @@ def confidence(probs: torch.Tensor) -> torch.Tensor:
     return (1.0 - entropy / math.log(classes)).clamp(0.0, 1.0)
 
 
-def confidence_weights(teacher_logits: torch.Tensor, parts: tuple[int, ...],
-                       weights: tuple[float, ...]) -> torch.Tensor:
+def confidence_weights(teacher_logits: torch.Tensor, parts: tuple[int, ...], weights: tuple[float, ...],
+                       cost: torch.Tensor | None = None) -> torch.Tensor:
     """(B, K) per-image weights w_k(x) = w_k c_k(x) / sum_j w_j c_j(x), c_k the teacher's confidence on x (its
-    unsoftened prediction); an image no teacher is sure of keeps the teachers' own w_k. Rows sum to 1; at K = 1
-    every weight is 1."""
+    unsoftened prediction; with the stacked `cost`, that prediction carried onto the student's labels through
+    the teacher's mapping, `coverage.mapping`: a specialist sure of a class it was never taught maps it onto
+    several target classes at once, and so is unsure of it there); an image no teacher is sure of keeps the
+    teachers' own w_k. Rows sum to 1; at K = 1 every weight is 1."""
     columns, start = [], 0
     for classes in parts:
         probs = F.softmax(teacher_logits[:, start:start + classes].detach().double(), dim=1)
+        if cost is not None:
+            rows = torch.pow(PROBABILITY_MAPPING_FLOOR, cost[start:start + classes].detach().to(probs))
+            probs = probs @ (rows / rows.sum(1, keepdim=True))
         columns.append(confidence(probs))
         start += classes
     base = torch.tensor(weights, dtype=torch.float64, device=teacher_logits.device)

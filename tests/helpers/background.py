@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,10 @@ class Job:
         self.done = threading.Event()
         self.process: subprocess.Popen | None = None
         self.result: subprocess.CompletedProcess | None = None
+        self.span: tuple[float, float] | None = None  # (started, ended), monotonic: the summary's line
 
     def run(self, timeout: float) -> None:
+        started = time.monotonic()
         try:
             self.argv = [provided(earlier_outputs(arg)) for arg in self.argv]
         except RuntimeError as err:
@@ -62,6 +65,7 @@ class Job:
                 stderr += f"\ntimed out after {timeout:.0f} s"
             self.result = subprocess.CompletedProcess(self.argv, self.process.returncode, stdout, stderr)
         finally:
+            self.span = (started, time.monotonic())
             self.done.set()
 
     def stop(self) -> None:
@@ -132,6 +136,13 @@ def finished(name: str, argv: tuple[str, ...], timeout: float = 1500) -> tuple[s
     job = JOBS[name]
     job.done.wait()
     return job.result, job.out
+
+
+def timings(session_start: float) -> list[str]:
+    """A line per job that ran: when it started and ended after the session's start, and how long it took (what
+    the suite's own --durations cannot show: these run beside it)."""
+    return [f"{job.span[0] - session_start:6.0f} s -> {job.span[1] - session_start:6.0f} s  "
+            f"({job.span[1] - job.span[0]:5.0f} s)  {name}" for name, job in JOBS.items() if job.span]
 
 
 def stop_all() -> None:
