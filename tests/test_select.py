@@ -296,3 +296,24 @@ def test_a_race_folder_stopped_before_tune_recorded_its_state_starts_afresh_and_
                            progress=lambda line: lines.append(str(line)))
     assert any("ran before; its finished trials stand" in line for line in lines) and trials(third) == trials(first)
     assert len(list((out / "race").iterdir())) == 1
+
+
+def test_where_no_shortlisted_teacher_knows_every_class_their_covering_mixture_races(runner_pool, tiny_zoo,
+                                                                                    target_task, tmp_path):
+    """Issue 42.3: the digits-0/1 teacher and the random one pinned (neither knows three, five or eight): the
+    race holds the mixture the coverage rule chose, said in one line and in its trial row with the rule;
+    `--no-cover` races the two alone. (Where the scan's best knows every class, as own-classes does, the
+    other selections' races hold no mixture: test_stop_anywhere's "race: 3 candidates".)"""
+    config = SelectConfig(SCAN, DistillConfig(epochs=1), shortlist=2, race_epochs=1, pinned=("digits-01", "random"))
+    lines = []
+    result = select_student(tiny_zoo, target_task, tmp_path / "cover", config, runners=runner_pool,
+                            progress=lambda line: lines.append(str(line)))
+    said = [line for line in lines if line.startswith("mixture: no shortlisted teacher knows every class")]
+    assert len(said) == 1 and "digits-01" in said[0], lines
+    assert result.mixture and result.mixture[0] == "digits-01" and sorted(result.mixture) == ["digits-01", "random"]
+    rows = {row["candidate"]: row for row in read_selection(result.selection_path) if row["kind"] == "trial"}
+    mixture = rows["mixture:" + "+".join(result.mixture)]
+    assert "covering: digits-01 recalls" in mixture["weights"]
+    alone = select_student(tiny_zoo, target_task, tmp_path / "no-cover", replace(config, cover=False),
+                           runners=runner_pool)
+    assert not alone.mixture and sorted(t.candidate for t in alone.trials) == ["digits-01", "labels-only", "random"]
