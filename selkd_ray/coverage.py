@@ -20,7 +20,8 @@ import numpy as np
 
 from .scoring.costs import FLOOR
 
-COVERED = 0.6  # a class is known when the teacher recalls it at >= this (chosen on the faculty selection half)
+COVERED = 0.6  # a class is known when the teacher recalls it at >= this (provisional: not yet chosen on the
+#               faculty selection half, whose run was not finished on 2026-12-07)
 
 
 def mapping(cost: np.ndarray) -> np.ndarray:

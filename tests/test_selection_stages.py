@@ -5,6 +5,7 @@ import pytest
 
 from selkd_ray.budget import Ledger
 from selkd_ray.config import ScanConfig
+from selkd_ray.plans.mixtures import plan_top_k
 from selkd_ray.plans.stages import Selection, race
 from selkd_ray.selection import LABELS_ONLY, SelectConfig, shortlist
 
@@ -25,7 +26,7 @@ def break_weights(zoo, teacher_id: str) -> None:
 def test_a_mixture_member_whose_outputs_fail_is_left_out_and_the_mixture_goes_on(scan_here, zoo_copy, target_task,
                                                                                tmp_path):
     run, short, lines = selection_on(scan_here, zoo_copy, target_task, tmp_path, mixture=3)
-    run.plan_mixture(short)
+    plan_top_k(run, short)
     before = dict(zip(run.mixture, run.mixture_weights))
     assert len(before) == 3
     broken = short[1]

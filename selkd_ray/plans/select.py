@@ -33,6 +33,7 @@ from .distill import DistillResult, with_usable_gpus
 from .inputs import as_task, check_outputs
 from .scan import ScanResult, experience_folder, scan
 from .final_stage import final_stage
+from .mixtures import plan_top_k
 from .stages import EpochCosts, Selection, race, race_name
 
 
@@ -175,7 +176,7 @@ def conclude(run: Selection, started: float) -> SelectResult:
     """After the scan: the race, the final stage and the guard, then `selection.parquet` and the summary."""
     config, budget = run.config, run.ledger.budget
     short = shortlist([row.teacher_id for row in run.scanned.ranked], config.shortlist, config.pinned)
-    run.plan_mixture(short)
+    plan_top_k(run, short)
     winner, trials, race_note = race(run, short)
     if race_note:
         run.progress(race_note)

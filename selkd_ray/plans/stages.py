@@ -16,14 +16,14 @@ from ..io.cache import PredictionCache, prediction_key
 from ..progress import Progress
 from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
-from ..coverage import Coverage, class_recall, covering_members
-from ..mixture import describe, members_of, mixture_name, score_weights
+from ..mixture import describe, members_of, mixture_name
 from ..selection import (LABELS_ONLY, Candidate, Evidence, Prior, SelectConfig, candidates, cross_fitted,
                          race_epochs, race_winner, validation_folds)
 from ..training.data import StudentData
 from ..training.student_data import (mixed, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
 from .inputs import cost_from_scan
+from .mixtures import plan_cover
 from .scan import ScanResult
 from .teacher_outputs import cached_teacher_probs
 
@@ -70,45 +70,6 @@ class Selection:
     failed: dict[str, str] = field(default_factory=dict)  # shortlisted teachers whose outputs failed, and why
     prior: Prior | None = None  # what past races say of distillation here (`selection.experience_prior`)
     evidence: Evidence | None = None  # the race's cross-fitted verdict against labels alone, when it gave one
-
-    def plan_mixture(self, short: list[str]) -> None:
-        """The shortlist's top K as one candidate, weighed by their scan scores (`mixture.score_weights`)."""
-        if self.config.mixture < 2:
-            return
-        ranked = self.scanned.ranked
-        score = {row.teacher_id: row.score for row in ranked}
-        self.mixture = tuple(short[:self.config.mixture])
-        self.mixture_weights = score_weights([score[t] for t in self.mixture], [row.score for row in ranked],
-                                             self.config.mixture_temperature)
-        self.progress(f"mixture: {describe(self.mixture, self.mixture_weights)} races as one candidate")
-
-    def plan_cover(self, short: list[str], data: dict[str, StudentData]) -> bool:
-        """Without `--mixture`, once the shortlist's outputs are in: when the scan's best teacher does not know
-        every class of the task (`coverage`, on the labelled student images), the fewest shortlisted teachers
-        that together do race as one mixture, weighed by their scan scores. Whether one was planned."""
-        usable = [t for t in short if data[t].teacher_logits is not None and data[t].cost is not None]
-        if not self.config.cover or self.mixture or len(usable) < 2:
-            return False
-        coverage = Coverage({t: class_recall(np.exp(data[t].teacher_logits), data[t].labels, data[t].cost)
-                             for t in usable}, self.task.label_names)
-        members = covering_members(coverage, usable, most=min(3, len(usable)))
-        weakest, recall = coverage.weakest(usable[:1])
-        if not members:
-            known = "knows every class of the task" if coverage.covers(usable[:1]) else "is not helped by another"
-            self.progress(f"coverage: {usable[0]} {known} (its weakest, {weakest}, recalled at {recall:.2f} on the "
-                          "labelled images): no mixture races")
-            return False
-        score = {row.teacher_id: row.score for row in self.scanned.ranked}
-        self.mixture = members
-        self.mixture_weights = score_weights([score[t] for t in members], [row.score for row in self.scanned.ranked],
-                                             self.config.mixture_temperature)
-        together, least = coverage.weakest(members)
-        self.mixture_rule = (f"covering: {usable[0]} recalls {weakest} at {recall:.2f}; together the weakest, "
-                             f"{together}, at {least:.2f}")
-        self.progress(f"mixture: no shortlisted teacher knows every class of the task ({usable[0]} recalls "
-                      f"{weakest} at {recall:.2f} on the labelled images); {describe(members, self.mixture_weights)} "
-                      f"race as one candidate (together the weakest class, {together}, at {least:.2f})")
-        return True
 
     def drop(self, teacher_id: str, error: Exception) -> None:
         """A shortlisted teacher whose outputs on the student's images cannot be had (its folder changed since
@@ -217,7 +178,7 @@ def race(run: Selection, short: list[str]) -> tuple[Candidate, list[TrialRow], s
     short = [t for t in short if t in data]
     if not short:
         raise SelkdError(f"teacher outputs: every shortlisted teacher failed ({'; '.join(run.failed.values())})")
-    if run.plan_cover(short, data):  # a mixture the budget's race length did not count: counted now
+    if plan_cover(run, short, data):  # a mixture the budget's race length did not count: counted now
         epochs, note = race_length(run, short, candidates(short, run.config.lambdas, mixture_name(run.mixture)))
         if note:
             return Candidate(short[0], run.config.distill.lam), [], note
