@@ -179,14 +179,18 @@ def test_a_selection_on_an_output_another_process_writes_is_one_line(tiny_zoo, t
     assert "another scan or selection is writing this output (pid" in line
 
 
+@pytest.mark.parametrize("option, expected", [
+    (["--gpus", "1"], "error: --gpus: 1 GPU worker(s) asked for, but the cluster has 0 GPU(s)"),
+    (["--teacher", "nosuch"], "error: --teacher: 'nosuch' is not a teacher of ")])
 def test_select_with_more_gpus_than_the_cluster_has_is_refused_before_the_scan(ray_session, tiny_zoo, task_path,
-                                                                              tmp_path):
-    """Refused up front (as distill refuses), not after a scan and a race: nothing is written."""
-    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out", str(tmp_path),
-                                 "--gpus", "1"])
+                                                                              tmp_path, option, expected):
+    """Refused up front (as distill refuses), not after a scan and a race: nothing is written, not even the
+    output folder (issue 44: `--teacher nosuch` left an empty one)."""
+    result = runner.invoke(app, ["select", "--zoo", str(tiny_zoo), "--task", str(task_path), "--out",
+                                 str(tmp_path / "out"), *option])
     assert result.exit_code == 2, result.output
     line, = result.output.strip().splitlines()
-    assert line == "error: --gpus: 1 GPU worker(s) asked for, but the cluster has 0 GPU(s)"
+    assert line.startswith(expected), line
     assert list(tmp_path.iterdir()) == []
 
 

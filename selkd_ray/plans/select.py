@@ -64,9 +64,15 @@ def select_student(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | 
     `runners`: a `distributed.runners.RunnerPool` for the scan to use and leave running (as `scan` takes it),
     for a driver that runs many selections."""
     config = replace(config, distill=replace(config.distill, keep="last", patience=None))  # the selection's recipe
+    made = not Path(out_dir).exists()
     task, out_dir = check_inputs(zoo_dir, task, out_dir, config, address, progress)
-    prior, prior_line = guard_prior(config, task, out_dir)  # a bad experience part: one line, before Ray starts
-    config = with_gpu_checked(config, address, progress)
+    try:
+        prior, prior_line = guard_prior(config, task, out_dir)  # a bad experience part: one line, before Ray
+        config = with_gpu_checked(config, address, progress)
+    except SelkdError:
+        if made and out_dir.is_dir() and not any(out_dir.iterdir()):  # refused before any work: nothing left
+            out_dir.rmdir()
+        raise
     costs = selection_costs(task, config)
     ledger = Ledger(parse_budget(config.budget))
     scan_limit = plan_budget(ledger, config, costs, progress)
@@ -92,9 +98,10 @@ def check_inputs(zoo_dir: str | Path, task: Task | str | Path, out_dir: str | Pa
     for name in config.scan.scorers:
         SCORERS.get(name, "--scorer")
     teachers = {found.teacher_id for found in require_zoo(Path(zoo_dir))}
-    out_dir = writable_folder(Path(out_dir).resolve()).native()
+    out_dir = Path(out_dir).resolve()
+    check_pinned(config.pinned, teachers, Location(out_dir) / "catalogue.parquet", zoo_dir)  # before it is made
+    out_dir = writable_folder(out_dir).native()
     check_outputs(Location(out_dir))
-    check_pinned(config.pinned, teachers, Location(out_dir) / "catalogue.parquet", zoo_dir)
     if config.scan.experience:
         writable_folder(config.scan.experience, "--experience")
     return task, out_dir
