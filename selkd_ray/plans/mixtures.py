@@ -11,15 +11,19 @@ from ..training.data import StudentData
 # `run` below is a `stages.Selection` (not imported: stages calls these, and the import graph has no circle).
 
 
-def plan_top_k(run: "Selection", short: list[str]) -> None:
-    """The shortlist's top K as one candidate, weighed by their scan scores (`mixture.score_weights`)."""
-    if run.config.mixture < 2:
-        return
+def scan_weights(run: "Selection", members: tuple[str, ...]) -> tuple[float, ...]:
+    """The members' weights from their scan scores (`mixture.score_weights` at `--mixture-temperature`)."""
     ranked = run.scanned.ranked
     score = {row.teacher_id: row.score for row in ranked}
+    return score_weights([score[t] for t in members], [row.score for row in ranked], run.config.mixture_temperature)
+
+
+def plan_top_k(run: "Selection", short: list[str]) -> None:
+    """The shortlist's top K as one candidate, weighed by their scan scores."""
+    if run.config.mixture < 2:
+        return
     run.mixture = tuple(short[:run.config.mixture])
-    run.mixture_weights = score_weights([score[t] for t in run.mixture], [row.score for row in ranked],
-                                        run.config.mixture_temperature)
+    run.mixture_weights = scan_weights(run, run.mixture)
     run.progress(f"mixture: {describe(run.mixture, run.mixture_weights)} races as one candidate")
 
 
@@ -37,16 +41,13 @@ def plan_cover(run: "Selection", short: list[str], data: dict[str, StudentData])
     if not members:
         known = "knows every class of the task" if coverage.covers(usable[:1]) else "is not helped by another"
         run.progress(f"coverage: {usable[0]} {known} (its weakest, {weakest}, recalled at {recall:.2f} on the "
-                      "labelled images): no mixture races")
+                     "labelled images): no mixture races")
         return False
-    score = {row.teacher_id: row.score for row in run.scanned.ranked}
-    run.mixture = members
-    run.mixture_weights = score_weights([score[t] for t in members], [row.score for row in run.scanned.ranked],
-                                         run.config.mixture_temperature)
+    run.mixture, run.mixture_weights = members, scan_weights(run, members)
     together, least = coverage.weakest(members)
     run.mixture_rule = (f"covering: {usable[0]} recalls {weakest} at {recall:.2f}; together the weakest, "
-                         f"{together}, at {least:.2f}")
+                        f"{together}, at {least:.2f}")
     run.progress(f"mixture: no shortlisted teacher knows every class of the task ({usable[0]} recalls "
-                  f"{weakest} at {recall:.2f} on the labelled images); {describe(members, run.mixture_weights)} "
-                  f"race as one candidate (together the weakest class, {together}, at {least:.2f})")
+                 f"{weakest} at {recall:.2f} on the labelled images); {describe(members, run.mixture_weights)} "
+                 f"race as one candidate (together the weakest class, {together}, at {least:.2f})")
     return True

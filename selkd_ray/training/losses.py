@@ -10,7 +10,6 @@ from ..pot import solve_batch
 from ..scoring.costs import FLOOR
 
 PROBABILITY_FLOOR = 1e-6
-PROBABILITY_MAPPING_FLOOR = FLOOR  # the cost's scale: P(y | z) = FLOOR ** M (`coverage.mapping`)
 
 
 def with_floor(probs: torch.Tensor, floor: float = PROBABILITY_FLOOR) -> torch.Tensor:
@@ -109,7 +108,7 @@ def confidence_weights(teacher_logits: torch.Tensor, parts: tuple[int, ...], wei
     for classes in parts:
         probs = F.softmax(teacher_logits[:, start:start + classes].detach().double(), dim=1)
         if cost is not None:
-            rows = torch.pow(PROBABILITY_MAPPING_FLOOR, cost[start:start + classes].detach().to(probs))
+            rows = torch.pow(FLOOR, cost[start:start + classes].detach().to(probs))  # as `coverage.mapping`
             probs = probs @ (rows / rows.sum(1, keepdim=True))
         columns.append(confidence(probs))
         start += classes
