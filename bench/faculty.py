@@ -29,13 +29,12 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
-from ranking import PROBE_PER_CLASS, Plan, build_zoo, ground_truth  # noqa: E402
-from selection import (final_recipe, interval, label_splits, mixture_students, per_target,  # noqa: E402
+from ranking import PROBE_PER_CLASS, Plan  # noqa: E402
+from selection import (interval, mixture_students, per_target, reference_students,  # noqa: E402
                        training_flops)
 from sources import FACULTY_SELECTION_TARGETS, FACULTY_TARGETS, SPECIALIST_TEACHERS  # noqa: E402
 
 from selkd_ray.config import DistillConfig, ScanConfig
-from selkd_ray.distributed.runtime import connect
 from selkd_ray.io.atomic import write_table
 from selkd_ray.mixture import score_weights
 from selkd_ray.plans.select import epoch_costs, select_student
@@ -65,15 +64,8 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, labels: int = 2
         say=print) -> dict:
     out = Path(out).resolve()
     started = time.perf_counter()
-    connect()
-    zoo_dir = out / "zoo"
-    build_zoo(plan, zoo_dir, say)
-    tasks = {t.name: t.task(label_splits(labels)) for t in plan.targets
-             if (t.name not in FACULTY_SELECTION_TARGETS) == held_out}
-    references = replace(plan, student=final_recipe(plan.student),
-                         targets=tuple(t for t in plan.targets if t.name in tasks))
-    accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"]
-                for r in ground_truth(references, zoo_dir, tasks, out, say)}
+    zoo_dir, tasks, references, accuracy = reference_students(out, plan, labels, FACULTY_SELECTION_TARGETS,
+                                                              held_out, say)
     half = "" if held_out else "selection-half-"
     units = []
     for seed in plan.seeds:
@@ -92,8 +84,7 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, labels: int = 2
                     "oracle_teacher": max(plan.teachers, key=lambda t: accuracy[(target, seed, t.teacher_id)]).teacher_id,
                     "select": chosen.test_accuracy, "select_no_cover": today.test_accuracy, "kept": chosen.kept,
                     "teacher": chosen.teacher, "kept_no_cover": today.kept, "teacher_no_cover": today.teacher,
-                    "cover_members": list(chosen.mixture) or [ranked[0].teacher_id],
-                    "cover_weights": list(chosen.mixture_weights) or [1.0],
+                    "cover_members": list(chosen.mixture), "cover_weights": list(chosen.mixture_weights),
                     "cost_select": training_flops(chosen, zoo_dir, task) / one,
                     "cost_select_no_cover": training_flops(today, zoo_dir, task) / one}
             for k in (2, 3):
@@ -106,7 +97,7 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, labels: int = 2
                 f"{chosen.test_accuracy:.3f} ({chosen.kept}, {chosen.teacher}); --no-cover {today.test_accuracy:.3f}")
     mixture_students(units, references, zoo_dir, tasks, out, say, MIXTURES)
     for unit in units:  # a unit the rule raced no mixture in: its covering student is the top teacher's
-        if len(unit["cover_members"]) == 1:
+        if not unit["cover_members"]:
             unit["cover"] = unit["cover_i"] = unit["top1"]
     name = f"faculty_units_{'selection_half_' if not held_out else ''}labels_{labels}"
     write_table(pa.Table.from_pylist([{k: (", ".join(v) if k.endswith("members") else v) for k, v in u.items()
@@ -141,7 +132,7 @@ def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, labe
             if "cost_" + column in units[0] else ""
         lines.append(f"{NAMES[column]}: regret to the oracle {regret.mean():+.3f} [{low:+.3f}, {high:+.3f}] (goal <= "
                      f"-0.020 for select), worst unit against label-only {worst:+.3f}{cost}")
-    raced = sum(len(u["cover_members"]) > 1 for u in units)
+    raced = sum(bool(u["cover_members"]) for u in units)
     won = sum(u["teacher"].startswith("mixture:") for u in units)
     ratio = np.mean([u["cost_select"] for u in units]) / np.mean([u["cost_select_no_cover"] for u in units])
     lines.append(f"the coverage rule raced a mixture in {raced} of {len(units)} units, the race picked it in {won}; "

@@ -61,6 +61,8 @@ def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, 
     for unit in units:
         for column, name, per_image in mixtures:
             members, weights = unit[f"{name}_members"], unit[f"{name}_weights"]
+            if not members:  # no mixture of this kind in this unit: its caller fills the column
+                continue
             key = content_hash(*members, *map(str, weights), tasks[unit["target"]].content_hash,
                                budget_key(plan.student), unit["seed"], *(["per-image"] if per_image else []))[:24]
             path = out / "mixtures" / f"{key}.parquet"
@@ -92,21 +94,30 @@ def final_recipe(student: DistillConfig) -> DistillConfig:
     return replace(student, refit=True, keep="last", patience=None)
 
 
+def reference_students(out: Path, plan: Plan, labels: int, selection_targets: tuple[str, ...], held_out: bool,
+                       say) -> tuple[Path, dict, Plan, dict]:
+    """Ray up, the zoo built (OUT/zoo), this half's tasks (held out: the targets not in `selection_targets`),
+    the references' plan (`final_recipe`) and every reference student's test accuracy by (target, seed,
+    teacher id or 'labels-only'), trained or read back from the ground-truth cache."""
+    connect()
+    zoo_dir = out / "zoo"
+    build_zoo(plan, zoo_dir, say)
+    tasks = {t.name: t.task(label_splits(labels)) for t in plan.targets
+             if (t.name not in selection_targets) == held_out}
+    references = replace(plan, student=final_recipe(plan.student),
+                         targets=tuple(t for t in plan.targets if t.name in tasks))
+    accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"]
+                for r in ground_truth(references, zoo_dir, tasks, out, say)}
+    return zoo_dir, tasks, references, accuracy
+
+
 def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held_out: bool = True,
         runners=None, labels: int = 20, extras: bool = True) -> dict:
     """`runners`: a running RunnerPool for the selections' scans (else each starts its own as needed).
     `extras`: also the fixed mixtures' students, `--per-image-weights` and the product's sequence."""
     out = Path(out).resolve()
     started = time.perf_counter()
-    connect()
-    zoo_dir = out / "zoo"
-    build_zoo(plan, zoo_dir, say)
-    tasks = {t.name: t.task(label_splits(labels)) for t in plan.targets
-             if (t.name not in SELECTION_TARGETS) == held_out}
-    references = replace(plan, student=final_recipe(plan.student),
-                         targets=tuple(t for t in plan.targets if t.name in tasks))
-    truth = ground_truth(references, zoo_dir, tasks, out, say)
-    accuracy = {(r["target"], r["seed"], r["teacher_id"]): r["test_accuracy"] for r in truth}
+    zoo_dir, tasks, references, accuracy = reference_students(out, plan, labels, SELECTION_TARGETS, held_out, say)
     half = "" if held_out else "selection-half-"
     selections, experience = out / "select" / f"labels-{labels}", out / "select" / f"{half}labels-{labels}-experience"
     shutil.rmtree(experience, ignore_errors=True)  # the shared table starts empty (a rerun reads its races back)
