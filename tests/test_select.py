@@ -5,8 +5,6 @@ import shutil
 import subprocess
 import sys
 import math
-import signal
-import time
 from dataclasses import replace
 
 import pytest
@@ -192,59 +190,6 @@ def test_select_with_more_gpus_than_the_cluster_has_is_refused_before_the_scan(r
     line, = result.output.strip().splitlines()
     assert line.startswith(expected), line
     assert list(tmp_path.iterdir()) == []
-
-
-def test_a_selection_stopped_in_its_teachers_outputs_or_its_race_finishes_when_started_again(ray_session, tiny_zoo,
-                                                                                             task_path, tmp_path):
-    """Issue 24, the selection's own stages in fresh processes: a SIGTERM to the group of a `selkd select` that
-    started its own Ray, sent while the shortlist's outputs on the student images are computed (a pinned ImageNet
-    teacher at 224x224: Ray Data's actor pool, seconds), and a Ctrl-C (SIGINT) to the process alone in the middle
-    of the race (the same selection without the pin, on the same output) each stop it within 10 s, exit 130, one
-    line, nothing half-written; its Ray goes with it. The stopped race's command then finishes: the scan and the
-    outputs from the cache, the race restored, the final stage and the guard. (The final stage's stop is
-    distill's: test_distill's signal test.)"""
-    from helpers.killing import ray_processes_started_by, still_running, stop_cli_midway
-
-    from selkd_ray.demo.pretrained import TEACHER_ID, save_imagenet_teacher
-
-    zoo, out = tmp_path / "zoo", tmp_path / "out"
-    shutil.copytree(tiny_zoo, zoo)
-    save_imagenet_teacher(zoo / TEACHER_ID)
-    arguments = ["select", "--zoo", str(zoo), "--task", str(task_path), "--out", str(out), "--scorer", "leep",
-                 "--probe-per-class", "5", "--shortlist", "1", "--epochs", "1", "--race-epochs", "12"]
-    scores, race = out / "scores.parquet", out / "race"
-
-    def scanned_a_second_ago() -> int:  # the scan is written: the outputs stage has begun (Ray Data: seconds)
-        return int(scores.is_file() and time.time() - scores.stat().st_mtime > 1.0)
-
-    def racing_for_two_seconds() -> int:  # the race's trials started two seconds ago (12 epochs: far from done)
-        started = [path.stat().st_mtime for path in race.glob("*/*") if path.is_dir()]
-        return int(bool(started) and time.time() - min(started) > 2.0)
-
-    pinned = [*arguments, "--teacher", TEACHER_ID]  # its outputs take seconds; the scan's best's, a blink
-    for command, signum, progress, embedded, to_group in (
-            (pinned, signal.SIGTERM, scanned_a_second_ago, True, True),
-            (arguments, signal.SIGINT, racing_for_two_seconds, False, False)):
-        stopped = stop_cli_midway(command, progress, 1, signum, poll=0.05, embedded=embedded, to_group=to_group)
-        assert stopped.returncode == 130, stopped.stderr[-3000:]
-        assert stopped.seconds < 10, f"{signum.name}: stopped after {stopped.seconds:.1f} s"
-        assert "interrupted: stopping; what was written is kept" in stopped.stderr
-        assert "Traceback" not in stopped.stderr and not (out / "selection.parquet").exists()
-        assert not ray_processes_started_by(stopped.pid, wait_s=10) and not still_running(stopped.family, wait_s=10)
-        if embedded:  # stopped after the scan and before the race: in the teachers' outputs
-            assert scores.is_file() and not race.exists() and "race:" not in stopped.stderr
-        else:  # stopped in the race: its trials had started, none was raced to a winner
-            assert race.is_dir() and "race: " in stopped.stderr and "best validation accuracy" not in stopped.stderr
-    result = runner.invoke(app, arguments)
-    assert result.exit_code == 0, result.output[-3000:]
-    assert "ran before; its finished trials stand and unfinished ones run again" in result.output
-    rows = read_selection(out / "selection.parquet")
-    trials = [row for row in rows if row["kind"] == "trial"]
-    assert sorted(row["candidate"] for row in trials) == ["labels-only", "own-classes"]  # the scan's best by leep
-    assert sum(row["status"] == "winner" for row in trials) == 1 and "Guard: " in result.output
-    spent = {row["candidate"]: row["flops"] for row in rows if row["kind"] == "stage"}
-    assert spent["scan"] == 0 and spent["teacher outputs"] == 0  # both from the cache: nothing computed twice
-    assert len(list(race.iterdir())) == 1  # the race restored under its name, not a second one
 
 
 def test_the_selections_final_student_is_selkd_distill_refit_from_the_same_teacher(runner_pool, tiny_zoo,

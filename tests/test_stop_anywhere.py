@@ -35,10 +35,19 @@ def test_a_selection_stopped_at_any_moment_finishes_when_started_again_with_the_
         expected = -9 if stop["signal"] == "SIGKILL" else 130
         assert stop["returncode"] == expected, (stop["moment"], stop["stderr"][-2000:])
         assert "Traceback" not in stop["stderr"], (stop["moment"], stop["stderr"][-3000:])
+        if stop["signal"] != "SIGKILL":  # ours: within 10 s, in one line, its own Ray gone with it
+            assert stop["stop_seconds"] < 10, (stop["moment"], stop["stop_seconds"])
+            assert "interrupted: stopping; what was written is kept" in stop["stderr"], stop["stderr"][-2000:]
+            assert stop["left"] == [], (stop["moment"], stop["left"])
+    assert [stop["selection"] for stop in stops[:-1]] == [False] * (len(stops) - 1)  # nothing decided half-way
+    assert [stop["races"] for stop in stops] == [0, 0] + [1] * (len(stops) - 2)  # one race, restored by name
     assert [s["moment"] for s in stops if "race:" in s["stderr"]][:1] == ["race: 3 candidates"]  # the race began
     assert any("ran before; its finished trials stand" in s["stderr"] for s in stops)  # and was restored
     assert any("epoch 1/3" in s["stderr"] for s in stops)  # the final student was stopped mid-training
     for rerun in (final, again):
         assert rerun["returncode"] == 0 and "Traceback" not in rerun["stderr"], rerun["stderr"][-3000:]
     assert decided(out / "stopped") == decided(out / "straight")  # the same kept student, trials and counts
+    spent = {row["candidate"]: row["flops"] for row in read_selection(out / "stopped" / "selection.parquet")
+             if row["kind"] == "stage"}
+    assert spent["scan"] == 0 and spent["teacher outputs"] == 0  # both from the cache: nothing computed twice
     assert "candidates (" not in again["stderr"] and runs["rewritten"] == []  # a second rerun trains nothing

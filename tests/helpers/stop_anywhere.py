@@ -22,6 +22,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers.killing import descendants, ray_processes_started_by, still_running  # noqa: E402
+
 MOMENTS = (  # (a line's start, seconds after it, signal, to the whole group)
     ("round 1/1", 0.0, signal.SIGTERM, True),
     ("teacher outputs:", 0.0, signal.SIGINT, False),
@@ -39,11 +42,13 @@ def command(zoo: str, task: str, out: Path) -> list[str]:
 
 
 def run(argv: list[str], moment: tuple | None = None, timeout: float = 300) -> dict:
-    """Run `argv` to its end, or stop it at `moment`; what it printed, its exit code, whether the moment came."""
+    """Run `argv` to its end, or stop it at `moment`; what it printed, its exit code, whether the moment came,
+    and what of its processes (its own Ray's included) still ran 10 s after it ended."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # its own embedded Ray
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
     lines: list[str] = []
+    out: list[str] = []
     hit = threading.Event()
 
     def read() -> None:
@@ -52,31 +57,46 @@ def run(argv: list[str], moment: tuple | None = None, timeout: float = 300) -> d
             if moment is not None and not hit.is_set() and line.startswith(moment[0]):
                 hit.set()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    sent = None
+    # each pipe read by one thread alone (`communicate` would race the stderr reader for the last lines)
+    readers = [threading.Thread(target=read, daemon=True),
+               threading.Thread(target=lambda: out.append(process.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    sent, family = None, ()
     deadline = time.time() + timeout
     while process.poll() is None and time.time() < deadline:
-        if moment is not None and hit.wait(0.02):
+        if moment is None:  # run to its end (waiting, not spinning on poll: the run needs both cores)
+            time.sleep(0.1)
+        elif hit.wait(0.02):
             time.sleep(moment[1])
             if process.poll() is None:
+                family = descendants(process.pid)
                 (os.killpg if moment[3] else os.kill)(process.pid, moment[2])
                 sent = time.monotonic()
             break
     try:
-        stdout = process.communicate(timeout=120)[0]
+        process.wait(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        stdout = process.communicate()[0]
-    reader.join(timeout=10)
-    return {"moment": moment[0] if moment else None, "signal": moment[2].name if moment else None,
+        process.wait()
+    stopped = time.monotonic()
+    for reader in readers:
+        reader.join(timeout=10)
+    stdout = "".join(out)
+    left = sorted(set(ray_processes_started_by(process.pid, wait_s=10)) | set(still_running(family, wait_s=10)))
+    return {"left": left, "moment": moment[0] if moment else None, "signal": moment[2].name if moment else None,
             "hit": hit.is_set(), "stopped": sent is not None, "returncode": process.returncode,
-            "stop_seconds": time.monotonic() - sent if sent else None, "stdout": stdout, "stderr": "".join(lines)}
+            "stop_seconds": stopped - sent if sent else None, "stdout": stdout, "stderr": "".join(lines)}
 
 
 def main(folder: Path, zoo: str, task: str) -> dict:
     straight = run(command(zoo, task, folder / "straight"))
-    stopped = [run(command(zoo, task, folder / "stopped"), moment) for moment in MOMENTS]
+    stopped = []
+    for moment in MOMENTS:  # and what each stop left: a selection.parquet, how many race folders
+        stopped.append(run(command(zoo, task, folder / "stopped"), moment))
+        race = folder / "stopped" / "race"
+        stopped[-1].update(selection=(folder / "stopped" / "selection.parquet").exists(),
+                           races=len(list(race.iterdir())) if race.is_dir() else 0)
     final = run(command(zoo, task, folder / "stopped"))
     trained = written(folder / "stopped")
     again = run(command(zoo, task, folder / "stopped"))
