@@ -3,8 +3,8 @@
 and whether several teachers at once beat every single one there.
 
 For every (faculty target, seed) (`sources.FACULTY_TARGETS`; the held-out four, or with `--selection-half` the
-two the defaults are chosen on), N training and N validation labels per class, every other image of the
-target's pool in the test split: the students of labels alone and of every teacher (the oracle: the best of
+two the defaults are chosen on), N training and N validation labels per class, of the rest of the
+target's pool half unlabelled (`faculty_splits`, at most 100 per class) and half in the test split: the students of labels alone and of every teacher (the oracle: the best of
 them), the scan's top-2 and top-3 mixtures, the mixture the coverage rule chooses (`coverage.covering_members`,
 with and without per-image weights), each `distill --refit` with the same student, epochs and seed; and what
 `select_student` keeps with its defaults (the coverage rule on) and with `--no-cover` (no mixture: today's
@@ -32,7 +32,8 @@ from common import machine  # noqa: E402
 from ranking import PROBE_PER_CLASS, Plan  # noqa: E402
 from selection import (interval, mixture_students, per_target, reference_students,  # noqa: E402
                        training_flops)
-from sources import FACULTY_SELECTION_TARGETS, FACULTY_TARGETS, SPECIALIST_TEACHERS  # noqa: E402
+from sources import (FACULTY_SELECTION_TARGETS, FACULTY_TARGETS, SPECIALIST_TEACHERS, BenchTarget,  # noqa: E402
+                     source_images, source_pools)
 
 from selkd_ray.config import DistillConfig, ScanConfig
 from selkd_ray.io.atomic import write_table
@@ -47,6 +48,7 @@ NAMES = {"labels_only": "label-only", "top1": "top-1 teacher", "oracle": "oracle
          "cover_i": "covering mixture, per-image weights", "select": "select (defaults: --cover)",
          "select_no_cover": "select --no-cover"}
 QUICK_TEACHERS = ("mnist-0123", "mnist-456", "mnist-789", "mnist-odd")
+QUICK_UNLABELLED = 10  # per class: the quick run's students train on few more images than its labels
 QUICK_TARGET = "mnist-2479"  # held out; no quick teacher knows all four of its classes
 
 
@@ -60,19 +62,34 @@ def quick_plan() -> Plan:
                 bootstrap=200)
 
 
+UNLABELLED = 100  # per class at most: half of what the labels leave of a digit's pool, the other half tested
+
+
+def faculty_splits(target: BenchTarget, labels: int, unlabelled: int = UNLABELLED) -> dict[str, int]:
+    """Per class: `labels` training and `labels` validation images; of the rest of the target's pool half is
+    unlabelled (at most `unlabelled`) and the other half tested. Amalgamation is learning from teachers on the
+    target's unlabelled images: a specialist can only label the classes it knows, so it is where several
+    teachers at once should pay (without unlabelled images the teachers only soften the labels' own images)."""
+    images, digits = source_images(target.source)[1], source_pools(target.source)[1]
+    pool = min(int(np.sum(images[digits] == digit)) for digit in target.digits)
+    rest = max(pool - 2 * labels, 0)
+    return {"train": labels, "val": labels, "test": rest - min(unlabelled, rest // 2)}
+
+
 def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, labels: int = 20, held_out: bool = True,
-        say=print) -> dict:
+        say=print, unlabelled: int = UNLABELLED) -> dict:
     out = Path(out).resolve()
     started = time.perf_counter()
     zoo_dir, tasks, references, accuracy = reference_students(out, plan, labels, FACULTY_SELECTION_TARGETS,
-                                                              held_out, say)
+                                                              held_out, say,
+                                                              lambda target, n: faculty_splits(target, n, unlabelled))
     half = "" if held_out else "selection-half-"
     units = []
     for seed in plan.seeds:
         for target, task in tasks.items():
             base = SelectConfig(ScanConfig(probe_per_class=min(PROBE_PER_CLASS, labels), seed=seed),
                                 replace(plan.student, seed=seed), shortlist=shortlist, race_epochs=race_epochs)
-            where = out / "select" / f"{half}labels-{labels}" / f"{target}-{seed}"
+            where = out / "select" / f"{half}labels-{labels}-unlabelled" / f"{target}-{seed}"  # faculty_splits
             chosen = select_student(zoo_dir, task, where, base)
             today = select_student(zoo_dir, task, where, replace(base, cover=False))
             ranked = chosen.scan.ranked
@@ -102,19 +119,20 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, labels: int = 2
     name = f"faculty_units_{'selection_half_' if not held_out else ''}labels_{labels}"
     write_table(pa.Table.from_pylist([{k: (", ".join(v) if k.endswith("members") else v) for k, v in u.items()
                                        if not k.endswith("weights")} for u in units]), out / f"{name}.parquet")
-    text = report(units, plan, shortlist, race_epochs, labels, held_out, time.perf_counter() - started)
+    text = report(units, plan, shortlist, race_epochs, labels, held_out, time.perf_counter() - started, unlabelled)
     (out / f"{name}.txt").write_text(text + "\n")
     say(text)
     return {"units": units, "text": text}
 
 
 def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, labels: int, held_out: bool,
-           seconds: float) -> str:
+           seconds: float, unlabelled: int = UNLABELLED) -> str:
     targets = sorted({u["target"] for u in units})
     lines = [f"Faculty benchmark, {datetime.date.today().isoformat()}, on {machine()}",
              f"{len(plan.teachers)} specialist teachers, {len(units)} units ({'held-out' if held_out else 'selection-half'}"
              f" targets {', '.join(targets)} x seeds {list(plan.seeds)}); {labels} training + {labels} validation "
-             f"labels per class, every other image of the target's pool tested; students {plan.student.student}, "
+             f"labels per class, of the rest of the target's pool half unlabelled (at most {unlabelled} per class) and "
+             f"half tested; students {plan.student.student}, "
              f"{plan.student.epochs} epochs, every reference distill --refit; select: shortlist {shortlist}, race "
              f"{race_epochs} epochs; 95% bootstrap over targets", "",
              f"{'student':<38} {'test accuracy':>14} {'95% interval':>18} {'beats oracle':>13}"]
@@ -149,7 +167,8 @@ def main(quick: bool = typer.Option(False, help="mnist's four specialists, one h
          shortlist: int = typer.Option(3), race_epochs: int = typer.Option(5)) -> None:
     plan = quick_plan() if quick else full_plan(seeds, epochs)
     for count in labels:
-        run(out, plan, 3 if quick else shortlist, 1 if quick else race_epochs, count, not selection_half)
+        run(out, plan, 3 if quick else shortlist, 1 if quick else race_epochs, count, not selection_half,
+            unlabelled=QUICK_UNLABELLED if quick else UNLABELLED)
 
 
 if __name__ == "__main__":

@@ -95,14 +95,15 @@ def final_recipe(student: DistillConfig) -> DistillConfig:
 
 
 def reference_students(out: Path, plan: Plan, labels: int, selection_targets: tuple[str, ...], held_out: bool,
-                       say) -> tuple[Path, dict, Plan, dict]:
-    """Ray up, the zoo built (OUT/zoo), this half's tasks (held out: the targets not in `selection_targets`),
+                       say, splits=lambda target, labels: label_splits(labels)) -> tuple[Path, dict, Plan, dict]:
+    """Ray up, the zoo built (OUT/zoo), this half's tasks (held out: the targets not in `selection_targets`;
+    `splits(target, labels)` their split sizes per class, `label_splits` unless said),
     the references' plan (`final_recipe`) and every reference student's test accuracy by (target, seed,
     teacher id or 'labels-only'), trained or read back from the ground-truth cache."""
     connect()
     zoo_dir = out / "zoo"
     build_zoo(plan, zoo_dir, say)
-    tasks = {t.name: t.task(label_splits(labels)) for t in plan.targets
+    tasks = {t.name: t.task(splits(t, labels)) for t in plan.targets
              if (t.name not in selection_targets) == held_out}
     references = replace(plan, student=final_recipe(plan.student),
                          targets=tuple(t for t in plan.targets if t.name in tasks))
