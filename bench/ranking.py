@@ -12,6 +12,8 @@ and reported on the other half.
 
     .venv/bin/python bench/ranking.py            # the full run: 12 teachers, 8 targets, 2 seeds, 20 epochs
     .venv/bin/python bench/ranking.py --quick    # small but real: 4 teachers, 2 targets, 1 seed
+    .venv/bin/python bench/ranking.py --specialists --out bench-out/ranking-specialists   # issue 42.4: the
+        # specialist zoo (14 teachers) on the six faculty targets, chosen on two, reported on four
 
 Ground-truth students are cached by (teacher hash, task hash, budget, seed) under OUT/ground_truth, so a
 rerun after adding a scorer costs only the scoring.
@@ -33,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, student_accuracy_here  # noqa: E402
 import learning  # noqa: E402
 import sources  # noqa: E402
-from sources import SELECTION_TARGETS, TARGETS, TEACHERS, BenchTarget, BenchTeacher  # noqa: E402
+from sources import (FACULTY_SELECTION_TARGETS, FACULTY_TARGETS, SELECTION_TARGETS, SPECIALIST_TEACHERS,  # noqa: E402
+                     TARGETS, TEACHERS, BenchTarget, BenchTeacher)
 from ray import cloudpickle  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sources)  # Ray workers cannot import a module of this folder by name
@@ -55,6 +58,8 @@ SPLITS = {"train": 20, "val": 20, "test": 40}  # per class: few labels, the use 
 PROBE_PER_CLASS = 10  # the probe, redrawn per seed from the 20 training labels of each class
 QUICK_TEACHERS = ("mnist-3589", "mnist-random", "sklearn-all", "sklearn-all-badly")
 QUICK_TARGETS = ("mnist-358", "mnist-147")  # one in the selection half, one held out
+QUICK_SPECIALISTS = ("mnist-0123", "mnist-456", "mnist-789", "mnist-even")
+QUICK_FACULTY = ("mnist-0369", "mnist-2479")  # the selection half's mnist target and a held-out one
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Plan:
     seeds: tuple[int, ...]
     student: DistillConfig
     bootstrap: int = 2000
+    selection: tuple[str, ...] = SELECTION_TARGETS  # the targets defaults are chosen on; the rest held out
 
 
 def full_plan(seeds: int = 2, epochs: int = 20) -> Plan:
@@ -189,23 +195,23 @@ def summarise(target_rows: list[dict], scorers: list[str], resamples: int, seed:
     return sorted(summary, key=lambda r: -r["weighted_tau"])
 
 
-def choose_default(target_rows: list[dict], scorers: list[str]) -> str:
+def choose_default(target_rows: list[dict], scorers: list[str], selection: tuple[str, ...] = SELECTION_TARGETS) -> str:
     """The scorer with the highest mean weighted tau on SELECTION_TARGETS (random excluded): the only
     targets the choice may look at."""
-    chosen = [r for r in target_rows if r["target"] in SELECTION_TARGETS and r["scorer"] != "random"]
+    chosen = [r for r in target_rows if r["target"] in selection and r["scorer"] != "random"]
     if not chosen:
         return ""
     means = {s: np.nanmean([r["weighted_tau"] for r in chosen if r["scorer"] == s]) for s in scorers if s != "random"}
     return max(sorted(means), key=lambda s: means[s])
 
 
-def target_table(target_rows: list[dict], scorers: list[str]) -> str:
+def target_table(target_rows: list[dict], scorers: list[str], selection: tuple[str, ...] = SELECTION_TARGETS) -> str:
     """Weighted tau per target (rows) and scorer (columns), the selection half marked *."""
     targets = sorted({r["target"] for r in target_rows})
     tau = {(r["target"], r["scorer"]): r["weighted_tau"] for r in target_rows}
     lines = [f"{'target':<15}" + "".join(f"{s[:9]:>10}" for s in scorers)]
     for target in targets:
-        mark = "*" if target in SELECTION_TARGETS else " "
+        mark = "*" if target in selection else " "
         lines.append(f"{target + mark:<15}" + "".join(f"{tau[(target, s)]:>+10.2f}" for s in scorers))
     return "\n".join(lines)
 
@@ -303,11 +309,13 @@ def write_experience(units: dict, tasks: dict, specs: dict, out: Path) -> Path |
 
 
 def learned_text(held_out: list[dict], everything: list[dict], curve: list[dict], sequence: list[dict],
-                 scorers: list[str]) -> list[str]:
+                 scorers: list[str], targets: tuple[BenchTarget, ...] = TARGETS) -> list[str]:
     rankers = list(learning.FITS)
     keep = lambda rows: [r for r in rows if r["scorer"] in (*rankers, *BESIDE)]  # noqa: E731
-    return ["", "learned rankers, every fit without the target it ranks (learned-loto: the other 7 targets; "
-                "learned-xsrc: the other source's 4 targets; aggregate: no fit), beside the best single scorers;",
+    other = sum(t.source != targets[0].source for t in targets)
+    return ["", f"learned rankers, every fit without the target it ranks (learned-loto: the other {len(targets) - 1} "
+                f"targets; learned-xsrc: the other source's {other} targets; aggregate: no fit), beside the best "
+                "single scorers;",
             "held-out targets:", table(keep(held_out)), "all targets:", table(keep(everything)),
             learning.goal_verdict(everything, scorers),
             "", "learning curve (learned on each target after k other targets of experience, 10 draws of the k):",
@@ -324,17 +332,17 @@ def report_text(plan: Plan, tasks: dict, scorers: list[str], targets: list[dict]
                 held_out: list[dict], everything: list[dict], seconds: float, out: Path,
                 learned: list[str] = ()) -> str:
     chosen = next((r for r in held_out if r["scorer"] == default), None)
-    verdict = (f"default chosen on {', '.join(SELECTION_TARGETS)}: {default}; on the other targets its weighted "
+    verdict = (f"default chosen on {', '.join(plan.selection)}: {default}; on the other targets its weighted "
                f"tau is {chosen['weighted_tau']:+.3f} [{chosen['weighted_tau_low']:+.3f},"
                f"{chosen['weighted_tau_high']:+.3f}], rank {held_out.index(chosen) + 1} of {len(held_out)}"
                if chosen else "no held-out targets in this plan: no default chosen")
     return "\n".join([
         f"Ranking benchmark, {datetime.date.today().isoformat()}, on {machine()}",
-        f"{len(plan.teachers)} teachers from two sources, targets {', '.join(tasks)}, seeds {list(plan.seeds)}, "
+        f"{len(plan.teachers)} teachers from {len({t.source for t in plan.teachers})} source(s), targets {', '.join(tasks)}, seeds {list(plan.seeds)}, "
         f"probe {PROBE_PER_CLASS} of {SPLITS['train']} labels per class (redrawn per seed), students "
         f"{plan.student.student} for {plan.student.epochs} epochs (loss {plan.student.loss}); a unit is a target "
         f"(its seeds averaged); 95% bootstrap intervals over targets",
-        "", "weighted tau per target (* = the selection half):", target_table(targets, scorers + list(learning.FITS)),
+        "", "weighted tau per target (* = the selection half):", target_table(targets, scorers + list(learning.FITS), plan.selection),
         "", "held-out targets (not used to choose the default):", table(held_out),
         "", "all targets:", table(everything),
         "", verdict, *learned, f"wall time {seconds:.0f} s",
@@ -356,14 +364,14 @@ def run_benchmark(out: Path, plan: Plan, say=print, runners=None) -> dict:
     scans = scan_all(plan, zoo_dir, tasks, scorers, out, say, runners)
     truth = ground_truth(plan, zoo_dir, tasks, out, say)
     units = evaluate_scorers(scans, truth, scorers)
-    default = choose_default(per_target(units), scorers)  # among the single scorers, as before the rankers
+    default = choose_default(per_target(units), scorers, plan.selection)  # among the single scorers, as before the rankers
     specs = {spec.teacher_id: spec for spec in index_zoo(zoo_dir, out / "catalogue.parquet")[0]}
     experience = learning.experience_units(scans, truth, specs, {n: t.label_names for n, t in tasks.items()})
     labels_only = {(r["target"], r["seed"]): r["test_accuracy"] for r in truth if r["teacher_id"] == "labels-only"}
     units += learning.learned_unit_rows(experience, unit_metrics, labels_only)
     ranked_by = scorers + list(learning.FITS)
     targets = per_target(units)
-    held_out = summarise([r for r in targets if r["target"] not in SELECTION_TARGETS], ranked_by, plan.bootstrap)
+    held_out = summarise([r for r in targets if r["target"] not in plan.selection], ranked_by, plan.bootstrap)
     everything = summarise(targets, ranked_by, plan.bootstrap)
     curve = learning.learning_curve(experience, unit_metrics)
     sequence = learning.product_sequence(experience, unit_metrics, [t.name for t in plan.targets])
@@ -375,18 +383,36 @@ def run_benchmark(out: Path, plan: Plan, say=print, runners=None) -> dict:
     write_table(pa.Table.from_pylist(truth), out / "ground_truth.parquet")
     figure = plot(scans, truth, scorers, out / "ranking.png")
     text = report_text(plan, tasks, scorers, targets, default, held_out, everything,
-                       time.perf_counter() - started, out, learned_text(held_out, everything, curve, sequence, scorers))
+                       time.perf_counter() - started, out,
+                       learned_text(held_out, everything, curve, sequence, scorers, plan.targets))
     (out / "ranking.txt").write_text(text + "\n")
     say(text)
     return {"summary": summary, "units": units, "targets": targets, "default": default, "truth": truth,
             "plot": figure, "text": text, "curve": curve, "sequence": sequence}
 
 
+def specialist_plan(seeds: int = 2, epochs: int = 20) -> Plan:
+    """Issue 42.4: the specialist zoo and the faculty targets (no teacher knows every class of any), chosen on
+    `sources.FACULTY_SELECTION_TARGETS` and reported on the other four."""
+    return Plan(SPECIALIST_TEACHERS, FACULTY_TARGETS, tuple(range(seeds)), DistillConfig(epochs=epochs),
+                selection=FACULTY_SELECTION_TARGETS)
+
+
+def quick_specialist_plan() -> Plan:
+    return Plan(tuple(t for t in SPECIALIST_TEACHERS if t.teacher_id in QUICK_SPECIALISTS),
+                tuple(t for t in FACULTY_TARGETS if t.name in QUICK_FACULTY), (0,), DistillConfig(epochs=1),
+                bootstrap=200, selection=FACULTY_SELECTION_TARGETS)
+
+
 def main(quick: bool = typer.Option(False, help="small but real: 4 teachers, 2 targets, 1 seed, 1 epoch"),
          out: Path = typer.Option(Path("bench-out/ranking"), help="output folder (zoo, caches, tables, plot)"),
          seeds: int = typer.Option(2, help="probe and student seeds per target"),
-         epochs: int = typer.Option(20, help="student epochs (the ground-truth budget)")) -> None:
-    run_benchmark(out, quick_plan() if quick else full_plan(seeds, epochs))
+         epochs: int = typer.Option(20, help="student epochs (the ground-truth budget)"),
+         specialists: bool = typer.Option(False, help="the specialist zoo and faculty targets (issue 42) instead")) -> None:
+    if specialists:
+        run_benchmark(out, quick_specialist_plan() if quick else specialist_plan(seeds, epochs))
+    else:
+        run_benchmark(out, quick_plan() if quick else full_plan(seeds, epochs))
 
 
 if __name__ == "__main__":
