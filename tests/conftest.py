@@ -49,10 +49,25 @@ def pytest_collection_modifyitems(config, items):
 
 
 SESSION_START = time.monotonic()
+MACHINE_CPU = open("/proc/stat").readline().split()[1:] if os.path.exists("/proc/stat") else None
+
+
+def machine_busy() -> str:
+    """How busy the machine's cores were over the session (/proc/stat): near 100% means only less work makes
+    the suite faster; well below, more of it could run side by side (issue 43)."""
+    if MACHINE_CPU is None:
+        return ""
+    now = open("/proc/stat").readline().split()[1:]
+    spent = [int(b) - int(a) for a, b in zip(MACHINE_CPU, now)]
+    idle = spent[3] + spent[4]  # idle + iowait
+    cores, wall = os.cpu_count() or 1, time.monotonic() - SESSION_START
+    return (f"machine: {100 * (1 - idle / max(sum(spent), 1)):.0f}% of {cores} core(s) busy over {wall:.0f} s "
+            f"({(sum(spent) - idle) / os.sysconf('SC_CLK_TCK'):.0f} CPU-seconds, every process of the machine)")
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How long each job beside the suite ran, and when: the suite's wall time is theirs too."""
+    """How long each job beside the suite ran, and when: the suite's wall time is theirs too; and how busy the
+    machine was."""
     from helpers import background
 
     lines = background.timings(SESSION_START)
@@ -60,6 +75,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("=", "jobs beside the suite")
         for line in lines:
             terminalreporter.write_line(line)
+    busy = machine_busy()
+    if busy:
+        terminalreporter.write_line(busy)
 
 
 def pytest_sessionfinish(session, exitstatus):
