@@ -42,7 +42,8 @@ from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.mixture import members_of, score_weights
 from selkd_ray.plans.select import epoch_costs, select_student
 from selkd_ray.records import content_hash
-from selkd_ray.selection import LABELS_ONLY, Evidence, Prior, SelectConfig, decide
+from selkd_ray.selection import (LABELS_ONLY, Evidence, Prior, SelectConfig, cross_fitted, decide, race_winner,
+                                 validation_folds)
 from selkd_ray.training.student_data import student_images, teacher_spec
 
 COLUMNS = ("labels_only", "top1", "oracle", "mix2", "mix3", "mix3i", "select", "select_experience", "select_mixture",
@@ -158,7 +159,8 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
                     "picked_mixture": bool(members_of(mixed.teacher)), "kept_mixture": mixed.kept,
                     "cost_select": training_flops(plain, zoo_dir, task) / one,
                     "cost_select_experience": training_flops(known, zoo_dir, task) / one,
-                    "cost_select_mixture": training_flops(mixed, zoo_dir, task) / one}
+                    "cost_select_mixture": training_flops(mixed, zoo_dir, task) / one,
+                    "_race": race_record(plain, accuracy, target, seed), "_folds": validation_folds(task)}
             if extras:
                 per_image = select_student(zoo_dir, task, where,
                                            replace(base, mixture=min(MIXTURE, shortlist),
@@ -180,7 +182,8 @@ def run(out: Path, plan: Plan, shortlist: int, race_epochs: int, say=print, held
                 f"({known.kept}; {unit['prior']}); --mixture {mixed.test_accuracy:.3f} ({mixed.kept}, {mixed.teacher})")
     if extras:
         mixture_students(units, references, zoo_dir, tasks, out, say)
-    write_table(pa.Table.from_pylist([{k: v for k, v in u.items() if not k.endswith(("members", "weights"))}
+    write_table(pa.Table.from_pylist([{k: v for k, v in u.items() if not k.endswith(("members", "weights"))
+                                       and not k.startswith("_")}
                                       for u in units]), out / f"selection_units_{'' if held_out else 'selection_half_'}labels_{labels}.parquet")
     steps = product_sequence(plan, tasks, zoo_dir, out, accuracy, shortlist, race_epochs, say, runners) \
         if extras else []
@@ -336,8 +339,67 @@ def report(units: list[dict], plan: Plan, shortlist: int, race_epochs: int, seco
     lines.append(f"training noise: select's final student less the reference of the same teacher (or labels alone), "
                  f"same recipe and seed, Ray Train against the plain loop: mean {np.mean(same):+.3f}, sd "
                  f"{np.std(same, ddof=1) if len(same) > 1 else 0.0:.3f}, over {len(same)} units")
-    lines += ["", rules_text(units)]
+    lines += ["", rules_text(units), "", race_rules_text(units)]
     lines.append(f"wall time {seconds:.0f} s")
+    return "\n".join(lines)
+
+
+def race_record(result, accuracy: dict, target: str, seed: int) -> list[dict]:
+    """A selection's race for the counterfactual race rules: its single-teacher trials in the scan's order
+    (label-only last), each with its epochs, which validation images its best epoch got right, and the test
+    accuracy of its teacher's reference student (the same final recipe)."""
+    order = {row.teacher_id: index for index, row in enumerate(result.scan.ranked)}
+    trials = sorted((t for t in result.trials if not members_of(t.candidate) and t.correct),
+                    key=lambda t: order.get(t.candidate, len(order)))
+    return [{"candidate": t.candidate, "epochs": t.epochs, "correct": np.array([c == "y" for c in t.correct]),
+             "reference": accuracy[(target, seed, t.candidate)]} for t in trials]
+
+
+def race_rule(unit: dict, race_z: float, guard_z: float) -> float | None:
+    """The test accuracy a selection would have kept had its race overtaken the scan's order only by a lead
+    beyond `race_z` paired standard errors (`selection.race_winner`), with its guard at `guard_z` (no prior):
+    the winner's or label-only's reference student. None where the race is not on record."""
+    race = unit.get("_race") or []
+    if not race:
+        return None
+    longest = max(t["epochs"] for t in race)
+    finished = [(t["candidate"], t["correct"]) for t in race if t["epochs"] == longest]
+    if len({len(c) for _, c in finished}) != 1:
+        return None
+    winner = race_winner(finished, race_z)
+    reference = {t["candidate"]: t["reference"] for t in race}
+    if winner == LABELS_ONLY:
+        return reference[LABELS_ONLY]
+    labels = next((name for name, _ in finished if name == LABELS_ONLY), None)
+    if labels is None or len(unit["_folds"]) != len(finished[0][1]):
+        return reference[winner]
+    evidence, _ = cross_fitted(finished, labels, unit["_folds"], race_z)
+    return reference[winner] if decide(evidence, guard_z, winner).keep_distilled else reference[LABELS_ONLY]
+
+
+def race_rules_text(units: list[dict]) -> str:
+    """The race's overtaking margin against itself, counterfactually (each unit's own trials and references):
+    how far a shortlisted teacher must lead the scan's better-ranked one on the validation images before the
+    race prefers it; z = inf never overtakes (the scan's top-1, then the guard). The row at the defaults also
+    says how often it reproduces what the selection kept."""
+    known = [u for u in units if race_rule(u, 0.5, 0.5) is not None]
+    if not known:
+        return "race rules: no race on record"
+    same = sum(abs(race_rule(u, 0.5, 0.5) - u["winner_reference" if u["kept"] == "distilled" else "labels_only"])
+               < 1e-9 for u in known)
+    lines = [f"the race's overtaking margin on these units (counterfactual, guard z=0.5, no prior; the defaults "
+             f"reproduce what select kept in {same}/{len(known)})",
+             f"{'race z':<10} {'gain over top-1':>16} {'at/above top-1':>15} {'regret to oracle':>17} "
+             f"{'worst vs label-only':>20}"]
+    for z in (0.0, 0.5, 1.0, 1.64, 2.0, float("inf")):
+        for unit in known:
+            unit["_rule"] = race_rule(unit, z, 0.5)
+        gain = (per_target(known, "_rule") - per_target(known, "top1")).mean()
+        regret = (per_target(known, "oracle") - per_target(known, "_rule")).mean()
+        lines.append(f"{z:<10g} {gain:>+16.3f} {sum(u['_rule'] >= u['top1'] - 1e-9 for u in known):>11}/"
+                     f"{len(known):<3} {regret:>+17.3f} {min(u['_rule'] - u['labels_only'] for u in known):>+20.3f}")
+    for unit in known:
+        del unit["_rule"]
     return "\n".join(lines)
 
 

@@ -107,6 +107,7 @@ class TrialRow:
     gpu: float = 0.0  # the share of a GPU the trial held
     device: str = ""  # where it trained
     weights: str = ""  # a mixture's members and weights ("0.62 a + 0.38 b"); "" for one teacher or label-only
+    correct: str = ""  # its best epoch's validation images, 'y' right / 'n' wrong: what the race and guard paired
     kind: str = "trial"
 
 

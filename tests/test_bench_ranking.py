@@ -123,6 +123,8 @@ def test_quick_selection_benchmark_races_a_mixture_beside_the_single_teachers(ra
                  "regret to the oracle", "gain over top-1", "the race picked the mixture in",
                  "select, one experience table", "the guard's rules on these units", "always the race's winner"):
         assert line in text, line
+    # the race's margin, counterfactually from its own trials: at the defaults it is what select kept
+    assert "the race's overtaking margin on these units" in text and "reproduce what select kept in 1/1" in text
     # the product's sequence: a real selection ranked with `learned` on an experience table empty at the start
     step, = result["sequence"]
     assert step["ranked_by"] == "aggregate" and step["other_tasks"] == 0  # nothing recorded before the first

@@ -260,7 +260,7 @@ def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: di
     rows = [TrialRow(r.candidate, r.lam, r.epochs, r.best_val_accuracy, r.flops,
                      "winner" if r is best else "finished" if r in finished else
                      f"failed: {r.error}" if r.error else "stopped early", r.gpu, r.device,
-                     mixture if members_of(r.candidate) else "")
+                     mixture if members_of(r.candidate) else "", r.correct)
             for r in sorted(results, key=lambda r: -r.best_val_accuracy)]
     run.charge(StageRow("race", float(sum(r.flops for r in results)), time.perf_counter() - started,
                         epochs=max(r.epochs for r in results)))
