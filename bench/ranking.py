@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, student_accuracy_here  # noqa: E402
 import learning  # noqa: E402
 import sources  # noqa: E402
+from selkd_ray.training.loop import DRAWS_VERSION  # noqa: E402
 from sources import (FACULTY_SELECTION_TARGETS, FACULTY_TARGETS, SELECTION_TARGETS, SPECIALIST_TEACHERS,  # noqa: E402
                      TARGETS, TEACHERS, BenchTarget, BenchTeacher)
 from ray import cloudpickle  # noqa: E402
@@ -99,7 +100,9 @@ def budget_key(config: DistillConfig) -> str:
 
 
 def ground_truth_key(teacher_hash: str, task_hash: str, config: DistillConfig, seed: int) -> str:
-    return content_hash(teacher_hash, task_hash, budget_key(config), seed)[:24]
+    """A trained reference's cache key: teacher, task, budget, seed and the loop's `DRAWS_VERSION` (a student
+    trained by older training code is not today's)."""
+    return content_hash(teacher_hash, task_hash, budget_key(config), seed, f"draws-{DRAWS_VERSION}")[:24]
 
 
 def ground_truth(plan: Plan, zoo_dir: Path, tasks: dict, out: Path, say) -> list[dict]:

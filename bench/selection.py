@@ -18,6 +18,7 @@ it), worst unit against label-only, and its training FLOPs against one distillat
 from __future__ import annotations
 
 import datetime
+import math
 import shutil
 import sys
 import time
@@ -42,6 +43,7 @@ from selkd_ray.io.atomic import read_table, write_table
 from selkd_ray.mixture import members_of, score_weights
 from selkd_ray.plans.select import epoch_costs, select_student
 from selkd_ray.records import content_hash
+from selkd_ray.training.loop import DRAWS_VERSION
 from selkd_ray.selection import (LABELS_ONLY, Evidence, Prior, SelectConfig, cross_fitted, decide, race_winner,
                                  validation_folds)
 from selkd_ray.training.student_data import student_images, teacher_spec
@@ -65,7 +67,8 @@ def mixture_students(units: list[dict], plan: Plan, zoo_dir: Path, tasks: dict, 
             if not members:  # no mixture of this kind in this unit: its caller fills the column
                 continue
             key = content_hash(*members, *map(str, weights), tasks[unit["target"]].content_hash,
-                               budget_key(plan.student), unit["seed"], *(["per-image"] if per_image else []))[:24]
+                               budget_key(plan.student), unit["seed"], *(["per-image"] if per_image else []),
+                               f"draws-{DRAWS_VERSION}")[:24]
             path = out / "mixtures" / f"{key}.parquet"
             if path.is_file():
                 unit[column] = read_table(path).column("test_accuracy")[0].as_py()
@@ -366,14 +369,14 @@ def race_rule(unit: dict, race_z: float, guard_z: float) -> float | None:
     finished = [(t["candidate"], t["correct"]) for t in race if t["epochs"] == longest]
     if len({len(c) for _, c in finished}) != 1:
         return None
-    winner = race_winner(finished, race_z)
+    winner = finished[0][0] if math.isinf(race_z) else race_winner(finished, race_z)  # inf: the scan's order
     reference = {t["candidate"]: t["reference"] for t in race}
     if winner == LABELS_ONLY:
         return reference[LABELS_ONLY]
     labels = next((name for name, _ in finished if name == LABELS_ONLY), None)
     if labels is None or len(unit["_folds"]) != len(finished[0][1]):
         return reference[winner]
-    evidence, _ = cross_fitted(finished, labels, unit["_folds"], race_z)
+    evidence, _ = cross_fitted(finished, labels, unit["_folds"], min(race_z, 1e6))
     return reference[winner] if decide(evidence, guard_z, winner).keep_distilled else reference[LABELS_ONLY]
 
 

@@ -23,6 +23,13 @@ from ..models.augment import random_shift
 from ..runs import StopReason, TrainedRun
 from .data import StudentData, ready
 
+# What a student's training draws and computes, as a version: bumped whenever the same config, data and seed
+# would train a different student (2: per-epoch seeding, `seed_epoch`). A cache of trained students made by
+# other code (the benches' ground truth) keys on it, so a reference trained by older code is never compared
+# with a selection trained by today's (issue 41's references predated per-epoch seeding: a same-teacher student
+# checked again today scored 0.970 where its cached reference said 0.990).
+DRAWS_VERSION = 2
+
 
 def step_loss(student: torch.nn.Module, data: StudentData, labelled: tuple, batch: tuple, config: DistillConfig,
               cost: torch.Tensor | None) -> torch.Tensor:
