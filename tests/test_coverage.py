@@ -61,3 +61,29 @@ def test_the_threshold_decides_whether_the_best_teacher_covers(threshold):
     coverage = Coverage({k: v for k, v in specialists().recall.items() if k != "knows-all"}, ("a", "b", "c"))
     members = covering_members(coverage, ["knows-0", "knows-2"], threshold=threshold)
     assert (members == ()) == (threshold < coverage.weakest(["knows-0"])[1])
+
+
+def test_a_coverage_that_cannot_be_computed_is_one_line_and_the_race_goes_on():
+    """Issue 42's bad input: a shortlisted teacher whose outputs on the labelled images are not finite has no
+    coverage to read. The scan's best broken: one line, no mixture (the race goes on as without --cover); another
+    broken: one line, and it is left out of the covering mixture."""
+    from types import SimpleNamespace
+
+    from selkd_ray.plans.mixtures import plan_cover
+    from selkd_ray.selection import SelectConfig
+
+    def member(probs: np.ndarray, cost: np.ndarray) -> SimpleNamespace:
+        return SimpleNamespace(teacher_logits=np.log(np.clip(probs, 1e-12, None)), labels=LABELS, cost=cost)
+
+    knows_0 = teacher([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [0, 1], [1, 0]])
+    broken = (np.full((7, 2), np.nan), knows_0[1].copy())
+    lines = []
+    run = SimpleNamespace(config=SelectConfig(), mixture=(), task=SimpleNamespace(label_names=("a", "b", "c")),
+                          progress=lines.append)
+    assert plan_cover(run, ["nan-teacher", "knows-0"], {"nan-teacher": member(*broken), "knows-0": member(*knows_0)}) is False
+    assert lines == ["coverage: cannot be computed for nan-teacher (its outputs on the labelled images or its cost "
+                     "matrix are not finite): no mixture races"] and run.mixture == ()
+    lines.clear()
+    assert plan_cover(run, ["knows-0", "nan-teacher"], {"nan-teacher": member(*broken), "knows-0": member(*knows_0)}) is False
+    assert lines == ["coverage: cannot be computed for nan-teacher (its outputs on the labelled images or its cost "
+                     "matrix are not finite); left out of the covering mixture"]

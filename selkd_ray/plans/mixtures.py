@@ -34,8 +34,19 @@ def plan_cover(run: "Selection", short: list[str], data: dict[str, StudentData])
     usable = [t for t in short if data[t].teacher_logits is not None and data[t].cost is not None]
     if not run.config.cover or run.mixture or len(usable) < 2:
         return False
-    coverage = Coverage({t: class_recall(np.exp(data[t].teacher_logits), data[t].labels, data[t].cost)
-                         for t in usable}, run.task.label_names)
+    recall = {t: class_recall(np.exp(data[t].teacher_logits), data[t].labels, data[t].cost) for t in usable}
+    present = np.isin(np.arange(len(run.task.label_names)), data[usable[0]].labels)  # classes with labels
+    broken = [t for t in usable if not np.isfinite(recall[t][present]).all()]  # outputs or cost not finite
+    if broken:
+        run.progress(f"coverage: cannot be computed for {', '.join(broken)} (its outputs on the labelled images "
+                     "or its cost matrix are not finite)" + (": no mixture races" if broken[0] == usable[0] else
+                                                               "; left out of the covering mixture"))
+        if broken[0] == usable[0]:
+            return False
+        usable = [t for t in usable if t not in broken]
+        if len(usable) < 2:
+            return False
+    coverage = Coverage({t: recall[t] for t in usable}, run.task.label_names)
     members = covering_members(coverage, usable, most=min(3, len(usable)))
     weakest, recall = coverage.weakest(usable[:1])
     if not members:
