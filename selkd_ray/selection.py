@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import DistillConfig, ScanConfig, at_least
 from .errors import SelkdError
-from .mixture import check_per_image
+from .mixture import MIXTURE_PREFIX, check_per_image
 from .records import Task
 
 LABELS_ONLY = "labels-only"
@@ -75,10 +75,23 @@ class Candidate:
 
 def candidates(shortlist: list[str], lambdas: tuple[float, ...], mixture: str = "") -> list[Candidate]:
     """Every (teacher, lambda) pair, then the mixture's (its name, `mixture.mixture_name`), then the label-only
-    reference, which races beside them. The order is the race's prior: a later candidate overtakes an earlier
-    one only by a lead beyond noise, so a mixture must beat its best single teacher to win."""
+    reference, which races beside them. The order is the race's prior (`race_order`): a later candidate
+    overtakes an earlier one only by a lead beyond noise, so a mixture of the top K (`--mixture K`) must beat
+    its best single teacher to win; a covering mixture leads."""
     mixed = [Candidate(mixture, lam) for lam in lambdas] if mixture else []
     return [Candidate(t, lam) for t in shortlist for lam in lambdas] + mixed + [Candidate(LABELS_ONLY, 0.0)]
+
+
+def race_order(pool: list[Candidate], covering: bool = False) -> dict[tuple[str, float], int]:
+    """Each candidate's place in the race's prior (`race_winner` takes the first within noise of the best):
+    the pool's order, except that a mixture the coverage rule chose (`covering`) leads. The rule's evidence is
+    that the scan's best teacher lacks classes the mixture knows, so a single teacher must beat the mixture
+    beyond noise (chosen on the faculty selection half: where the rule raced it, the mixture's student beat the
+    scan's top-1 teacher's in 2 of 2 units, while the race, near chance at 5 labels, picked it in neither)."""
+    order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}
+    if covering:
+        order.update({(c.teacher_id, c.lam): -1 for c in pool if c.teacher_id.startswith(MIXTURE_PREFIX)})
+    return order
 
 
 def shortlist(ranked_ids: list[str], k: int, pinned: tuple[str, ...] = ()) -> list[str]:

@@ -6,8 +6,8 @@ import pytest
 
 from selkd_ray.errors import SelkdError
 from selkd_ray.selection import (LABELS_ONLY, PRIOR_MIN_SD, Candidate, Evidence, SelectConfig, candidates,
-                                 cross_fitted, decide, experience_prior, guard, paired_error, race_epochs, race_winner,
-                                 shortlist, validation_folds)
+                                 cross_fitted, decide, experience_prior, guard, paired_error, race_epochs, race_order,
+                                 race_winner, shortlist, validation_folds)
 
 
 def test_guard_keeps_the_distilled_student_only_beyond_noise():
@@ -58,6 +58,21 @@ def test_race_epochs_fit_every_trial_running_to_the_end():
     assert race_epochs(100.0, [10.0, 10.0, 5.0], config) == 4  # 4 x 25 <= 100
     assert race_epochs(1000.0, [10.0], config) == 6  # capped by the configured most
     assert race_epochs(20.0, [10.0, 10.0, 5.0], config) == 0  # not one epoch each: no race
+
+
+def test_a_covering_mixture_leads_the_races_order_and_a_top_k_mixture_follows_its_teachers():
+    """Issue 42: the coverage rule's mixture is the race's first guess (the scan's best lacks classes it knows),
+    so on noise it stands; a --mixture K of the top teachers must still beat its best member beyond noise."""
+    pool = candidates(["top", "second"], (1.0,), "mixture:top+second")
+    tie = np.array([True] * 30 + [False] * 10)
+    trials = [(c, tie) for c in pool[:-1]] + [(pool[-1], ~tie)]  # label-only far behind
+
+    def winner(covering: bool) -> str:
+        order = race_order(pool, covering)
+        return race_winner(sorted(trials, key=lambda t: order[(t[0].teacher_id, t[0].lam)]), 0.5).teacher_id
+
+    assert winner(covering=True) == "mixture:top+second" and winner(covering=False) == "top"
+    assert race_order(pool)[("labels-only", 0.0)] == 3 and race_order(pool, True)[("mixture:top+second", 1.0)] == -1
 
 
 def test_the_race_winner_overtakes_a_better_ranked_teacher_only_beyond_paired_noise():

@@ -18,7 +18,7 @@ from ..records import ProbeSet, Task, TeacherSpec, content_hash
 from ..rows import StageRow, TrialRow
 from ..mixture import describe, members_of, mixture_name
 from ..selection import (LABELS_ONLY, Candidate, Evidence, Prior, SelectConfig, candidates, cross_fitted,
-                         race_epochs, race_winner, validation_folds)
+                         race_epochs, race_order, race_winner, validation_folds)
 from ..training.data import StudentData
 from ..training.student_data import (mixed, needs_teacher_outputs, run_name, student_data,
                                      student_images, teacher_spec)
@@ -245,7 +245,7 @@ def run_trials(run: Selection, short: list[str], pool: list[Candidate], data: di
     if not ran:
         raise SelkdError(f"race: every trial failed ({results[0].error})")
     finished = [r for r in ran if r.epochs == max(r.epochs for r in ran)]
-    order = {(c.teacher_id, c.lam): index for index, c in enumerate(pool)}  # the scan's order, label-only last
+    order = race_order(pool, covering=run.mixture_rule.startswith("covering"))
     finished.sort(key=lambda r: order[(r.candidate, r.lam)])
     best = race_winner([(r, r.val_correct) for r in finished], config.guard_z)
     reference = next((r for r in finished if r.candidate == LABELS_ONLY), None)
