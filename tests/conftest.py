@@ -52,9 +52,10 @@ SESSION_START = time.monotonic()
 MACHINE_CPU = open("/proc/stat").readline().split()[1:] if os.path.exists("/proc/stat") else None
 
 
-def machine_busy() -> str:
+def machine_busy(beside_s: float = 0.0) -> str:
     """How busy the machine's cores were over the session (/proc/stat): near 100% means only less work makes
-    the suite faster; well below, more of it could run side by side (issue 43)."""
+    the suite faster; well below, more of it could run side by side (issue 43). `beside_s`: the jobs beside the
+    suite's CPU-seconds, the rest is the tests' own (and whatever else the machine ran)."""
     if MACHINE_CPU is None:
         return ""
     now = open("/proc/stat").readline().split()[1:]
@@ -62,7 +63,8 @@ def machine_busy() -> str:
     idle = spent[3] + spent[4]  # idle + iowait
     cores, wall = os.cpu_count() or 1, time.monotonic() - SESSION_START
     return (f"machine: {100 * (1 - idle / max(sum(spent), 1)):.0f}% of {cores} core(s) busy over {wall:.0f} s "
-            f"({(sum(spent) - idle) / os.sysconf('SC_CLK_TCK'):.0f} CPU-seconds, every process of the machine)")
+            f"({(sum(spent) - idle) / os.sysconf('SC_CLK_TCK'):.0f} CPU-seconds, every process of the machine; "
+            f"{beside_s:.0f} of them the jobs beside the suite)")
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -75,7 +77,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("=", "jobs beside the suite")
         for line in lines:
             terminalreporter.write_line(line)
-    busy = machine_busy()
+    busy = machine_busy(background.cpu_seconds())
     if busy:
         terminalreporter.write_line(busy)
 

@@ -37,6 +37,8 @@ class Job:
         self.process: subprocess.Popen | None = None
         self.result: subprocess.CompletedProcess | None = None
         self.span: tuple[float, float] | None = None  # (started, ended), monotonic: the summary's line
+        self.cpu_s: float | None = None  # CPU-seconds of the command and its Ray
+        self.stopped = False
 
     def run(self, timeout: float) -> None:
         started = time.monotonic()
@@ -57,20 +59,68 @@ class Job:
             self.process = subprocess.Popen([*lowest, *self.argv], stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                                             start_new_session=True)
-            try:
-                stdout, stderr = self.process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.stop()
-                stdout, stderr = self.process.communicate()
+            stdout, stderr, timed_out = self.wait(timeout)
+            if timed_out:
                 stderr += f"\ntimed out after {timeout:.0f} s"
             self.result = subprocess.CompletedProcess(self.argv, self.process.returncode, stdout, stderr)
         finally:
             self.span = (started, time.monotonic())
             self.done.set()
 
+    def wait(self, timeout: float) -> tuple[str, str, bool]:
+        """(stdout, stderr, timed out), the command reaped here (not by Popen, so its pipes are read by threads of
+        their own), and its CPU-seconds with its Ray's (`sample_session_cpu`) for the summary's line (issue 43:
+        CPU per job first)."""
+        chunks: dict[str, list[str]] = {"out": [], "err": []}
+        readers = [threading.Thread(target=lambda pipe, key: chunks[key].append(pipe.read()), args=(pipe, key),
+                                    daemon=True) for pipe, key in ((self.process.stdout, "out"),
+                                                                    (self.process.stderr, "err"))]
+        for reader in readers:
+            reader.start()
+        timer = threading.Timer(timeout, self.stop)
+        timer.start()
+        session_cpu: dict[int, float] = {}
+        ended = threading.Event()
+        sampler = threading.Thread(target=sample_session_cpu, args=(self.process.pid, session_cpu, ended),
+                                   daemon=True)
+        sampler.start()
+        try:
+            _, status = os.waitpid(self.process.pid, 0)
+        finally:
+            timer.cancel()
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        ended.set()
+        sampler.join()
+        self.cpu_s = sum(session_cpu.values())
+        for reader in readers:
+            reader.join()
+        return "".join(chunks["out"]), "".join(chunks["err"]), self.stopped
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)  # its Ray dies with its driver (Ray's fate sharing)
+        if self.process is not None and self.process.returncode is None:
+            self.stopped = True
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # its Ray dies with its driver (Ray's fate sharing)
+
+
+def sample_session_cpu(session: int, seen: dict[int, float], done: threading.Event, every_s: float = 0.5) -> None:
+    """CPU-seconds of every process in the session `session` (the command and its Ray: raylet, workers),
+    read from /proc every `every_s` until `done`: a process's last reading counts (one that lives less than
+    `every_s` is missed). Ray's processes are not reaped by the command, so its rusage would see only the driver."""
+    tick = os.sysconf("SC_CLK_TCK")
+    while not done.wait(every_s):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = open(f"/proc/{entry.name}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session:  # its session (after the name: state, ppid, pgrp, session): Ray's workers
+                # leave the command's process group but not its session
+                seen[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
 
 
 def earlier_outputs(arg: str) -> str:
@@ -142,7 +192,8 @@ def timings(session_start: float) -> list[str]:
     """A line per job that ran: when it started and ended after the session's start, and how long it took (what
     the suite's own --durations cannot show: these run beside it)."""
     return [f"{job.span[0] - session_start:6.0f} s -> {job.span[1] - session_start:6.0f} s  "
-            f"({job.span[1] - job.span[0]:5.0f} s)  {name}" for name, job in JOBS.items() if job.span]
+            f"({job.span[1] - job.span[0]:5.0f} s, {job.cpu_s or 0:5.0f} CPU-s)  {name}"
+            for name, job in JOBS.items() if job.span]
 
 
 def stop_all() -> None:
@@ -150,3 +201,8 @@ def stop_all() -> None:
     for job in JOBS.values():
         job.stop()
         shutil.rmtree(job.out, ignore_errors=True)
+
+
+def cpu_seconds() -> float:
+    """CPU-seconds of every job that ran: the machine's less these are the suite's own tests'."""
+    return sum(job.cpu_s or 0 for job in JOBS.values())
