@@ -105,22 +105,29 @@ class Job:
                 pass  # its Ray dies with its driver (Ray's fate sharing)
 
 
-def sample_session_cpu(session: int, seen: dict[int, float], done: threading.Event, every_s: float = 0.5) -> None:
-    """CPU-seconds of every process in the session `session` (the command and its Ray: raylet, workers),
-    read from /proc every `every_s` until `done`: a process's last reading counts (one that lives less than
-    `every_s` is missed). Ray's processes are not reaped by the command, so its rusage would see only the driver."""
+def sample_session_cpu(root: int, seen: dict[int, float], done: threading.Event, every_s: float = 0.5) -> None:
+    """CPU-seconds of the command `root` and of every process below it (its Ray: raylet, GCS, workers; a test's
+    own commands, started in sessions of their own, and theirs), read from /proc every `every_s` until `done`:
+    a process's last reading counts (one that lives less than `every_s` is missed). Ray's processes are not
+    reaped by the command, so its rusage would see only the driver; Ray's workers leave its process group, and
+    a test's commands its session, so neither of those finds them either."""
     tick = os.sysconf("SC_CLK_TCK")
     while not done.wait(every_s):
+        processes = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
-            try:
+            try:  # after the name: state, ppid, pgrp, session, ... utime (12th), stime (13th)
                 fields = open(f"/proc/{entry.name}/stat").read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[3]) == session:  # its session (after the name: state, ppid, pgrp, session): Ray's workers
-                # leave the command's process group but not its session
-                seen[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            processes[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        members, grown = {root} | set(seen), True
+        while grown:  # down the tree: a known process's children, theirs, ...
+            below = {pid for pid, (ppid, _) in processes.items() if ppid in members} - members
+            members, grown = members | below, bool(below)
+        for pid in members & processes.keys():
+            seen[pid] = processes[pid][1]
 
 
 def earlier_outputs(arg: str) -> str:
