@@ -69,7 +69,7 @@ class Job:
 
     def wait(self, timeout: float) -> tuple[str, str, bool]:
         """(stdout, stderr, timed out), the command reaped here (not by Popen, so its pipes are read by threads of
-        their own), and its CPU-seconds with its Ray's (`sample_session_cpu`) for the summary's line (issue 43:
+        their own), and its CPU-seconds with its Ray's (`sample_tree_cpu`) for the summary's line (issue 43:
         CPU per job first)."""
         chunks: dict[str, list[str]] = {"out": [], "err": []}
         readers = [threading.Thread(target=lambda pipe, key: chunks[key].append(pipe.read()), args=(pipe, key),
@@ -79,9 +79,9 @@ class Job:
             reader.start()
         timer = threading.Timer(timeout, self.stop)
         timer.start()
-        session_cpu: dict[int, float] = {}
+        tree_cpu: dict[int, float] = {}
         ended = threading.Event()
-        sampler = threading.Thread(target=sample_session_cpu, args=(self.process.pid, session_cpu, ended),
+        sampler = threading.Thread(target=sample_tree_cpu, args=(self.process.pid, tree_cpu, ended),
                                    daemon=True)
         sampler.start()
         try:
@@ -91,7 +91,7 @@ class Job:
         self.process.returncode = os.waitstatus_to_exitcode(status)
         ended.set()
         sampler.join()
-        self.cpu_s = sum(session_cpu.values())
+        self.cpu_s = sum(tree_cpu.values())
         for reader in readers:
             reader.join()
         return "".join(chunks["out"]), "".join(chunks["err"]), self.stopped
@@ -100,12 +100,12 @@ class Job:
         if self.process is not None and self.process.returncode is None:
             self.stopped = True
             try:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.killpg(self.process.pid, signal.SIGKILL)  # its Ray dies with its driver (Ray's fate sharing)
             except ProcessLookupError:
-                pass  # its Ray dies with its driver (Ray's fate sharing)
+                pass  # it ended on its own before it could be killed
 
 
-def sample_session_cpu(root: int, seen: dict[int, float], done: threading.Event, every_s: float = 0.5) -> None:
+def sample_tree_cpu(root: int, seen: dict[int, float], done: threading.Event, every_s: float = 0.5) -> None:
     """CPU-seconds of the command `root` and of every process below it (its Ray: raylet, GCS, workers; a test's
     own commands, started in sessions of their own, and theirs), read from /proc every `every_s` until `done`:
     a process's last reading counts (one that lives less than `every_s` is missed). Ray's processes are not
